@@ -1,0 +1,35 @@
+# Two commands on a fresh machine (Python 3.10+ with venv):
+#   make demo   set up .venv and train the default run (a small CNN on the embedded digits)
+#   make test   set up .venv with the test tools and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+# torch is installed first and pinned by constraints.txt, so pip never resolves an
+# unpinned torch (which would pull a multi-gigabyte CUDA build on a CPU-only machine).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/losslab train
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/bench_trainer.py
+	$(BIN)/python benchmarks/bench_loader.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,177 @@
+"""The checkpoint set: the one data model every analysis takes.
+
+A trajectory, the snapshots of an ensemble, FGE members, repulsion checkpoints, curve points
+and merged models are all checkpoint sets: an ordered list of references to checkpoint files
+(with the run, epoch and role each came from), loaded lazily as name-keyed parameter and
+buffer dicts on any device.
+
+Example::
+
+    from losslab import CheckpointSet
+    trajectory = CheckpointSet.from_run("runs/digits", role="epoch")
+    members = CheckpointSet.from_runs(["runs/seed0", "runs/seed1"], role="final")
+    for ckpt in members.load_all(device="cuda"):
+        logits = torch.func.functional_call(model, {**ckpt.params, **ckpt.buffers}, x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+import torch
+from torch import nn
+
+from losslab.params import ParamDict
+from losslab.runs.checkpoints import CheckpointMeta, load_checkpoint_tensors, read_meta
+
+__all__ = ["CheckpointRef", "LoadedCheckpoint", "CheckpointSet"]
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """One checkpoint in memory: parameters and buffers by name, with where they came from."""
+
+    params: ParamDict
+    buffers: ParamDict
+    ref: CheckpointRef
+
+    @property
+    def state_dict(self) -> ParamDict:
+        """Parameters and buffers together, as ``nn.Module.load_state_dict`` takes them."""
+        return {**self.params, **self.buffers}
+
+    def load_into(self, model: nn.Module) -> nn.Module:
+        """Copy the weights into ``model`` (strictly: every name must match) and return it."""
+        model.load_state_dict(self.state_dict, strict=True)
+        return model
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint on disk, described by its sidecar; nothing is loaded until :meth:`load`."""
+
+    path: Path
+    meta: CheckpointMeta
+
+    @property
+    def run_id(self) -> str:
+        return self.meta.run_id
+
+    @property
+    def epoch(self) -> int:
+        return self.meta.epoch
+
+    @property
+    def step(self) -> int:
+        return self.meta.step
+
+    @property
+    def role(self) -> str:
+        return self.meta.role
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> CheckpointRef:
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_suffix(".safetensors")
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        return cls(path=path, meta=read_meta(path))
+
+    def load(self, device: torch.device | str = "cpu", *, verify: bool = True) -> LoadedCheckpoint:
+        params, buffers = load_checkpoint_tensors(self.path, self.meta, device=device, verify=verify)
+        return LoadedCheckpoint(params=params, buffers=buffers, ref=self)
+
+
+def _as_set(values: int | str | Iterable[int] | Iterable[str] | None) -> set | None:
+    if values is None:
+        return None
+    if isinstance(values, (int, str)):
+        return {values}
+    return set(values)
+
+
+class CheckpointSet(Sequence[CheckpointRef]):
+    """An ordered, lazily loaded collection of checkpoints from one or more runs."""
+
+    def __init__(self, refs: Iterable[CheckpointRef]):
+        self.refs: list[CheckpointRef] = list(refs)
+
+    # construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | Path]) -> CheckpointSet:
+        """Checkpoints given by path (``x.safetensors``, or the name without suffix)."""
+        return cls(CheckpointRef.from_path(p) for p in paths)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, role: str | Iterable[str] | None = None,
+                 epochs: int | Iterable[int] | None = None) -> CheckpointSet:
+        """The complete checkpoints of one run directory, ordered by step, optionally filtered."""
+        directory = Path(run_dir) / "checkpoints"
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{run_dir} is not a run directory: no checkpoints/ in it")
+        refs = [CheckpointRef(path=p, meta=read_meta(p))
+                for p in sorted(directory.glob("*.safetensors"))
+                if p.with_suffix(".json").exists()]  # no sidecar: written incompletely, skip
+        refs.sort(key=lambda r: (r.step, r.epoch, r.role))
+        return cls(refs).select(role=role, epochs=epochs)
+
+    @classmethod
+    def from_runs(cls, run_dirs: Iterable[str | Path], **filters) -> CheckpointSet:
+        """The concatenation of :meth:`from_run` over several run directories."""
+        refs: list[CheckpointRef] = []
+        for d in run_dirs:
+            refs.extend(cls.from_run(d, **filters))
+        return cls(refs)
+
+    # selection ------------------------------------------------------------------------------
+    def select(self, *, role: str | Iterable[str] | None = None,
+               epochs: int | Iterable[int] | None = None,
+               run_id: str | Iterable[str] | None = None) -> CheckpointSet:
+        """The subset with the given role(s), epoch(s) and run id(s); ``None`` keeps all."""
+        roles, eps, runs = _as_set(role), _as_set(epochs), _as_set(run_id)
+        return CheckpointSet(r for r in self.refs
+                             if (roles is None or r.role in roles)
+                             and (eps is None or r.epoch in eps)
+                             and (runs is None or r.run_id in runs))
+
+    def __add__(self, other: CheckpointSet) -> CheckpointSet:
+        return CheckpointSet([*self.refs, *other.refs])
+
+    # sequence protocol ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @overload
+    def __getitem__(self, i: int) -> CheckpointRef: ...
+    @overload
+    def __getitem__(self, i: slice) -> CheckpointSet: ...
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return CheckpointSet(self.refs[i])
+        return self.refs[i]
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{r.run_id}:{r.role}@{r.epoch}" for r in self.refs[:6])
+        more = f", ... ({len(self)} in all)" if len(self) > 6 else ""
+        return f"CheckpointSet([{items}{more}])"
+
+    # loading --------------------------------------------------------------------------------
+    def load(self, index: int, device: torch.device | str = "cpu") -> LoadedCheckpoint:
+        return self.refs[index].load(device)
+
+    def load_all(self, device: torch.device | str = "cpu") -> Iterator[LoadedCheckpoint]:
+        """Load one checkpoint at a time, so a long trajectory never sits in memory whole."""
+        for ref in self.refs:
+            yield ref.load(device)
+
+    @property
+    def epochs(self) -> list[int]:
+        return [r.epoch for r in self.refs]
+
+    @property
+    def roles(self) -> list[str]:
+        return [r.role for r in self.refs]

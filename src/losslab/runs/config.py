@@ -1,0 +1,219 @@
+"""The run configuration: a validated tree of small pydantic models.
+
+A run is described entirely by a :class:`TrainConfig`. YAML files and ``--set KEY=VALUE``
+overrides (dotted keys address the tree, e.g. ``optimizer.lr=0.1``) are merged into a plain
+dict and validated here, so a typo fails before any work starts, with a message that names
+the key and the nearest valid ones, or the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["ConfigError", "TrainConfig", "load_config", "parse_overrides", "apply_overrides",
+           "config_to_dict"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which key and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Strict):
+    """On-device training augmentation (CIFAR standard: ``crop_padding: 4, flip: true``)."""
+
+    crop_padding: int = Field(0, ge=0)
+    flip: bool = False
+
+
+class DataConfig(_Strict):
+    name: str = "digits"
+    root: str | None = None
+    download: bool = False
+    val_size: float = Field(0.1, ge=0, description="fraction of train (< 1) or a count (>= 1)")
+    split_seed: int = 0
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+    options: dict[str, Any] = Field(default_factory=dict, description="extra dataset arguments")
+
+
+class ModelConfig(_Strict):
+    name: str = "small_cnn"
+    options: dict[str, Any] = Field(default_factory=dict, description="extra model arguments")
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+class ScheduleConfig(BaseModel):
+    """``name`` picks a schedule; its parameters (durations in epochs) sit beside it."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "cosine"
+
+    @model_validator(mode="after")
+    def _known_schedule_and_params(self) -> ScheduleConfig:
+        from losslab.train.schedules import SCHEDULE_PARAMS
+
+        if self.name not in SCHEDULE_PARAMS:
+            raise ValueError(f"unknown schedule {self.name!r}; allowed: {sorted(SCHEDULE_PARAMS)}"
+                             + _suggest(self.name, SCHEDULE_PARAMS))
+        allowed = SCHEDULE_PARAMS[self.name]
+        for key in self.params:
+            if key not in allowed:
+                raise ValueError(f"schedule {self.name!r} has no parameter {key!r}; allowed: "
+                                 f"{sorted(allowed) or 'none'}" + _suggest(key, allowed))
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CheckpointConfig(_Strict):
+    """Which checkpoints a run keeps; the final model is always saved."""
+
+    every: int = Field(0, ge=0, description="save every N epochs (0: never)")
+    epochs: list[int] = Field(default_factory=list, description="save at these epochs")
+    keep_best: bool = Field(True, description="keep the best model on validation (role 'best')")
+    save_initial: bool = Field(False, description="save the initialization as epoch 0")
+
+
+class LogConfig(_Strict):
+    tensorboard: bool = True
+    progress: bool | None = Field(None, description="tqdm bars; None: only on a terminal")
+    grad_norm: bool = Field(True, description="log the mean gradient norm of each epoch")
+
+
+class TrainConfig(_Strict):
+    """Everything that defines a training run."""
+
+    seed: int = 0
+    epochs: int = Field(10, ge=0)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    checkpoints: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overrides and readable errors
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The sub-model class that owns the key at ``loc`` (for listing its valid keys)."""
+    for part in loc:
+        field = cls.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cls = ann
+        else:
+            return cls
+    return cls
+
+
+def _explain(err: ValidationError, cls: type[BaseModel]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(cls, loc[:-1]) or cls
+            valid = list(owner.model_fields)
+            lines.append(f"unknown key {key!r}{_suggest(loc[-1], valid)}; valid keys here: "
+                         f"{', '.join(valid)}")
+        elif e["type"] == "value_error":
+            where = f" in {key!r}" if key else ""
+            lines.append(f"{e['msg'].removeprefix('Value error, ')}{where}")
+        else:
+            lines.append(f"bad value for {key!r}: {e['input']!r}: {e['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` -> ``{"a.b": 1, "c": [1, 2]}``; values are parsed as YAML."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. optimizer.lr=0.1)")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def apply_overrides(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (copying the path), creating levels as needed."""
+    import copy
+
+    tree = copy.deepcopy(tree)
+    for dotted, value in overrides.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"cannot set {dotted!r}: {p!r} is a value ({child!r}), not a section")
+            node = child
+        node[leaf] = value
+    return tree
+
+
+def validate_config(tree: Mapping[str, Any], cls: type[BaseModel] = TrainConfig) -> Any:
+    try:
+        return cls.model_validate(dict(tree))
+    except ValidationError as e:
+        raise ConfigError(_explain(e, cls)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(tree).__name__}")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = (),
+                cls: type[BaseModel] = TrainConfig) -> Any:
+    """Read an optional YAML file, apply ``KEY=VALUE`` overrides, and validate."""
+    tree = read_yaml(path) if path is not None else {}
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
+    return validate_config(apply_overrides(tree, overrides), cls)
+
+
+def config_to_dict(config: BaseModel) -> dict[str, Any]:
+    """A plain, YAML-ready dict of the resolved config (every default written out)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,144 @@
+"""A run from a config: build data, model, optimizer, schedule and trainer; train; resume.
+
+This is what ``losslab train`` and ``losslab resume`` call, and what studies call per run::
+
+    from losslab.train.run import train
+    from losslab.runs.config import load_config
+    run_dir = train(load_config(overrides=["epochs=5"]), "runs/quick")
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from losslab.data import Augment, load_dataset, make_loaders
+from losslab.models import create_model
+from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
+from losslab.runs.metrics import MetricsLog
+from losslab.runs.rundir import RunDir
+from losslab.train.callbacks import Callback
+from losslab.train.checkpointing import CheckpointPolicy
+from losslab.train.optim import build_optimizer
+from losslab.train.schedules import build_schedule
+from losslab.train.trainer import Trainer, read_state
+
+__all__ = ["seed_everything", "resolve_device", "build_trainer", "train", "resume"]
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global generator; losslab's own randomness takes explicit seeds as well."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but CUDA is not available here")
+    return device
+
+
+def _val_size(v: float) -> float | int:
+    return int(v) if v >= 1 else v
+
+
+def build_trainer(config: TrainConfig, run: RunDir | None = None,
+                  callbacks: Sequence[Callback] = (), *, start_epoch: int = 0) -> Trainer:
+    """Everything ``config`` describes, assembled into a :class:`Trainer` (not yet run)."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    d = config.data
+    splits = load_dataset(d.name, d.root, download=d.download, val_size=_val_size(d.val_size),
+                          split_seed=d.split_seed, **d.options)
+    model = create_model(config.model.name, num_classes=splits.num_classes,
+                         in_channels=splits.in_channels, image_size=splits.image_size,
+                         **config.model.options).to(device)
+    train_loader, eval_loaders = make_loaders(
+        splits, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+        augment=Augment(crop_padding=d.augment.crop_padding, flip=d.augment.flip),
+        seed=config.seed, device=device)
+    optimizer = build_optimizer(config.optimizer, model)
+    scheduler = build_schedule(config.schedule.name, optimizer, steps_per_epoch=len(train_loader),
+                               epochs=config.epochs, **config.schedule.params)
+    all_callbacks = list(callbacks)
+    metrics_log = state_path = None
+    if run is not None:
+        c = config.checkpoints
+        all_callbacks.insert(0, CheckpointPolicy(run.checkpoints, run_id=run.run_id, every=c.every,
+                                                 epochs=c.epochs, keep_best=c.keep_best,
+                                                 save_initial=c.save_initial))
+        metrics_log = MetricsLog(run.path, tensorboard=config.log.tensorboard, start_epoch=start_epoch)
+        state_path = run.state_path
+    return Trainer(model, optimizer, train_loader, epochs=config.epochs, eval_loaders=eval_loaders,
+                   scheduler=scheduler, callbacks=all_callbacks, device=device,
+                   metrics_log=metrics_log, state_path=state_path, grad_norm=config.log.grad_norm,
+                   progress=config.log.progress)
+
+
+def _fit(trainer: Trainer, run: RunDir) -> None:
+    try:
+        trainer.fit()
+    except BaseException as e:
+        # KeyboardInterrupt and kills leave status "interrupted": the state on disk resumes.
+        status = "failed" if isinstance(e, Exception) else "interrupted"
+        run.finish(status=status, error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if trainer.metrics_log is not None:
+            trainer.metrics_log.close()
+    run.finish()
+
+
+def train(config: TrainConfig | dict[str, Any], out: str | Path,
+          callbacks: Sequence[Callback] = ()) -> Path:
+    """Train a new run into the directory ``out`` and return it."""
+    if not isinstance(config, TrainConfig):
+        config = validate_config(config)
+    run = RunDir(out)
+    if run.exists():
+        raise ConfigError(f"{run.path} already holds a run; continue it with "
+                          f"`losslab resume {run.path}` or choose another --out")
+    run.create(config_to_dict(config))
+    trainer = build_trainer(config, run, callbacks)
+    run.start(seed=config.seed, device=str(trainer.device), resumed=False)
+    _fit(trainer, run)
+    return run.path
+
+
+def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> Path:
+    """Continue a killed or interrupted run from its last finished epoch.
+
+    With the same code and device the continued run reaches exactly the numbers an
+    uninterrupted run would have (on CPU, bit for bit).
+    """
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise FileNotFoundError(f"{run.path} is not a run directory (no config.yaml)")
+    config = validate_config(run.read_config())
+    state = read_state(run.state_path) if run.state_path.exists() else None
+    start_epoch = int(state["epoch"]) if state is not None else 0
+    trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
+    if state is not None:
+        trainer.load_state_dict(state)
+    assert trainer.metrics_log is not None
+    trainer.metrics_log.truncate(start_epoch)
+    if trainer.epoch >= trainer.epochs:
+        log.info("%s is already complete (%d epochs)", run.path, trainer.epoch)
+        trainer.metrics_log.close()
+        run.finish()
+        return run.path
+    run.start(seed=config.seed, device=str(trainer.device), resumed=True)
+    _fit(trainer, run)
+    return run.path

@@ -1,0 +1,52 @@
+"""The `losslab` command: train, resume, listings, and clear errors without tracebacks."""
+
+import subprocess
+import sys
+
+from losslab.cli import main
+from losslab.runs.metrics import read_metrics
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "losslab.cli", *args], capture_output=True, text=True)
+
+
+def test_train_then_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "epochs=2", "--set", "log.progress=false"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "test_acc" in printed
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    assert main(["resume", str(out)]) == 0
+
+
+def test_train_from_a_yaml_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1\nseed: 3\nlog:\n  progress: false\noptimizer:\n  name: adam\n"
+                      "  lr: 0.003\nschedule:\n  name: constant\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert "name: adam" in text and "seed: 3" in text and "eval_batch_size" in text  # resolved
+
+
+def test_bad_key_exits_non_zero_without_traceback():
+    result = _cli("train", "--set", "optimizer.lrr=0.1")
+    assert result.returncode == 2
+    assert "unknown key 'optimizer.lrr'" in result.stderr and "'lr'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_model_and_missing_dataset_are_clear(tmp_path):
+    result = _cli("train", "--out", str(tmp_path / "a"), "--set", "model.name=resnet21")
+    assert result.returncode == 2 and "resnet21" in result.stderr and "Traceback" not in result.stderr
+    result = _cli("train", "--out", str(tmp_path / "b"), "--set", "data.name=mnist",
+                  "--set", f"data.root={tmp_path / 'nodata'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path / "nodata") in result.stderr and "train-images-idx3-ubyte" in result.stderr
+
+
+def test_listings():
+    models = _cli("models")
+    assert models.returncode == 0 and "resnet20" in models.stdout and "small_cnn" in models.stdout
+    datasets = _cli("datasets")
+    assert datasets.returncode == 0 and "digits" in datasets.stdout and "cifar10" in datasets.stdout
