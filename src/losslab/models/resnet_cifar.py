@@ -1,0 +1,137 @@
+"""The CIFAR ResNets of He et al., with and without shortcuts.
+
+He, Zhang, Ren & Sun 2016, "Deep residual learning for image recognition"
+(arXiv:1512.03385), section 4.2: a 3x3 conv with 16 filters, then three stages of ``n``
+basic blocks (two 3x3 convs each) with 16, 32 and 64 filters on 32x32, 16x16 and 8x8 maps,
+global average pooling and a linear classifier; depth = 6n + 2 (20, 32, 44, 56, 110).
+
+Shortcuts are the paper's option A: identity, and where a stage halves the map and doubles
+the width, a stride-2 subsample padded with zero channels. Option A has no parameters, which
+gives exactly the published sizes (0.27M, 0.46M, 0.66M, 0.85M, 1.7M) and means
+``skip=False`` changes the function but not the parameter vector: the "no-short" networks of
+Li, Xu, Taylor, Studer & Goldstein 2018, "Visualizing the loss landscape of neural nets"
+(arXiv:1712.09913), whose chaotic landscapes are a point of comparison, share every
+parameter name and shape with the residual ones.
+
+The stages downsample twice, by stride-2 convolutions, so inputs from 3x3 up work; 8x8 digits
+end on a 2x2 map. Weight init: He-normal convolutions (the paper's init), PyTorch-default
+linear layer (``common.init_weights``).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .common import check_image_size, init_weights
+from .registry import register_model
+
+__all__ = ["CifarResNet", "resnet_cifar"]
+
+
+def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, skip: bool):
+        super().__init__()
+        self.conv1 = conv3x3(c_in, c_out, stride)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = conv3x3(c_out, c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = skip
+        self.stride = stride
+        self.extra_channels = c_out - c_in
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        # Option A: subsample like the strided conv (a side n becomes ceil(n / 2) in both)
+        # and fill the new channels with zeros, half before and half after.
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        if self.extra_channels:
+            before = self.extra_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, before, self.extra_channels - before))
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        # A fixed architectural flag, not data: torch.func transforms see one graph.
+        if self.skip:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int, num_classes: int, in_channels: int, skip: bool = True):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = conv3x3(in_channels, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = self._stage(16, 16, n, 1, skip)
+        self.layer2 = self._stage(16, 32, n, 2, skip)
+        self.layer3 = self._stage(32, 64, n, 2, skip)
+        self.fc = nn.Linear(64, num_classes)
+        init_weights(self)
+
+    @staticmethod
+    def _stage(c_in: int, c_out: int, blocks: int, stride: int, skip: bool) -> nn.Sequential:
+        layers = [BasicBlock(c_in, c_out, stride, skip)]
+        layers += [BasicBlock(c_out, c_out, 1, skip) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = x.mean(dim=(2, 3))  # global average pool
+        return self.fc(x)
+
+
+def resnet_cifar(depth: int, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+                 skip: bool = True) -> CifarResNet:
+    """A CIFAR ResNet of any depth 6n + 2 (the registered names are 20, 32, 44, 56, 110)."""
+    name = f"resnet{depth}" + ("" if skip is True else " (skip=False)")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
+    if not isinstance(skip, bool):
+        raise ValueError(f"{name}: skip must be true or false, got {skip!r}")
+    check_image_size(name, image_size, 2, "2 stride-2 stages")
+    return CifarResNet(depth, num_classes, in_channels, skip)
+
+
+@register_model("resnet20", "CIFAR ResNet-20 (He et al. 2016, option A), 0.27M params; "
+                "skip=False: no shortcuts")
+def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
+             skip: bool = True) -> nn.Module:
+    return resnet_cifar(20, num_classes, in_channels, image_size, skip)
+
+
+@register_model("resnet32", "CIFAR ResNet-32 (He et al. 2016, option A), 0.46M params; "
+                "skip=False: no shortcuts")
+def resnet32(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
+             skip: bool = True) -> nn.Module:
+    return resnet_cifar(32, num_classes, in_channels, image_size, skip)
+
+
+@register_model("resnet44", "CIFAR ResNet-44 (He et al. 2016, option A), 0.66M params; "
+                "skip=False: no shortcuts")
+def resnet44(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
+             skip: bool = True) -> nn.Module:
+    return resnet_cifar(44, num_classes, in_channels, image_size, skip)
+
+
+@register_model("resnet56", "CIFAR ResNet-56 (He et al. 2016, option A), 0.85M params; "
+                "skip=False: no shortcuts")
+def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
+             skip: bool = True) -> nn.Module:
+    return resnet_cifar(56, num_classes, in_channels, image_size, skip)
+
+
+@register_model("resnet110", "CIFAR ResNet-110 (He et al. 2016, option A), 1.7M params; "
+                "skip=False: no shortcuts")
+def resnet110(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
+              skip: bool = True) -> nn.Module:
+    return resnet_cifar(110, num_classes, in_channels, image_size, skip)
