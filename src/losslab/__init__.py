@@ -1,3 +1,54 @@
-"""losslab: study and exploit the loss landscape of neural networks."""
+"""losslab: study and exploit the loss landscape of neural networks.
+
+The public API; everything here also works inside a user's own training loop.
+"""
 
 __version__ = "0.1.0"
+
+from losslab.data import (
+    Augment,
+    DatasetNotFoundError,
+    DatasetSplits,
+    DeviceLoader,
+    Split,
+    list_datasets,
+    load_dataset,
+    make_loaders,
+)
+from losslab.models import create_model, list_models
+from losslab.params import ParamDict
+from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
+from losslab.runs.checkpoints import CheckpointCorruptError
+from losslab.runs.config import ConfigError, TrainConfig, load_config
+from losslab.runs.metrics import read_metrics
+from losslab.train.callbacks import Callback
+from losslab.train.evaluate import evaluate
+from losslab.train.run import resume, train
+from losslab.train.schedules import (
+    ConstantSchedule,
+    CosineSchedule,
+    CosineWarmRestartsSchedule,
+    FGECycleSchedule,
+    LinearDecaySchedule,
+    MultiStepSchedule,
+    SnapshotCosineSchedule,
+    StepSchedule,
+    build_schedule,
+)
+from losslab.train.trainer import Trainer
+
+__all__ = [
+    "__version__",
+    # data
+    "Augment", "DatasetNotFoundError", "DatasetSplits", "DeviceLoader", "Split",
+    "list_datasets", "load_dataset", "make_loaders",
+    # models
+    "create_model", "list_models",
+    # runs and checkpoints
+    "ParamDict", "CheckpointRef", "CheckpointSet", "LoadedCheckpoint", "CheckpointCorruptError",
+    "ConfigError", "TrainConfig", "load_config", "read_metrics",
+    # training
+    "Callback", "Trainer", "evaluate", "train", "resume", "build_schedule",
+    "ConstantSchedule", "StepSchedule", "MultiStepSchedule", "LinearDecaySchedule",
+    "CosineSchedule", "CosineWarmRestartsSchedule", "SnapshotCosineSchedule", "FGECycleSchedule",
+]
