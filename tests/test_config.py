@@ -93,3 +93,8 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_missing_required_schedule_param_is_named():
+    with pytest.raises(ConfigError, match="T_0"):
+        load_config(overrides=["schedule.name=cosine_restarts"])

@@ -70,7 +70,7 @@ class ScheduleConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_schedule_and_params(self) -> ScheduleConfig:
-        from losslab.train.schedules import SCHEDULE_PARAMS
+        from losslab.train.schedules import REQUIRED, SCHEDULE_PARAMS
 
         if self.name not in SCHEDULE_PARAMS:
             raise ValueError(f"unknown schedule {self.name!r}; allowed: {sorted(SCHEDULE_PARAMS)}"
@@ -80,6 +80,10 @@ class ScheduleConfig(BaseModel):
             if key not in allowed:
                 raise ValueError(f"schedule {self.name!r} has no parameter {key!r}; allowed: "
                                  f"{sorted(allowed) or 'none'}" + _suggest(key, allowed))
+        missing = [k for k, default in allowed.items() if default is REQUIRED and k not in self.params]
+        if missing:
+            raise ValueError(f"schedule {self.name!r} needs {', '.join(missing)} "
+                             f"(e.g. --set schedule.{missing[0]}=...)")
         return self
 
     @property

@@ -152,14 +152,16 @@ class Trainer:
         zero = torch.zeros((), dtype=torch.float64, device=self.device)
         loss_sum, grad_norm_sum, correct = zero.clone(), zero.clone(), zero.clone()
         count = steps = 0
-        total = len(self.train_loader) if hasattr(self.train_loader, "__len__") else None
-        batches = tqdm(self.train_loader, total=total, desc=f"epoch {epoch}", leave=False,
-                       disable=not self.progress, dynamic_ncols=True)
+        batches = self.train_loader
+        if self.progress:
+            total = len(batches) if hasattr(batches, "__len__") else None
+            batches = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False,
+                           dynamic_ncols=True)
         for x, y in batches:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             loss, logits = self.training_step(x, y)
             if self.grad_norm:
-                grad_norm_sum += self._grad_norm()
+                grad_norm_sum.add_(self._grad_norm())
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -167,8 +169,9 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_step_end(self)
             n = y.shape[0]
-            loss_sum += loss.detach().double() * n
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            # In-place adds with type promotion: one small kernel each, no host sync.
+            loss_sum.add_(loss.detach(), alpha=n)
+            correct.add_((logits.detach().argmax(dim=1) == y).sum())
             count += n
             steps += 1
         out = {"train_loss": loss_sum.item() / max(count, 1), "train_acc": correct.item() / max(count, 1)}
@@ -190,7 +193,10 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        return torch.nn.utils.get_total_norm(grads).double()
+        if any(g.dtype != grads[0].dtype or g.device != grads[0].device for g in grads):
+            return torch.nn.utils.get_total_norm(grads).to(self.device, torch.float64)
+        # The global L2 norm: per-tensor norms in one fused foreach kernel, then their norm.
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
