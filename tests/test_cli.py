@@ -50,3 +50,18 @@ def test_listings():
     assert models.returncode == 0 and "resnet20" in models.stdout and "small_cnn" in models.stdout
     datasets = _cli("datasets")
     assert datasets.returncode == 0 and "digits" in datasets.stdout and "cifar10" in datasets.stdout
+
+
+def test_a_run_that_cannot_start_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    result = _cli("train", "--out", str(out), "--set", "data.options.n=5")
+    assert result.returncode == 2 and "does not take option" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+    assert main(["train", "--out", str(out), "--set", "epochs=1"]) == 0
+
+
+def test_a_failed_start_in_an_existing_directory_keeps_its_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _cli("train", "--out", str(tmp_path), "--set", "model.name=nope")
+    assert result.returncode == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

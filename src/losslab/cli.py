@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, CheckpointCorruptError, ValueError, KeyError) as e:
+    except (ConfigError, FileNotFoundError, CheckpointCorruptError, ValueError, TypeError,
+            KeyError) as e:
         if args.verbose:
             raise
         print(f"losslab: error: {e}", file=sys.stderr)

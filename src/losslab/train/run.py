@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,19 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path,
     if run.exists():
         raise ConfigError(f"{run.path} already holds a run; continue it with "
                           f"`losslab resume {run.path}` or choose another --out")
+    before = set(run.path.iterdir()) if run.path.is_dir() else None
     run.create(config_to_dict(config))
-    trainer = build_trainer(config, run, callbacks)
+    try:
+        trainer = build_trainer(config, run, callbacks)
+    except BaseException:
+        # Nothing was trained: remove what this call created, so a corrected retry can start,
+        # and nothing that was in the directory before.
+        if before is None:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:
+            for entry in set(run.path.iterdir()) - before:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        raise
     run.start(seed=config.seed, device=str(trainer.device), resumed=False)
     _fit(trainer, run)
     return run.path
