@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (Python 3.10+ with venv):
-#   make demo   set up .venv and train the default run (a small CNN on the embedded digits)
+#   make demo   set up .venv and run the demo study on the embedded digits; prints the report path
 #   make test   set up .venv with the test tools and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/losslab train
+	$(BIN)/losslab demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -4,6 +4,10 @@
 
     losslab train [CONFIG.yaml] [--out DIR] [--set KEY=VALUE ...]
     losslab resume RUN_DIR
+    losslab run STUDY.yaml [--out DIR] [--backend local|ray] [--workers N] [--address ADDR]
+                [--set KEY=VALUE ...] [--force]
+    losslab report STUDY_DIR
+    losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab models
     losslab datasets
 
@@ -65,6 +69,49 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_summary(outcome) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
+    return f"study directory: {outcome.directory} ({counts})\nreport: {outcome.report}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from losslab.studies import run_study
+
+    outcome = run_study(args.study, args.out, backend=args.backend, workers=args.workers,
+                        overrides=args.set, force=args.force, address=args.address)
+    print(_study_summary(outcome))
+    return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from losslab.studies import finish_study
+
+    outcome = finish_study(args.study_dir)
+    print(_study_summary(outcome))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from losslab.studies import DEMO_STUDY, run_study
+
+    outcome = run_study(str(DEMO_STUDY), args.out or "studies/demo", backend=args.backend,
+                        workers=args.workers, force=args.force, address=args.address)
+    print(_study_summary(outcome))
+    return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or Ray tasks")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs at a time (default: as many as fit the cores or GPUs)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local instance")
+    p.add_argument("--force", action="store_true",
+                   help="reuse a study directory that holds a different study (changed runs are "
+                        "archived, not deleted)")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from losslab.models import list_models
 
@@ -97,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted run")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("run", help="run a study: variants x seeds, then analyses and a report")
+    p.add_argument("study", help="study file (YAML)")
+    p.add_argument("--out", help="study directory (default: studies/<name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the study's base config (all runs)")
+    _backend_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="rebuild a study's tables, analyses and report from its records")
+    p.add_argument("study_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="run the built-in demo study on digits and print its report")
+    p.add_argument("--out", help="study directory (default: studies/demo)")
+    _backend_args(p)
+    p.set_defaults(func=cmd_demo)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=cmd_datasets)

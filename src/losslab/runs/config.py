@@ -141,7 +141,7 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return cls
 
 
-def _explain(err: ValidationError, cls: type[BaseModel]) -> str:
+def explain_validation_error(err: ValidationError, cls: type[BaseModel]) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -193,7 +193,7 @@ def validate_config(tree: Mapping[str, Any], cls: type[BaseModel] = TrainConfig)
     try:
         return cls.model_validate(dict(tree))
     except ValidationError as e:
-        raise ConfigError(_explain(e, cls)) from None
+        raise ConfigError(explain_validation_error(e, cls)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""Neutral figure descriptions: what to draw, not how.
+
+Compute code and report sections describe a plot with these small dataclasses; the two
+backends (:mod:`losslab.report.plotly_render` for the interactive report and
+:mod:`losslab.report.static_render` for PNG/PDF) each turn them into pixels. Keeping the
+description neutral means an analysis never imports a plotting library and both outputs
+always show the same data.
+
+Colours are not part of a description: the renderers take them from one shared
+:class:`~losslab.report.palette.Palette`, keyed by series name, so a variant has the same
+colour in every figure and in both backends.
+
+Adding a new kind of figure: define a dataclass here (or anywhere) and register one
+renderer for it with each backend's ``RENDERERS.register(MyFigure)`` decorator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Series",
+    "LineFigure",
+    "ScatterSeries",
+    "ScatterFigure",
+    "BarSeries",
+    "BarFigure",
+    "HeatmapFigure",
+    "Figure",
+]
+
+
+def _vector(values: Sequence[float] | np.ndarray | None, what: str) -> np.ndarray:
+    """A 1-D float array; None and non-numbers become NaN so both backends draw gaps."""
+    if isinstance(values, (list, tuple)):
+        values = [np.nan if v is None else v for v in values]
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _same_length(name: str, **arrays: np.ndarray | None) -> None:
+    lengths = {k: len(v) for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"series {name!r}: lengths differ: {lengths}")
+
+
+@dataclass
+class Series:
+    """One line: ``y`` against ``x``; with ``std``, a shaded band ``y ± std`` around it.
+
+    ``count`` (optional) is the number of samples behind each point (e.g. seeds); the
+    interactive backend shows it on hover.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    std: np.ndarray | None = None
+    count: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.x = _vector(self.x, f"{self.name}.x")
+        self.y = _vector(self.y, f"{self.name}.y")
+        if self.std is not None:
+            self.std = _vector(self.std, f"{self.name}.std")
+        if self.count is not None:
+            self.count = _vector(self.count, f"{self.name}.count")
+        _same_length(self.name, x=self.x, y=self.y, std=self.std, count=self.count)
+
+
+@dataclass
+class LineFigure:
+    """Lines sharing one pair of axes (e.g. a metric per epoch, one line per variant)."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list[Series] = field(default_factory=list)
+    log_y: bool = False
+
+
+@dataclass
+class ScatterSeries:
+    """A set of points; ``labels`` are per-point hover texts (annotated statically when few)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.x = _vector(self.x, f"{self.name}.x")
+        self.y = _vector(self.y, f"{self.name}.y")
+        if self.labels is not None:
+            self.labels = [str(label) for label in self.labels]
+            if len(self.labels) != len(self.x):
+                raise ValueError(f"series {self.name!r}: {len(self.labels)} labels for "
+                                 f"{len(self.x)} points")
+        _same_length(self.name, x=self.x, y=self.y)
+
+
+@dataclass
+class ScatterFigure:
+    """Point clouds sharing one pair of axes (e.g. final val vs test accuracy per run)."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    points: list[ScatterSeries] = field(default_factory=list)
+
+
+@dataclass
+class BarSeries:
+    """One member of each bar group: a value (and optional error bar) per category."""
+
+    name: str
+    values: np.ndarray
+    errors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.values = _vector(self.values, f"{self.name}.values")
+        if self.errors is not None:
+            self.errors = _vector(self.errors, f"{self.name}.errors")
+        _same_length(self.name, values=self.values, errors=self.errors)
+
+
+@dataclass
+class BarFigure:
+    """Grouped bars: one group per category, one bar per series inside each group."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    categories: list[str]
+    bars: list[BarSeries] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.categories = [str(c) for c in self.categories]
+        for bar in self.bars:
+            if len(bar.values) != len(self.categories):
+                raise ValueError(f"bar series {bar.name!r} has {len(bar.values)} values for "
+                                 f"{len(self.categories)} categories")
+
+
+@dataclass
+class HeatmapFigure:
+    """A scalar field ``z[i, j]`` at ``(x[j], y[i])``, e.g. a 2-D loss surface.
+
+    ``contour=True`` draws filled contour levels instead of cells, which reads better for
+    smooth surfaces; ``zlabel`` titles the colour bar.
+    """
+
+    title: str
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    xlabel: str = ""
+    ylabel: str = ""
+    contour: bool = False
+    zlabel: str = ""
+
+    def __post_init__(self) -> None:
+        self.x = _vector(self.x, "heatmap x")
+        self.y = _vector(self.y, "heatmap y")
+        self.z = np.asarray(self.z, dtype=float)
+        if self.z.shape != (len(self.y), len(self.x)):
+            raise ValueError(f"heatmap z has shape {self.z.shape}, expected "
+                             f"(len(y), len(x)) = ({len(self.y)}, {len(self.x)})")
+
+
+# What a section may put in its ``figures`` list: any registered description.
+Figure = LineFigure | ScatterFigure | BarFigure | HeatmapFigure

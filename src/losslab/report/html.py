@@ -1,0 +1,120 @@
+"""``build_report``: a study's records -> one self-contained ``report.html``.
+
+The page holds, in order: run status, the study file and base config, the variants, the
+summary table, per-epoch curves, then one or more sections per analysis (see
+:mod:`losslab.report.sections`). With ``static=True`` every figure is also written as
+``figures/<slug>.png`` and ``.pdf`` next to the report and linked under its plot.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from losslab.report.anchors import UniqueSlugs
+from losslab.report.curves import variant_order
+from losslab.report.palette import Palette
+from losslab.report.sections import Section, analysis_sections
+from losslab.report.standard import standard_sections
+from losslab.report.tables import table_html
+from losslab.report.template import CSS, DRIVER, ERROR_RECORDER, PAGE
+from losslab.runs.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from losslab.studies.records import StudyRecords
+
+__all__ = ["build_report", "REPORT_NAME", "FIGURES_DIR"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+FIGURES_DIR = "figures"
+
+
+def _environment() -> jinja2.Environment:
+    # autoescape on: every name, message and value from a study is text, never markup;
+    # only what is wrapped in Markup (our own escaped fragments) goes in raw.
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True)
+
+
+def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None) -> dict:
+    """The figure's HTML fragment and, when ``directory`` is set, its PNG/PDF links.
+
+    A figure that fails to draw becomes an error box in place of the plot (and a log
+    entry), so one bad analysis figure cannot cost the whole report.
+    """
+    from losslab.report import plotly_render  # plotly is imported only when rendering
+
+    links: list[dict[str, str]] = []
+    try:
+        body = plotly_render.to_div(fig, palette, f"plot-{slug}")
+        if directory is not None:
+            from losslab.report import static_render
+
+            for path in static_render.save_static(fig, palette, directory / FIGURES_DIR / slug):
+                links.append({"href": f"{FIGURES_DIR}/{path.name}",
+                              "label": path.suffix.lstrip(".").upper()})
+    except Exception as exc:
+        logger.exception("figure %r could not be drawn", getattr(fig, "title", fig))
+        body = Markup(f'<p class="error">Figure {escape(getattr(fig, "title", ""))} could '
+                      f"not be drawn: {escape(type(exc).__name__)}: {escape(exc)}</p>")
+    return {"body": body, "links": links}
+
+
+def _render_sections(sections: list[Section], palette: Palette,
+                     directory: Path | None) -> list[dict]:
+    anchors, figure_slugs = UniqueSlugs(), UniqueSlugs()
+    out = []
+    for section in sections:
+        anchor = anchors.claim(section.anchor or section.title, fallback="section")
+        figures = [
+            _render_figure(fig, figure_slugs.claim(f"{anchor}-{getattr(fig, 'title', '')}"),
+                           palette, directory)
+            for fig in section.figures
+        ]
+        out.append({
+            "title": section.title,
+            "anchor": anchor,
+            "html": Markup(section.html),  # documented as trusted, pre-escaped markup
+            "tables": [table_html(df) for df in section.tables],
+            "figures": figures,
+        })
+    return out
+
+
+def build_report(records: StudyRecords, *, static: bool = True) -> Path:
+    """Write ``records.directory / "report.html"`` (and, if ``static``, its figure files).
+
+    Returns the path of the report. The file is written atomically: a reader never sees
+    half a report, and a failed build leaves the previous one in place.
+    """
+    import plotly.offline  # the one copy of plotly.js the page carries
+
+    from losslab import __version__
+
+    directory = Path(records.directory)
+    palette = Palette(variant_order(records))
+    sections = standard_sections(records) + analysis_sections(records)
+    rendered = _render_sections(sections, palette, directory if static else None)
+    n_figures = sum(len(s["figures"]) for s in rendered)
+    page = _environment().from_string(PAGE).render(
+        name=records.name,
+        directory=str(directory),
+        version=__version__,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        sections=rendered,
+        css=Markup(CSS),
+        error_recorder=Markup(ERROR_RECORDER),
+        driver=Markup(DRIVER),
+        plotly_js=Markup(plotly.offline.get_plotlyjs()),
+    )
+    path = atomic_write_text(directory / REPORT_NAME, page)
+    logger.info("wrote %s (%d sections, %d figures%s)", path, len(rendered), n_figures,
+                ", with PNG/PDF" if static else "")
+    return path

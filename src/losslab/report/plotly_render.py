@@ -1,0 +1,163 @@
+"""Interactive backend: figure descriptions -> plotly figures -> HTML fragments.
+
+A fragment is an empty ``<div>`` plus the figure as JSON in a ``<script
+type="application/json">``; the page's driver script (see :mod:`losslab.report.template`)
+draws them all with ``Plotly.newPlot`` and, once every plot's promise has settled, writes
+the status element the browser test reads. Drawing from one driver, rather than plotly's
+own ``to_html`` with one inline script per figure, is what lets the page know when all
+plots are done. plotly.js itself is embedded once by the page, never per figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from markupsafe import Markup, escape
+from plotly.io.json import to_json_plotly
+
+from losslab.report.dispatch import TypeRegistry
+from losslab.report.figures import BarFigure, HeatmapFigure, LineFigure, ScatterFigure
+from losslab.report.palette import Palette
+
+__all__ = ["RENDERERS", "to_plotly", "to_div", "PLOT_CONFIG"]
+
+RENDERERS = TypeRegistry("plotly renderer")
+
+PLOT_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "responsive": True,
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
+BAND_ALPHA = 0.18
+
+
+def to_plotly(fig: Any, palette: Palette | None = None) -> go.Figure:
+    """The plotly figure for a description (dispatching on its type)."""
+    palette = palette if palette is not None else Palette()
+    out: go.Figure = RENDERERS.lookup(fig)(fig, palette)
+    out.update_layout(
+        title={"text": fig.title, "x": 0.02, "xanchor": "left"},
+        template="plotly_white",
+        height=400,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        # Below the plot, not beside it: long variant names would squeeze the axes.
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0,
+                "itemclick": "toggle", "itemdoubleclick": "toggleothers"},
+    )
+    return out
+
+
+def _script_json(fig: go.Figure) -> str:
+    """The figure and its config as JSON that is safe inside a ``<script>`` element.
+
+    plotly's encoder writes numpy arrays compactly (base64 typed arrays) and already
+    escapes ``<``, ``>`` and ``/`` in strings; escaping again costs nothing and keeps a
+    variant named ``</script>`` from ever ending the element early.
+    """
+    spec = fig.to_plotly_json()
+    # The config travels with the figure so the driver needs no per-figure arguments.
+    text = to_json_plotly({"data": spec["data"], "layout": spec["layout"], "config": PLOT_CONFIG})
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def to_div(fig: Any, palette: Palette | None, div_id: str) -> Markup:
+    """An HTML fragment that the page's driver script draws as an interactive plot."""
+    spec = _script_json(to_plotly(fig, palette))
+    safe_id = escape(div_id)
+    return Markup(
+        f'<div class="losslab-plot" id="{safe_id}"></div>'
+        f'<script type="application/json" class="losslab-figure" data-target="{safe_id}">'
+        f"{spec}</script>"
+    )
+
+
+def _nan_to_none(values: np.ndarray) -> list[float | None]:
+    """Customdata goes out as plain lists; JSON has no NaN, so missing values become null."""
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+@RENDERERS.register(LineFigure)
+def _line(fig: LineFigure, palette: Palette) -> go.Figure:
+    out = go.Figure()
+    for s in fig.series:
+        color = palette[s.name]
+        has_band = s.std is not None and bool(np.isfinite(s.std).any())
+        if has_band:
+            upper, lower = s.y + s.std, s.y - s.std
+            if fig.log_y:
+                # A band reaching below zero cannot be drawn on a log axis: floor it
+                # just under the smallest value plotted instead of dropping the band.
+                positive = np.concatenate([s.y[s.y > 0], lower[lower > 0]])
+                floor = positive.min() / 2 if positive.size else 1e-12
+                lower = np.where(np.isnan(lower), lower, np.maximum(lower, floor))
+            common = {"x": s.x, "mode": "lines", "line": {"width": 0, "color": color},
+                      "legendgroup": s.name, "showlegend": False, "hoverinfo": "skip"}
+            out.add_trace(go.Scatter(y=upper, name=f"{s.name} +std", **common))
+            out.add_trace(go.Scatter(y=lower, name=f"{s.name} -std", fill="tonexty",
+                                     fillcolor=Palette.rgba(color, BAND_ALPHA), **common))
+        std = s.std if s.std is not None else np.full(len(s.y), np.nan)
+        count = s.count if s.count is not None else np.full(len(s.y), np.nan)
+        hover = "%{fullData.name}: %{y:.4g}"
+        if has_band:
+            hover += " ± %{customdata[0]:.2g}"
+        if s.count is not None:
+            hover += " (n=%{customdata[1]})"
+        out.add_trace(go.Scatter(
+            x=s.x, y=s.y, name=s.name, mode="lines+markers", legendgroup=s.name,
+            line={"color": color, "width": 2}, marker={"size": 4, "color": color},
+            customdata=np.column_stack([_nan_to_none(std), _nan_to_none(count)]).tolist(),
+            hovertemplate=hover + "<extra></extra>",
+        ))
+    out.update_layout(hovermode="x unified")
+    out.update_xaxes(title_text=fig.xlabel)
+    xs = np.concatenate([s.x for s in fig.series]) if fig.series else np.array([])
+    xs = xs[np.isfinite(xs)]
+    if xs.size and np.all(xs == np.round(xs)) and xs.max() - xs.min() <= 12:
+        out.update_xaxes(dtick=1)  # a few epochs: no ticks at 1.5, 2.5
+    if fig.log_y:
+        # Label 1, 2, 5 of each decade; plotly's default labels every minor tick.
+        out.update_yaxes(type="log", dtick="D2")
+    out.update_yaxes(title_text=fig.ylabel)
+    return out
+
+
+@RENDERERS.register(ScatterFigure)
+def _scatter(fig: ScatterFigure, palette: Palette) -> go.Figure:
+    out = go.Figure()
+    for s in fig.points:
+        out.add_trace(go.Scatter(
+            x=s.x, y=s.y, name=s.name, mode="markers", text=s.labels,
+            marker={"size": 8, "color": palette[s.name], "opacity": 0.85},
+            hovertemplate=("%{text}<br>" if s.labels else "%{fullData.name}<br>")
+            + "%{x:.4g}, %{y:.4g}<extra></extra>",
+        ))
+    out.update_layout(hovermode="closest")
+    out.update_xaxes(title_text=fig.xlabel)
+    out.update_yaxes(title_text=fig.ylabel)
+    return out
+
+
+@RENDERERS.register(BarFigure)
+def _bar(fig: BarFigure, palette: Palette) -> go.Figure:
+    out = go.Figure()
+    for b in fig.bars:
+        error = None if b.errors is None else {"type": "data", "array": b.errors, "visible": True}
+        out.add_trace(go.Bar(x=fig.categories, y=b.values, name=b.name, error_y=error,
+                             marker_color=palette[b.name]))
+    out.update_layout(barmode="group")
+    out.update_xaxes(title_text=fig.xlabel)
+    out.update_yaxes(title_text=fig.ylabel)
+    return out
+
+
+@RENDERERS.register(HeatmapFigure)
+def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
+    kind = go.Contour if fig.contour else go.Heatmap
+    trace = kind(x=fig.x, y=fig.y, z=fig.z, colorscale="Viridis",
+                 colorbar={"title": {"text": fig.zlabel}})
+    out = go.Figure(trace)
+    out.update_xaxes(title_text=fig.xlabel)
+    out.update_yaxes(title_text=fig.ylabel)
+    return out

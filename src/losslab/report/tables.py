@@ -1,0 +1,107 @@
+"""Tables for the report: number formatting and DataFrame -> escaped HTML.
+
+Cells hold display strings (``0.912 ± 0.004``); the table sorter in the page sorts by the
+leading number of a cell, so formatted means still sort numerically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+from markupsafe import Markup, escape
+
+__all__ = ["format_number", "format_mean_std", "format_value", "table_html"]
+
+MISSING = "—"
+
+
+def _decimals(value: float) -> int | None:
+    """Fixed decimals for a value's magnitude; None means use scientific notation.
+
+    Three decimals (``0.912``) suit accuracies and losses, the common case; tiny values
+    (learning rates, distances near a checkpoint) would print as ``0.000``, so they switch
+    to scientific notation instead.
+    """
+    magnitude = abs(value)
+    if magnitude == 0 or 1e-3 <= magnitude < 1e6:
+        return 3
+    return None
+
+
+def format_number(value: Any, decimals: int | None = 3) -> str:
+    """One number for a table cell; NaN/None become an em dash."""
+    if value is None:
+        return MISSING
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return MISSING
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return f"{x:.{decimals}f}" if decimals is not None else f"{x:.3e}"
+
+
+def format_mean_std(mean: Any, std: Any) -> str:
+    """``mean ± std`` with the precision the mean's magnitude calls for.
+
+    The std is printed with the mean's decimals so the two line up; a missing std (one
+    run) prints the mean alone.
+    """
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return MISSING
+    decimals = _decimals(float(mean))
+    text = format_number(mean, decimals)
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return text
+    return f"{text} ± {format_number(std, decimals)}"
+
+
+def format_value(value: Any) -> str:
+    """A config value as written in a study file (JSON-like: strings unquoted)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A table cell's text: numbers formatted like the summary, missing values as a dash."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return MISSING if math.isnan(value) else format_number(value, _decimals(value))
+    if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
+        return MISSING
+    return format_value(value)
+
+
+def table_html(df: pd.DataFrame, *, sortable: bool = True) -> Markup:
+    """``df`` as an HTML table with every header and cell escaped.
+
+    pandas' ``to_html`` also escapes, but building the table here keeps the markup under our
+    control (classes, a sortable header) and formats floats the same way as everywhere else.
+    """
+    cls = "data sortable" if sortable else "data"
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in df.itertuples(index=False, name=None):
+        cells = "".join(f"<td>{escape(_cell(v))}</td>" for v in row)
+        rows.append(f"<tr>{cells}</tr>")
+    body = "\n".join(rows)
+    return Markup(
+        f'<div class="table-wrap"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table></div>"
+    )

@@ -1,0 +1,129 @@
+"""Analyses: computations over a study's finished runs, registered by name.
+
+A study lists analyses by name with options; after its runs, each analysis is called with the
+study's records and writes a JSON-able result to ``analyses/<name>.json``, from which the report
+builds its section (``losslab.report.register_section``). Later capabilities register theirs
+(ensembles, landscapes, curves)::
+
+    @register_analysis("my_analysis")
+    def my_analysis(records: StudyRecords, *, metric: str = "test_acc") -> dict:
+        ...
+
+Options are checked against the function's keyword arguments before any run starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from losslab.studies.records import StudyRecords
+
+__all__ = ["register_analysis", "list_analyses", "check_analysis", "run_analysis", "compare"]
+
+Analysis = Callable[..., dict[str, Any]]
+_REGISTRY: dict[str, Analysis] = {}
+
+
+def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
+    def decorate(fn: Analysis) -> Analysis:
+        if name in _REGISTRY:
+            raise ValueError(f"analysis {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+    return decorate
+
+
+def list_analyses() -> dict[str, str]:
+    return {n: (inspect.getdoc(f) or "").splitlines()[0] for n, f in _REGISTRY.items()}
+
+
+def _options_of(fn: Analysis) -> dict[str, Any]:
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    return {p.name: p.default for p in params}
+
+
+def check_analysis(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming an unknown analysis or option (and the allowed ones)."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown analysis {name!r}{hint}; allowed: {', '.join(_REGISTRY)}")
+    allowed = _options_of(_REGISTRY[name])
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"analysis {name!r} has no option {key!r}; allowed: "
+                             f"{', '.join(allowed) or 'none'}")
+
+
+def run_analysis(name: str, records: StudyRecords, options: dict[str, Any]) -> dict[str, Any]:
+    check_analysis(name, options)
+    return _REGISTRY[name](records, **options)
+
+
+def _variance(xs: list[float]) -> float:
+    mean = sum(xs) / len(xs)
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def _welch(a: list[float], b: list[float]) -> dict[str, float | None]:
+    """Difference of means b − a with Welch's 95% interval and two-sided p-value.
+
+    Welch's t-test (unequal variances): se² = s_a²/n_a + s_b²/n_b, degrees of freedom by the
+    Welch–Satterthwaite equation. With fewer than two seeds a side, or no spread at all,
+    there is no interval.
+    """
+    from scipy import stats
+
+    diff = sum(b) / len(b) - sum(a) / len(a)
+    none = {"diff": diff, "ci_low": None, "ci_high": None, "p_value": None}
+    if len(a) < 2 or len(b) < 2:
+        return none
+    va, vb = _variance(a) / len(a), _variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return none
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * se
+    p = 2 * float(stats.t.sf(abs(diff) / se, dof))
+    return {"diff": diff, "ci_low": diff - half, "ci_high": diff + half, "p_value": p}
+
+
+@register_analysis("compare")
+def compare(records: StudyRecords, *, metric: str = "test_acc", baseline: str | None = None,
+            at: str = "final") -> dict[str, Any]:
+    """Each variant against a baseline: mean ± std over seeds, difference, Welch 95% CI, p-value.
+
+    ``at`` is ``final`` (the last epoch) or ``best`` (the best epoch of each run: max for
+    accuracies, min for losses). Seeds are the replicates; with one seed no interval is given.
+    """
+    if at not in ("final", "best"):
+        raise ValueError(f"compare: at must be 'final' or 'best', got {at!r}")
+    results = records.results
+    finished = set(records.runs.loc[records.runs["status"] == "finished", "run_id"])
+    if metric not in results:
+        raise ValueError(f"compare: no metric {metric!r} in the results; have "
+                         f"{sorted(c for c in results.columns if c not in ('run_id', 'variant'))}")
+    values: dict[str, list[float]] = {}
+    for _, rows in results[results["run_id"].isin(finished)].groupby("run_id"):
+        series = rows.sort_values("epoch")[metric].astype(float)
+        best = series.max() if metric.endswith("acc") else series.min()
+        values.setdefault(rows["variant"].iloc[0], []).append(
+            float(series.iloc[-1] if at == "final" else best))
+    order = [v for v in records.variants if v in values]
+    if not order:
+        raise ValueError("compare: no finished runs to compare")
+    baseline = baseline or order[0]
+    if baseline not in values:
+        raise ValueError(f"compare: baseline {baseline!r} has no finished runs; variants: {order}")
+    rows_out = []
+    for v in order:
+        xs = values[v]
+        mean = sum(xs) / len(xs)
+        std = math.sqrt(_variance(xs)) if len(xs) > 1 else None
+        rows_out.append({"variant": v, "n": len(xs), "mean": mean, "std": std, "values": xs,
+                         **({} if v == baseline else _welch(values[baseline], xs))})
+    return {"metric": metric, "at": at, "baseline": baseline, "rows": rows_out}

@@ -1,0 +1,146 @@
+"""A study's records, read from its directory alone: what the report and analyses take.
+
+:func:`load_records` reads ``plan.json``, ``status.json`` and each run's ``meta.json`` and
+``metrics.jsonl``, and builds three tables:
+
+* ``runs``: one row per run (run_id, variant, seed, status, error, run_dir, variant keys);
+* ``results``: one row per run and epoch (the same keys plus every logged metric), saved as
+  ``results.parquet``;
+* ``summary``: one row per variant with, for each standard metric M, ``final_M_mean/std``
+  (the last epoch) and ``best_M_mean/std`` (max for accuracies, min for losses) over the
+  finished seeds, saved as ``summary.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from losslab.runs.metrics import read_metrics
+from losslab.runs.rundir import RunDir
+
+__all__ = ["StudyRecords", "load_records", "SUMMARY_METRICS"]
+
+SUMMARY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+@dataclass
+class StudyRecords:
+    directory: Path
+    name: str
+    study: dict[str, Any]
+    base_config: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    variant_keys: list[str]
+    runs: pd.DataFrame
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    analyses: dict[str, Any] = field(default_factory=dict)
+
+    def run_dirs(self, *, variant: str | None = None, status: str = "finished") -> list[Path]:
+        """Directories of the runs with ``status`` (of one variant, or all)."""
+        rows = self.runs[self.runs["status"] == status]
+        if variant is not None:
+            rows = rows[rows["variant"] == variant]
+        return [Path(p) for p in rows["run_dir"]]
+
+
+def _cell(value: Any) -> Any:
+    # Variant values may be lists or dicts; parquet columns need one scalar type.
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _read_status(directory: Path) -> dict[str, dict[str, Any]]:
+    path = directory / "status.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _summary(results: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    finished = runs[runs["status"] == "finished"]
+    per_run = []
+    for run_id, rows in results[results["run_id"].isin(finished["run_id"])].groupby("run_id"):
+        rows = rows.sort_values("epoch")
+        record: dict[str, Any] = {"run_id": run_id, "variant": rows["variant"].iloc[0]}
+        for m in SUMMARY_METRICS:
+            if m in rows and rows[m].notna().any():
+                record[f"final_{m}"] = rows[m].iloc[-1]
+                record[f"best_{m}"] = rows[m].max() if m.endswith("acc") else rows[m].min()
+        per_run.append(record)
+    per_run_df = pd.DataFrame(per_run)
+    out = []
+    for variant, group in runs.groupby("variant", sort=False):
+        row: dict[str, Any] = {"variant": variant}
+        row.update({k: group[k].iloc[0] for k in keys})
+        row["n_runs"] = len(group)
+        row["n_finished"] = int((group["status"] == "finished").sum())
+        mine = per_run_df[per_run_df["variant"] == variant] if len(per_run_df) else per_run_df
+        for m in SUMMARY_METRICS:
+            for kind in ("final", "best"):
+                col = f"{kind}_{m}"
+                values = mine[col].dropna() if col in mine else pd.Series(dtype=float)
+                row[f"{col}_mean"] = values.mean() if len(values) else float("nan")
+                row[f"{col}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def load_records(directory: str | Path) -> StudyRecords:
+    """Everything a study directory records (see the module docstring)."""
+    directory = Path(directory)
+    plan_path = directory / "plan.json"
+    if not plan_path.exists():
+        raise FileNotFoundError(f"{directory} is not a study directory (no plan.json)")
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    study = yaml.safe_load((directory / "study.yaml").read_text(encoding="utf-8")) or {}
+    status = _read_status(directory)
+    variants: dict[str, dict[str, Any]] = {}
+    for r in plan["runs"]:
+        variants.setdefault(r["variant"], r["overrides"])
+    keys = list(dict.fromkeys(k for o in variants.values() for k in o))
+
+    run_rows, result_rows = [], []
+    for r in plan["runs"]:
+        run_dir = directory / "runs" / r["run_id"]
+        run = RunDir(run_dir)
+        meta = run.read_meta() if run.exists() else {}
+        recorded = status.get(r["run_id"], {})
+        state = meta.get("status") or recorded.get("status") or "pending"
+        if recorded.get("status") == "failed" and state != "finished":
+            state = "failed"
+        values = {k: _cell(r["overrides"].get(k)) for k in keys}
+        base = {"run_id": r["run_id"], "variant": r["variant"], "seed": r["seed"], **values}
+        run_rows.append({**base, "status": state,
+                         "error": meta.get("error") or recorded.get("error"),
+                         "run_dir": str(run_dir)})
+        for m in read_metrics(run_dir / "metrics.jsonl"):
+            result_rows.append({**base, **m})
+    runs = pd.DataFrame(run_rows)
+    results = pd.DataFrame(result_rows)
+    if results.empty:
+        results = pd.DataFrame(columns=["run_id", "variant", "seed", *keys, "epoch"])
+    analyses = {p.stem: json.loads(p.read_text(encoding="utf-8"))
+                for p in sorted((directory / "analyses").glob("*.json"))}
+    base_config = plan.get("base_config", {})
+    return StudyRecords(directory=directory, name=plan.get("name", directory.name), study=study,
+                        base_config=base_config, variants=variants, variant_keys=keys, runs=runs,
+                        results=results, summary=_summary(results, runs, keys), analyses=analyses)
+
+
+def write_aggregates(records: StudyRecords) -> None:
+    """``results.parquet`` and ``summary.csv`` in the study directory (atomically)."""
+    from losslab.runs.atomic import atomic_write
+
+    results = records.results.copy()
+    for col in results.columns:  # metrics written as "nan"/"inf" strings back to floats
+        if results[col].dtype == object and col not in ("run_id", "variant", *records.variant_keys):
+            try:
+                results[col] = pd.to_numeric(results[col])
+            except (ValueError, TypeError):
+                pass  # a genuinely textual column stays as it is
+    atomic_write(records.directory / "results.parquet", lambda tmp: results.to_parquet(tmp, index=False))
+    atomic_write(records.directory / "summary.csv", lambda tmp: records.summary.to_csv(tmp, index=False))

@@ -1,0 +1,133 @@
+"""Run a study: plan and validate every run, execute what is missing, aggregate, analyse, report.
+
+Resumable by construction: a run whose record says ``finished`` is skipped, any other run is
+handed to the backend, which trains it or resumes it from its last finished epoch. A second
+``losslab run`` of a finished study only rebuilds what is missing (aggregates, analyses and the
+report are always rebuilt from the records). A failing run is recorded with its error in
+``status.json`` and its own ``meta.json`` and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from losslab.runs.atomic import atomic_write_json
+from losslab.runs.config import ConfigError, config_to_dict, validate_config
+from losslab.studies.analyses import check_analysis, run_analysis
+from losslab.studies.backends import make_backend
+from losslab.studies.records import StudyRecords, load_records, write_aggregates
+from losslab.studies.spec import StudySpec, base_tree, load_study, plan_runs, study_fingerprint
+from losslab.studies.study_dir import StudyDir
+
+__all__ = ["StudyOutcome", "run_study", "run_study_spec", "finish_study"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyOutcome:
+    directory: Path
+    report: Path | None
+    counts: dict[str, int]  # status -> number of runs
+    archived: list[str]
+
+
+def run_study(path: str | Path, out: str | Path | None = None, *, backend: str = "local",
+              workers: int | None = None, overrides: list[str] | None = None,
+              force: bool = False, address: str | None = None,
+              progress: bool | None = None) -> StudyOutcome:
+    """Run the study file ``path`` into ``out`` (default ``studies/<name>``)."""
+    spec, root = load_study(path, overrides)
+    return run_study_spec(spec, root, out, backend=backend, workers=workers, force=force,
+                          address=address, progress=progress)
+
+
+def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *,
+                   backend: str = "local", workers: int | None = None, force: bool = False,
+                   address: str | None = None, progress: bool | None = None) -> StudyOutcome:
+    runs = plan_runs(spec, root)
+    for analysis in spec.analyses:  # an unknown analysis fails now, not after hours of training
+        try:
+            check_analysis(analysis.name, analysis.options)
+        except ValueError as e:
+            raise ConfigError(f"the study cannot start; no run was started: {e}") from None
+    base_config = config_to_dict(validate_config(base_tree(spec, root)))
+    base_config.pop("seed", None)
+    study = StudyDir(Path(out) if out is not None else Path("studies") / spec.name)
+    archived = study.prepare(spec, runs, study_fingerprint(runs), base_config, force=force)
+    if archived:
+        log.warning("archived %d changed runs of the previous plan: %s", len(archived), archived)
+
+    status = _read_status(study)
+    todo = [r.run_id for r in runs if study.run_status(r.run_id) != "finished"]
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"study {spec.name}",
+               unit="run", disable=(None if progress is None else not progress), dynamic_ncols=True)
+
+    def on_done(result: dict[str, Any]) -> None:
+        status[result["run_id"]] = {"status": result["status"], "error": result["error"],
+                                    "time": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        atomic_write_json(study.path / "status.json", status)
+        bar.update(1)
+        if result["status"] != "finished":
+            log.warning("run %s failed: %s", result["run_id"], (result["error"] or "").splitlines()[0:1])
+
+    if todo:
+        engine = make_backend(backend, workers=workers, cpus_per_run=spec.resources.cpus,
+                              gpus_per_run=spec.resources.gpus, address=address)
+        try:
+            engine.run(study.path, todo, on_done)
+        finally:
+            bar.close()
+    else:
+        bar.close()
+    return finish_study(study.path, spec)
+
+
+def _read_status(study: StudyDir) -> dict[str, Any]:
+    import json
+
+    path = study.path / "status.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyOutcome:
+    """Aggregate, run the analyses and build the report from the records alone."""
+    directory = Path(directory)
+    records = load_records(directory)
+    if spec is None:
+        spec = StudySpec.model_validate(records.study)
+    write_aggregates(records)
+    _run_analyses(records, spec)
+    records = load_records(directory)  # with the analyses just written
+    report = _build_report(records)
+    counts = records.runs["status"].value_counts().to_dict()
+    return StudyOutcome(directory=directory, report=report, counts=counts, archived=[])
+
+
+def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
+    out = records.directory / "analyses"
+    out.mkdir(exist_ok=True)
+    wanted = {a.name for a in spec.analyses}
+    for stale in out.glob("*.json"):  # an analysis dropped from the study leaves the report
+        if stale.stem not in wanted:
+            stale.unlink()
+    for analysis in spec.analyses:
+        try:
+            result = run_analysis(analysis.name, records, analysis.options)
+        except Exception as e:  # recorded and shown in the report; other analyses still run
+            log.error("analysis %s failed: %s", analysis.name, e)
+            result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        atomic_write_json(out / f"{analysis.name}.json", result)
+
+
+def _build_report(records: StudyRecords) -> Path | None:
+    from losslab.report import build_report
+
+    return build_report(records)

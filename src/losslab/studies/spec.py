@@ -1,0 +1,219 @@
+"""The study file: a base config, variants, seeds and analyses, expanded into runs.
+
+::
+
+    name: schedules
+    base:                       # a config tree, as `losslab train` takes it
+      epochs: 15
+      model: {name: small_cnn}
+    base_file: cifar.yaml       # or/and a config file (relative to the study file), under `base`
+    variants:                   # named overrides (dotted keys)...
+      - name: constant
+        set: {schedule.name: constant}
+      - name: cosine
+        set: {schedule.name: cosine}
+    grid:                       # ...and/or the cartesian product of value lists
+      optimizer.lr: [0.02, 0.1]
+    seeds: [0, 1]
+    analyses:
+      - name: compare
+        baseline: constant
+    resources: {cpus: 1, gpus: 0}   # what one run needs (used by the Ray backend)
+
+Variants and grid combine as a product: every listed variant is crossed with every grid
+point (a study with only one of them uses it alone; with neither, one variant ``base``). Each
+(variant, seed) is a run named ``<variant>-s<seed>``. Every run's config is validated before any
+run starts, and a failing variant is named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from losslab.runs.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    config_to_dict,
+    explain_validation_error,
+    parse_overrides,
+    read_yaml,
+    validate_config,
+)
+
+__all__ = ["StudySpec", "VariantSpec", "AnalysisSpec", "ResourceSpec", "PlannedRun",
+           "load_study", "plan_runs", "study_fingerprint"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantSpec(_Strict):
+    name: str = Field(min_length=1)
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value")
+
+
+class AnalysisSpec(BaseModel):
+    """``name`` picks a registered analysis; its options sit beside it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ResourceSpec(_Strict):
+    cpus: float = Field(1.0, gt=0, description="CPU cores one run needs")
+    gpus: float = Field(0.0, ge=0, description="GPUs one run needs (fractions share a GPU)")
+
+
+class StudySpec(_Strict):
+    name: str = "study"
+    base: dict[str, Any] = Field(default_factory=dict)
+    base_file: str | None = None
+    variants: list[VariantSpec] = Field(default_factory=list)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    analyses: list[AnalysisSpec] = Field(default_factory=list)
+    resources: ResourceSpec = ResourceSpec()
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
+        names = [v.name for v in variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {dupes}")
+        return variants
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, v in grid.items() if not v]
+        if empty:
+            raise ValueError(f"grid keys need at least one value: {empty}")
+        return grid
+
+    @field_validator("analyses")
+    @classmethod
+    def _unique_analyses(cls, analyses: list[AnalysisSpec]) -> list[AnalysisSpec]:
+        names = [a.name for a in analyses]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"each analysis may be listed once; repeated: {dupes}")
+        return analyses
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be unique: {seeds}")
+        return seeds
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: which variant, which seed, and its resolved, validated config."""
+
+    run_id: str
+    variant: str
+    seed: int
+    overrides: dict[str, Any]  # the variant's dotted overrides (without the seed)
+    config: dict[str, Any]     # the complete resolved config of this run
+
+
+def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudySpec, Path]:
+    """Read and validate a study file; ``overrides`` (``KEY=VALUE``) apply to the base config."""
+    path = Path(path)
+    tree = read_yaml(path)
+    try:
+        spec = StudySpec.model_validate(tree)
+    except ValidationError as e:
+        message = explain_validation_error(e, StudySpec)
+        raise ConfigError(message.replace("invalid config", f"invalid study {path}", 1)) from None
+    if overrides:
+        spec = spec.model_copy(update={"base": apply_overrides(spec.base, parse_overrides(overrides))})
+    return spec, path.parent
+
+
+def _slug(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "x"
+
+
+def _grid_points(grid: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
+    if not grid:
+        return []
+    keys = list(grid)
+    points = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        name = ",".join(f"{k.split('.')[-1]}={_slug(v)}" for k, v in zip(keys, values, strict=True))
+        points.append((name, dict(zip(keys, values, strict=True))))
+    return points
+
+
+def variant_overrides(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    """Variant name -> its dotted overrides, expanding the grid (see the module docstring)."""
+    listed = [(v.name, dict(v.set)) for v in spec.variants]
+    grid = _grid_points(spec.grid)
+    if listed and grid:
+        combined = [(f"{n}+{g}", {**o, **go}) for n, o in listed for g, go in grid]
+    else:
+        combined = listed or grid or [("base", {})]
+    return dict(combined)
+
+
+def base_tree(spec: StudySpec, study_root: Path) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    if spec.base_file:
+        tree = read_yaml(study_root / spec.base_file)
+    return _deep_merge(tree, spec.base)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def plan_runs(spec: StudySpec, study_root: Path) -> list[PlannedRun]:
+    """Every (variant, seed) run with its validated config; all errors are reported together."""
+    base = base_tree(spec, study_root)
+    runs, errors = [], []
+    for name, overrides in variant_overrides(spec).items():
+        if "seed" in overrides:
+            errors.append(f"variant {name!r}: set seeds with the study's `seeds`, not in a variant")
+            continue
+        try:
+            tree = apply_overrides(base, overrides)
+            validate_config(tree)  # once per variant; seeds only change the top-level `seed`
+        except ConfigError as e:
+            errors.append(f"variant {name!r}: {e}")
+            continue
+        for seed in spec.seeds:
+            config = config_to_dict(validate_config({**tree, "seed": seed}, TrainConfig))
+            runs.append(PlannedRun(f"{name}-s{seed}", name, seed, overrides, config))
+    if errors:
+        raise ConfigError("the study cannot start; no run was started:\n" + "\n".join(errors))
+    return runs
+
+
+def study_fingerprint(runs: list[PlannedRun]) -> str:
+    """A hash of what determines the study's results: its runs and their configs.
+
+    Analyses are not part of it: changing them only rebuilds the analyses and the report.
+    """
+    payload = json.dumps({"runs": [(r.run_id, r.config) for r in runs]}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
