@@ -12,10 +12,12 @@ def test_demo_runs_the_whole_study_and_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.html'}" in printed
     records = load_records(out)
-    assert set(records.runs["status"]) == {"finished"} and len(records.runs) == 12
+    assert set(records.runs["status"]) == {"finished"} and len(records.runs) == 18
     summary = pd.read_csv(out / "summary.csv")
     # every schedule learns digits well; the comparison is in the report
     assert (summary["final_test_acc_mean"] > 0.9).all()
     html = (out / "report.html").read_text()
-    for section in ("Compare: final test_acc", "warm_restarts", "Curves: Accuracy"):
+    assert list(records.analyses) == ["compare", "ensembles_from_one_run", "ensembles_independent"]
+    for section in ("Compare: final test_acc", "warm_restarts", "Curves: Accuracy",
+                    "Ensembles (run, auto)", "Does distance in weight space mean different"):
         assert section in html

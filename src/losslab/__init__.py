@@ -15,6 +15,7 @@ from losslab.data import (
     load_dataset,
     make_loaders,
 )
+from losslab.ensembles import Ensemble, analyze_ensemble, swa_model
 from losslab.models import create_model, list_models
 from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
@@ -44,6 +45,8 @@ __all__ = [
     "list_datasets", "load_dataset", "make_loaders",
     # models
     "create_model", "list_models",
+    # ensembles
+    "Ensemble", "analyze_ensemble", "swa_model",
     # runs and checkpoints
     "ParamDict", "CheckpointRef", "CheckpointSet", "LoadedCheckpoint", "CheckpointCorruptError",
     "ConfigError", "TrainConfig", "load_config", "read_metrics",

@@ -8,6 +8,7 @@
                 [--set KEY=VALUE ...] [--force]
     losslab report STUDY_DIR
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
+    losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
     losslab models
     losslab datasets
 
@@ -100,6 +101,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from losslab.ensembles.analyze import analyze_ensemble
+    from losslab.ensembles.members import collect_checkpoints
+    from losslab.runs.atomic import atomic_write_json
+
+    checkpoints = collect_checkpoints(args.paths, role=args.role)
+    result = analyze_ensemble(checkpoints, split=args.split, combine=args.combine,
+                              swa=not args.no_swa)
+    out = Path(args.out)
+    atomic_write_json(out / "ensemble.json", result)
+    print(f"{result['n_members']} members on {result['split']} ({result['n_examples']} examples); "
+          f"prediction: {result['combination']}")
+    for m, c in zip(result["member_metrics"], result["cumulative"], strict=True):
+        print(f"  {m['name']:<40} member acc {m['acc']:.4f}   first {c['members']:>2} together: "
+              f"acc {c['acc']:.4f} nll {c['nll']:.4f} ece {c['ece']:.4f}")
+    agreement = result["diversity"]["agreement"]
+    print(f"all members agree on {agreement['all_agree']} of {agreement['n']} examples")
+    if "swa" in result:
+        print(f"weight average (SWA, BatchNorm recomputed): acc {result['swa']['acc']:.4f}")
+    print(f"written: {out / 'ensemble.json'}")
+    return 0
+
+
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or Ray tasks")
@@ -161,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="study directory (default: studies/demo)")
     _backend_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ensemble", help="ensemble checkpoints: accuracy as members are added, "
+                       "diversity, weight distances, weight average")
+    p.add_argument("paths", nargs="+", help="checkpoint files (.safetensors) or run directories")
+    p.add_argument("--role", default=None, help="checkpoints of run directories to use: final "
+                   "(default), best, snapshot, fge, epoch")
+    p.add_argument("--out", default=".", help="directory for ensemble.json (default: here)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    p.add_argument("--combine", default="probs", choices=["probs", "logits"],
+                   help="average probabilities (default) or logits")
+    p.add_argument("--no-swa", action="store_true", help="skip the weight-averaged model")
+    p.set_defaults(func=cmd_ensemble)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=cmd_datasets)

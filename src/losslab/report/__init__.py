@@ -8,7 +8,7 @@ Public API: :func:`build_report`, :class:`Section` and :func:`register_section` 
 analysis gets its own section), and the figure descriptions.
 """
 
-from losslab.report import compare_section  # noqa: F401  (registers the compare section)
+from losslab.report import compare_section, ensemble_sections  # noqa: F401  (register sections)
 from losslab.report.figures import (
     BarFigure,
     BarSeries,

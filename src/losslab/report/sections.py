@@ -140,7 +140,9 @@ def analysis_sections(records: StudyRecords) -> list[Section]:
     """The sections of every analysis in ``records.analyses``, in their order."""
     sections: list[Section] = []
     for name, data in (records.analyses or {}).items():
-        builder = _BUILDERS.get(name)
+        # The file is named by the analysis's id; the analysis itself is recorded inside.
+        kind = data.get("analysis", name) if isinstance(data, dict) else name
+        builder = _BUILDERS.get(kind)
         if _is_failure(data):
             sections.append(_failed_analysis_section(name, data))
             continue

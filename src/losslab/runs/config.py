@@ -50,6 +50,8 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     name: str = "small_cnn"
     options: dict[str, Any] = Field(default_factory=dict, description="extra model arguments")
+    init_scale: float = Field(1.0, gt=0, description="multiply the initial weights by this "
+                              "(2: four times the init variance; Garipov et al.'s variant E)")
 
 
 class OptimizerConfig(_Strict):
@@ -98,6 +100,8 @@ class CheckpointConfig(_Strict):
     epochs: list[int] = Field(default_factory=list, description="save at these epochs")
     keep_best: bool = Field(True, description="keep the best model on validation (role 'best')")
     save_initial: bool = Field(False, description="save the initialization as epoch 0")
+    members: bool = Field(True, description="save ensemble members where the schedule marks them "
+                          "(snapshot and cosine_restarts: each cycle's end; fge: each lr minimum)")
 
 
 class LogConfig(_Strict):

@@ -37,7 +37,14 @@ def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
     return decorate
 
 
+def _load_builtin() -> None:
+    """Import the capabilities that register analyses (lazily: they import this module)."""
+    import losslab.ensembles.budgets  # noqa: F401
+    import losslab.ensembles.study_analysis  # noqa: F401
+
+
 def list_analyses() -> dict[str, str]:
+    _load_builtin()
     return {n: (inspect.getdoc(f) or "").splitlines()[0] for n, f in _REGISTRY.items()}
 
 
@@ -48,6 +55,7 @@ def _options_of(fn: Analysis) -> dict[str, Any]:
 
 def check_analysis(name: str, options: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming an unknown analysis or option (and the allowed ones)."""
+    _load_builtin()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

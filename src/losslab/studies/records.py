@@ -123,8 +123,10 @@ def load_records(directory: str | Path) -> StudyRecords:
     results = pd.DataFrame(result_rows)
     if results.empty:
         results = pd.DataFrame(columns=["run_id", "variant", "seed", *keys, "epoch"])
-    analyses = {p.stem: json.loads(p.read_text(encoding="utf-8"))
-                for p in sorted((directory / "analyses").glob("*.json"))}
+    listed = [a.get("id") or a["name"] for a in study.get("analyses", [])]
+    files = sorted((directory / "analyses").glob("*.json"),
+                   key=lambda p: (listed.index(p.stem) if p.stem in listed else len(listed), p.stem))
+    analyses = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
     base_config = plan.get("base_config", {})
     return StudyRecords(directory=directory, name=plan.get("name", directory.name), study=study,
                         base_config=base_config, variants=variants, variant_keys=keys, runs=runs,

@@ -114,7 +114,7 @@ def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyO
 def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
     out = records.directory / "analyses"
     out.mkdir(exist_ok=True)
-    wanted = {a.name for a in spec.analyses}
+    wanted = {a.key for a in spec.analyses}
     for stale in out.glob("*.json"):  # an analysis dropped from the study leaves the report
         if stale.stem not in wanted:
             stale.unlink()
@@ -124,7 +124,8 @@ def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
         except Exception as e:  # recorded and shown in the report; other analyses still run
             log.error("analysis %s failed: %s", analysis.name, e)
             result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        atomic_write_json(out / f"{analysis.name}.json", result)
+        result.setdefault("analysis", analysis.name)  # the report finds its section by it
+        atomic_write_json(out / f"{analysis.key}.json", result)
 
 
 def _build_report(records: StudyRecords) -> Path | None:

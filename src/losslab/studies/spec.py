@@ -63,10 +63,16 @@ class VariantSpec(_Strict):
 
 
 class AnalysisSpec(BaseModel):
-    """``name`` picks a registered analysis; its options sit beside it."""
+    """``name`` picks a registered analysis; its options sit beside it. ``id`` names its
+    result (default: the name) so that one analysis can be listed twice with other options."""
 
     model_config = ConfigDict(extra="allow")
     name: str
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
 
     @property
     def options(self) -> dict[str, Any]:
@@ -108,10 +114,10 @@ class StudySpec(_Strict):
     @field_validator("analyses")
     @classmethod
     def _unique_analyses(cls, analyses: list[AnalysisSpec]) -> list[AnalysisSpec]:
-        names = [a.name for a in analyses]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        keys = [a.key for a in analyses]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:
-            raise ValueError(f"each analysis may be listed once; repeated: {dupes}")
+            raise ValueError(f"analyses listed twice need distinct `id`s; repeated: {dupes}")
         return analyses
 
     @field_validator("seeds")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from losslab.data import Augment, load_dataset, make_loaders
+from losslab.ensembles.collect import MemberCollector, member_role
 from losslab.models import create_model
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.metrics import MetricsLog
@@ -55,6 +56,14 @@ def _val_size(v: float) -> float | int:
     return int(v) if v >= 1 else v
 
 
+@torch.no_grad()
+def _scale_init(model: torch.nn.Module, factor: float) -> None:
+    """Scale the initial weights (not biases, not BatchNorm), widening the init distribution."""
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.weight.mul_(factor)
+
+
 def build_trainer(config: TrainConfig, run: RunDir | None = None,
                   callbacks: Sequence[Callback] = (), *, start_epoch: int = 0) -> Trainer:
     """Everything ``config`` describes, assembled into a :class:`Trainer` (not yet run)."""
@@ -66,6 +75,8 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     model = create_model(config.model.name, num_classes=splits.num_classes,
                          in_channels=splits.in_channels, image_size=splits.image_size,
                          **config.model.options).to(device)
+    if config.model.init_scale != 1.0:
+        _scale_init(model, config.model.init_scale)
     train_loader, eval_loaders = make_loaders(
         splits, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
         augment=Augment(crop_padding=d.augment.crop_padding, flip=d.augment.flip),
@@ -80,6 +91,9 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
         all_callbacks.insert(0, CheckpointPolicy(run.checkpoints, run_id=run.run_id, every=c.every,
                                                  epochs=c.epochs, keep_best=c.keep_best,
                                                  save_initial=c.save_initial))
+        if c.members and member_role(scheduler) is not None:
+            all_callbacks.append(MemberCollector(run.checkpoints, run_id=run.run_id,
+                                                 scheduler=scheduler))
         metrics_log = MetricsLog(run.path, tensorboard=config.log.tensorboard, start_epoch=start_epoch)
         state_path = run.state_path
     return Trainer(model, optimizer, train_loader, epochs=config.epochs, eval_loaders=eval_loaders,

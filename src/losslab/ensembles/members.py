@@ -1,0 +1,146 @@
+"""From checkpoints to member predictions: rebuild each member's network and data from its run.
+
+A checkpoint lives in ``RUN_DIR/checkpoints/``; the run's ``config.yaml`` says which model and
+data set made it. Members are grouped by architecture (model name, options and input shape):
+a group shares one template module and is evaluated in one vectorized call
+(:class:`~losslab.ensembles.predict.Ensemble`). Members from different data sets (a different
+test split or classes) cannot form an ensemble and are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from losslab.data import DatasetSplits, DeviceLoader, load_dataset
+from losslab.models import create_model
+from losslab.params import ParamDict
+from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
+from losslab.runs.config import TrainConfig, validate_config
+from losslab.runs.rundir import RunDir
+
+__all__ = ["MemberPredictions", "run_config_of", "collect_checkpoints", "predict_members",
+           "template_model", "dataset_of", "split_loader"]
+
+
+@dataclass
+class MemberPredictions:
+    """Every member's logits on one split, the labels, and (per architecture) the weights."""
+
+    names: list[str]              # "run_id:role@epoch" (or the file name) per member
+    logits: Tensor                # (M, N, C) float64, on the CPU
+    labels: Tensor                # (N,)
+    params: list[ParamDict]       # each member's trainable parameters (for weight distances)
+    architectures: list[str]      # the architecture key of each member
+    split: str
+
+    @property
+    def same_architecture(self) -> bool:
+        return len(set(self.architectures)) == 1
+
+
+def run_config_of(ref: CheckpointRef) -> TrainConfig:
+    """The config of the run a checkpoint came from (``RUN_DIR/checkpoints/NAME``)."""
+    run = RunDir(ref.path.parent.parent)
+    if not run.exists():
+        raise FileNotFoundError(f"checkpoint {ref.path} is not inside a run directory, so its "
+                                "model and data are unknown")
+    return validate_config(run.read_config())
+
+
+def _data_key(config: TrainConfig) -> str:
+    d = config.data
+    return json.dumps([d.name, d.root, d.val_size, d.split_seed, d.options], sort_keys=True)
+
+
+def _arch_key(config: TrainConfig) -> str:
+    return json.dumps([config.model.name, config.model.options, _data_key(config)], sort_keys=True)
+
+
+@lru_cache(maxsize=4)
+def _dataset(key: str) -> DatasetSplits:
+    name, root, val_size, split_seed, options = json.loads(key)
+    return load_dataset(name, root, val_size=int(val_size) if val_size >= 1 else val_size,
+                        split_seed=split_seed, **options)
+
+
+def dataset_of(config: TrainConfig) -> DatasetSplits:
+    """The run's data set (loaded once per process for all members that share it)."""
+    return _dataset(_data_key(config))
+
+
+def template_model(config: TrainConfig) -> nn.Module:
+    """An untrained network of the run's architecture, to be filled with member weights."""
+    data = dataset_of(config)
+    return create_model(config.model.name, num_classes=data.num_classes,
+                        in_channels=data.in_channels, image_size=data.image_size,
+                        **config.model.options)
+
+
+def collect_checkpoints(paths: Sequence[str | Path], role: str | None = None) -> CheckpointSet:
+    """Checkpoint files, and run directories (their ``role`` checkpoints, default ``final``)."""
+    refs: list[CheckpointRef] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = CheckpointSet.from_run(p, role=role or "final")
+            if not len(found):
+                raise FileNotFoundError(f"run {p} has no checkpoints with role {role or 'final'!r}")
+            refs.extend(found)
+        else:
+            refs.extend(CheckpointSet.from_paths([p]))
+    return CheckpointSet(refs)
+
+
+def split_loader(data: DatasetSplits, split: str, batch_size: int,
+                 device: torch.device | str | None) -> DeviceLoader:
+    """Batches of one split in order, normalized like training, never augmented."""
+    part = getattr(data, split, None) if split in ("train", "val", "test") else None
+    if part is None:
+        raise ValueError(f"split {split!r} is not available (train, test, and val when the run "
+                         "carved one)")
+    return DeviceLoader(part, batch_size, shuffle=False, mean=data.mean, std=data.std,
+                        device=device)
+
+
+def _name(ref: CheckpointRef) -> str:
+    return f"{ref.run_id}:{ref.role}@{ref.epoch}"
+
+
+@torch.no_grad()
+def predict_members(checkpoints: CheckpointSet, *, split: str = "test",
+                    device: torch.device | str | None = None,
+                    batch_size: int = 1024) -> MemberPredictions:
+    """Every member's logits on ``split`` ("test", "val" or "train"), in checkpoint order."""
+    from losslab.ensembles.predict import Ensemble
+
+    if not len(checkpoints):
+        raise ValueError("an ensemble needs at least one member")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    configs = [run_config_of(ref) for ref in checkpoints]
+    data_keys = {_data_key(c) for c in configs}
+    if len(data_keys) > 1:
+        raise ValueError("members were trained on different data sets or splits, so their "
+                         f"predictions cannot be compared: {sorted(data_keys)}")
+    loader = split_loader(dataset_of(configs[0]), split, batch_size, device)
+    arch_keys = [_arch_key(c) for c in configs]
+    logits: list[Tensor | None] = [None] * len(checkpoints)
+    params: list[ParamDict] = [{}] * len(checkpoints)
+    for key in dict.fromkeys(arch_keys):  # one vectorized ensemble per architecture
+        index = [i for i, k in enumerate(arch_keys) if k == key]
+        loaded: list[LoadedCheckpoint] = [checkpoints[i].load(device) for i in index]
+        template = template_model(configs[index[0]]).to(device)
+        ensemble = Ensemble.from_checkpoints(template, loaded).to(device)
+        outs = [ensemble.member_logits(x).double().cpu() for x, _ in loader]
+        group = torch.cat(outs, dim=1)
+        for j, i in enumerate(index):
+            logits[i] = group[j]
+            params[i] = {k: v.detach().double().cpu() for k, v in loaded[j].params.items()}
+    labels = torch.cat([y.cpu() for _, y in loader])
+    return MemberPredictions(names=[_name(r) for r in checkpoints], logits=torch.stack(logits),
+                             labels=labels, params=params, architectures=arch_keys, split=split)

@@ -1,0 +1,462 @@
+"""Ensemble prediction: every member evaluated in one vectorized call, outputs averaged.
+
+An :class:`Ensemble` averages its members' **softmax probabilities** (``combine="probs"``, the
+default, as deep ensembles do: Lakshminarayanan et al. 2017) or their **logits**
+(``combine="logits"``). What ``forward`` returns is therefore probabilities in the first case
+and logits in the second; ``Ensemble.output`` and the repr say which, and
+:meth:`Ensemble.predict_proba` gives probabilities in either mode.
+
+Members that share an architecture are stored as stacked tensors (one ``(M, ...)`` tensor per
+parameter and buffer name, as :func:`torch.func.stack_module_state` makes them) and evaluated
+together::
+
+    torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
+
+where ``base`` is a copy of the architecture on the meta device (it holds no weights). The
+input is broadcast to every member. Members of different architectures are evaluated one after
+the other in a Python loop.
+
+Example::
+
+    from losslab import CheckpointSet
+    from losslab.ensembles.predict import Ensemble
+    members = CheckpointSet.from_runs(["runs/seed0", "runs/seed1"], role="final")
+    ensemble = Ensemble.from_checkpoints(model, members.load_all())   # model: the template
+    probs = ensemble(x)                      # (B, C) averaged probabilities
+    per_member = ensemble.member_logits(x)   # (M, B, C)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state
+
+from losslab.runs.checkpoint_set import CheckpointRef, LoadedCheckpoint
+
+__all__ = ["Ensemble"]
+
+_OUTPUT = {"probs": "probabilities", "logits": "logits"}
+
+
+# helpers shared with losslab.ensembles.swa ----------------------------------------------------
+def _state_of(item: object, index: int, device: torch.device | str | None = None
+              ) -> Mapping[str, Tensor]:
+    """A checkpoint (LoadedCheckpoint, CheckpointRef or state dict) as a state dict."""
+    if isinstance(item, LoadedCheckpoint):
+        return item.state_dict
+    if isinstance(item, CheckpointRef):
+        return item.load("cpu" if device is None else device).state_dict
+    if isinstance(item, Mapping):
+        bad = [k for k, v in item.items() if not isinstance(v, Tensor)]
+        if bad:
+            raise TypeError(f"checkpoint {index}: a state dict maps names to tensors, but "
+                            f"{bad[:3]} are not tensors")
+        return item
+    raise TypeError(f"checkpoint {index}: expected a LoadedCheckpoint, a CheckpointRef or a state "
+                    f"dict (a mapping of names to tensors), got {type(item).__name__}")
+
+
+def _checkpoint_name(item: object, index: int) -> str:
+    ref = item.ref if isinstance(item, LoadedCheckpoint) else item
+    if isinstance(ref, CheckpointRef):
+        return f"checkpoint {index} ({ref.path})"
+    return f"checkpoint {index}"
+
+
+def _normalize_weights(weights: Sequence[float] | Tensor, count: int | None) -> Tensor:
+    """Non-negative, finite weights (one per member) scaled to sum to 1, as float64 on the CPU."""
+    if isinstance(weights, Tensor):
+        w = weights.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        w = torch.as_tensor(list(weights), dtype=torch.float64)
+    if w.ndim != 1 or (count is not None and w.numel() != count):
+        want = "a 1-d sequence" if count is None else f"{count} (one per member)"
+        raise ValueError(f"weights: expected {want}, got shape {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"weights must be finite, got {w.tolist()}")
+    if bool((w < 0).any()):
+        raise ValueError(f"weights must be non-negative, got {w.tolist()}")
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("weights sum to zero: at least one member needs a positive weight")
+    return w / total
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers are on the meta device (no memory).
+
+    It keeps the architecture (submodules, their settings, hooks) and serves as the ``base`` of
+    :func:`torch.func.functional_call`, which swaps real tensors in for every call.
+    """
+    memo: dict[int, object] = {}
+    for p in module.parameters():
+        memo[id(p)] = nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+    for b in module.buffers():
+        memo[id(b)] = b.detach().to("meta")
+    return copy.deepcopy(module, memo)
+
+
+def _module_from_state(template: nn.Module, state: Mapping[str, Tensor],
+                       extra_buffers: Mapping[str, Tensor] | None = None) -> nn.Module:
+    """A new module shaped like ``template`` holding ``state``'s tensors (their dtype and device).
+
+    ``state`` is a full ``state_dict`` (loaded strictly); non-persistent buffers, which a state
+    dict does not hold, come from ``extra_buffers`` or else from the template.
+    """
+    module = _meta_copy(template)
+    module.load_state_dict(state, strict=True, assign=True)
+    persistent = set(state)
+    real = dict(template.named_buffers())
+    for name, _ in list(module.named_buffers()):
+        if name in persistent:
+            continue
+        value = (extra_buffers or {}).get(name, real[name])
+        if value.is_meta:
+            raise ValueError(f"buffer {name!r} is not in the state dict (it is not persistent) and "
+                             "the template holds no value for it (it is on the meta device)")
+        owner, _, leaf = name.rpartition(".")
+        module.get_submodule(owner).register_buffer(leaf, value.detach().clone(),
+                                                    persistent=False)
+    return module
+
+
+def _tensor_tree(tensors: Mapping[str, Tensor]) -> nn.Module:
+    """Register each tensor as a buffer under its dotted name (``a.b.w`` -> submodule a.b, w).
+
+    The stacked weights are buffers, so ``.to()``, ``.double()`` and ``state_dict`` treat them
+    as the module's own, and ``dict(tree.named_buffers())`` gives the names back.
+    """
+    root = nn.Module()
+    for name, t in tensors.items():
+        *path, leaf = name.split(".")
+        node = root
+        for part in path:
+            child = node._modules.get(part)
+            if child is None:
+                child = nn.Module()
+                node.add_module(part, child)
+            node = child
+        node.register_buffer(leaf, t)
+    return root
+
+
+def _signature(m: nn.Module) -> tuple:
+    """What must agree for members to share one vectorized call."""
+    return (type(m),
+            tuple((n, type(s), s.extra_repr()) for n, s in m.named_modules()),
+            tuple((n, tuple(p.shape), p.dtype, p.device) for n, p in m.named_parameters()),
+            tuple((n, tuple(b.shape), b.dtype, b.device) for n, b in m.named_buffers()))
+
+
+def _difference(a: nn.Module, b: nn.Module) -> str:
+    """The first way in which ``b``'s architecture differs from ``a``'s, in words."""
+    if type(a) is not type(b):
+        return f"class {type(b).__name__} != {type(a).__name__}"
+    sa, sb = _signature(a), _signature(b)
+    for label, xa, xb in (("parameter", sa[2], sb[2]), ("buffer", sa[3], sb[3])):
+        na, nb = [x[0] for x in xa], [x[0] for x in xb]
+        if na != nb:
+            only_a, only_b = sorted(set(na) - set(nb)), sorted(set(nb) - set(na))
+            return (f"{label} names differ (only in member 0: {only_a[:3]}, only in this one: "
+                    f"{only_b[:3]})" if only_a or only_b else f"{label} order differs")
+        for (n, *ta), (_, *tb) in zip(xa, xb, strict=True):
+            if ta != tb:
+                return f"{label} {n!r}: shape/dtype/device {tuple(tb)} != {tuple(ta)}"
+    for (n, ta, ra), (_, tb, rb) in zip(sa[1], sb[1], strict=False):
+        if (ta, ra) != (tb, rb):
+            return f"submodule {n!r}: {tb.__name__}({rb}) != {ta.__name__}({ra})"
+    return "submodule structure differs"
+
+
+def _float_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of the module's first floating-point tensor (default dtype if none)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return None
+
+
+class Ensemble(nn.Module):
+    """The (weighted) average of several networks' predictions, evaluated in one vectorized call.
+
+    Args:
+        members: the networks (``nn.Module`` s returning ``(B, C)`` logits). They are copied
+            (stacked or deep-copied); the modules passed in are never changed.
+        combine: ``"probs"`` (default): ``forward`` returns the weighted average of the members'
+            softmax **probabilities**; ``"logits"``: it returns the weighted average of their
+            **logits**. :attr:`output` says which; :meth:`predict_proba` gives probabilities in
+            both modes (for ``"logits"``, the softmax of the averaged logits).
+        weights: one non-negative weight per member, normalized to sum to 1 (default: equal).
+        vectorize: ``None`` (default) stacks the members' weights when every member has the
+            same architecture (same class, submodule settings, parameter and buffer names,
+            shapes, dtypes and devices) and evaluates them in one ``vmap`` call on an
+            accelerator and in a loop over the stacked weights on a CPU, where the benchmark
+            (``benchmarks/bench_ensemble.py``) measured the loop 1.8-3x faster: under ``vmap``
+            the members' convolutions become grouped convolutions and BatchNorm is decomposed
+            into several passes. ``True`` always uses ``vmap`` (and requires one architecture:
+            an error names the first difference); ``False`` loops over deep copies of the
+            members. :attr:`vectorized` says whether the weights are stacked.
+        chunk_size: evaluate the vectorized members this many at a time (``torch.vmap``'s
+            ``chunk_size``). ``torch.vmap`` runs all M members at once, so a forward needs
+            about M times the activation memory of one member's; chunks bound that at the
+            cost of speed. ``None`` (default): all at once. Ignored when looping.
+
+    Members always run in **eval mode**: BatchNorm uses its running statistics and dropout is
+    off, because an ensemble is for prediction. ``.train()`` is accepted (so generic code that
+    toggles modes keeps working) but has no effect: ``ensemble.training`` stays ``False``.
+
+    State: the stacked weights are buffers (``stacked_params.*`` and ``stacked_buffers.*``, each
+    ``(M, ...)``; looped members under ``members.<i>.*``) and ``weights`` is a buffer, so
+    ``.to(device)``, ``.to(dtype)`` and ``state_dict`` work as for any module. The input must
+    be on the ensemble's device and in its dtype.
+
+    Differences between members that neither their tensors nor their submodules' reprs show
+    (plain Python attributes read in ``forward``) are not detected; build such ensembles with
+    ``vectorize=False``.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], *, combine: str = "probs",
+                 weights: Sequence[float] | Tensor | None = None, vectorize: bool | None = None,
+                 chunk_size: int | None = None):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an Ensemble needs at least one member")
+        for i, m in enumerate(members):
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"member {i} is a {type(m).__name__}, not an nn.Module")
+        self._request = vectorize
+        self._configure(len(members), combine, weights, chunk_size, _float_dtype(members[0]))
+        first = _signature(members[0])
+        same = [_signature(m) == first for m in members]
+        if vectorize is None:
+            vectorize = all(same)
+        if vectorize:
+            if not all(same):
+                i = same.index(False)
+                raise ValueError(f"vectorize=True needs members of one architecture, but member "
+                                 f"{i} differs from member 0: "
+                                 f"{_difference(members[0], members[i])}. "
+                                 "Use vectorize=None to loop over diverse members")
+            params, buffers = stack_module_state(members)
+            self._init_stacked(_meta_copy(members[0]),
+                               {k: v.detach() for k, v in params.items()},
+                               {k: v.detach() for k, v in buffers.items()})
+        else:
+            devices = {str(d) for d in map(_device_of, members) if d is not None}
+            if len(devices) > 1:
+                raise ValueError(f"members are on different devices {sorted(devices)}; move them "
+                                 "to one device first")
+            reason = "diverse architectures" if not all(same) else "vectorize=False"
+            self._init_looped([copy.deepcopy(m) for m in members], reason)
+
+    # construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoints(cls, model: nn.Module,
+                         checkpoints: Iterable[LoadedCheckpoint | CheckpointRef
+                                               | Mapping[str, Tensor]],
+                         *, device: torch.device | str | None = None, combine: str = "probs",
+                         weights: Sequence[float] | Tensor | None = None,
+                         vectorize: bool | None = None,
+                         chunk_size: int | None = None) -> Ensemble:
+        """An ensemble of ``model``'s architecture with one member per checkpoint.
+
+        ``model`` is the template (it may live on the meta device; it is never changed). Each
+        checkpoint is a :class:`LoadedCheckpoint` (its ``params`` and ``buffers``), a
+        :class:`CheckpointRef` (loaded here, one at a time) or a full ``state_dict``; its names
+        and shapes must match the template's ``state_dict`` exactly. Tensors take the
+        template's dtype and the checkpoint's device (or ``device`` when given).
+        Non-persistent buffers, which checkpoints do not hold, come from the template.
+        All members share the template's architecture, so the ensemble is vectorized unless
+        ``vectorize=False``. Other arguments as for :class:`Ensemble`.
+        """
+        expected = dict(model.state_dict())
+        param_names = [n for n, _ in model.named_parameters()]
+        template = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        nonpersistent = [n for n, _ in model.named_buffers() if n not in expected]
+        states: list[dict[str, Tensor]] = []
+        for i, item in enumerate(checkpoints):
+            state = _state_of(item, i, device)
+            missing = [k for k in expected if k not in state]
+            unexpected = [k for k in state if k not in expected]
+            if missing or unexpected:
+                raise ValueError(f"{_checkpoint_name(item, i)} does not fit the template "
+                                 f"{type(model).__name__}: missing {missing[:5]}, unexpected "
+                                 f"{unexpected[:5]}")
+            for k, t in expected.items():
+                if state[k].shape != t.shape:
+                    raise ValueError(f"{_checkpoint_name(item, i)}: {k!r} has shape "
+                                     f"{tuple(state[k].shape)}, the template {tuple(t.shape)}")
+            first = next(iter(state.values()), None)
+            where = device if device is not None else (first.device if first is not None else None)
+            full = {k: state[k].detach().to(device=where, dtype=expected[k].dtype)
+                    for k in expected}
+            for k in nonpersistent:
+                if template[k].is_meta:
+                    raise ValueError(f"buffer {k!r} is not persistent, so checkpoints do not hold "
+                                     "it, and the template is on the meta device")
+                full[k] = template[k].detach().to(device=where)
+            states.append(full)
+        if not states:
+            raise ValueError("an Ensemble needs at least one member: no checkpoints given")
+
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._request = vectorize
+        self._configure(len(states), combine, weights, chunk_size, _float_dtype(model))
+        if vectorize is None or vectorize:
+            names_b = [n for n, _ in model.named_buffers()]
+            params = {n: torch.stack([s[n] for s in states]) for n in param_names}
+            buffers = {n: torch.stack([s[n] for s in states]) for n in names_b}
+            del states
+            self._init_stacked(_meta_copy(model), params, buffers)
+        else:
+            modules = [_module_from_state(model, {k: s[k] for k in expected},
+                                          {k: s[k] for k in nonpersistent}) for s in states]
+            self._init_looped(modules, "vectorize=False")
+        return self
+
+    def _configure(self, count: int, combine: str, weights, chunk_size: int | None,
+                   dtype: torch.dtype) -> None:
+        if combine not in _OUTPUT:
+            raise ValueError(f"combine must be 'probs' (average probabilities) or 'logits' "
+                             f"(average logits), got {combine!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool)
+                                       or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        self._combine = combine
+        self._count = count
+        self.chunk_size = chunk_size
+        self._weighted = weights is not None
+        w = (torch.full((count,), 1.0 / count, dtype=torch.float64) if weights is None
+             else _normalize_weights(weights, count))
+        # In the members' floating dtype (float64 would not move to every device).
+        self.register_buffer("weights", w.to(dtype))
+
+    def _init_stacked(self, base: nn.Module, params: dict[str, Tensor],
+                      buffers: dict[str, Tensor]) -> None:
+        # ``base`` holds no weights (meta device) and is deliberately not a submodule, so that
+        # .to()/.train()/state_dict never see it; it is always in eval mode.
+        self.__dict__["_base"] = base.eval()
+        self.stacked_params = _tensor_tree(params)
+        self.stacked_buffers = _tensor_tree(buffers)
+        self.members = None
+        self._vectorized = True
+        self._loop_reason = ""
+        self._architecture = type(base).__name__
+        super().train(False)
+
+    def _init_looped(self, modules: list[nn.Module], reason: str) -> None:
+        self.__dict__["_base"] = None
+        self.stacked_params = None
+        self.stacked_buffers = None
+        for m in modules:  # our own copies: prediction needs no parameter gradients
+            m.requires_grad_(False)
+        self.members = nn.ModuleList(modules)
+        self._vectorized = False
+        self._loop_reason = reason
+        self._architecture = ""
+        super().train(False)
+
+    # description -----------------------------------------------------------------------------
+    @property
+    def output(self) -> str:
+        """What ``forward`` returns: ``"probabilities"`` (combine="probs") or ``"logits"``."""
+        return _OUTPUT[self._combine]
+
+    @property
+    def combine(self) -> str:
+        return self._combine
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the members are evaluated in one ``torch.vmap`` call (else in a loop)."""
+        return self._vectorized
+
+    @property
+    def num_members(self) -> int:
+        return self._count
+
+    def extra_repr(self) -> str:
+        how = ("vectorized" if self._vectorized else f"looped ({self._loop_reason})")
+        if self._vectorized and self._request is None:
+            how = "vectorized (vmap on accelerators, a loop over the stacked weights on CPU)"
+        parts = [f"{self._count} member{'s' if self._count != 1 else ''}",
+                 f"averages {self.output}", how]
+        if self._architecture:
+            parts.append(f"architecture={self._architecture}")
+        if self._weighted:
+            parts.append("weights=[" + ", ".join(f"{w:.3g}" for w in self.weights.tolist()) + "]")
+        if self.chunk_size is not None and self._vectorized:
+            parts.append(f"chunk_size={self.chunk_size}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def train(self, mode: bool = True) -> Ensemble:
+        """No effect: members always run in eval mode (``training`` stays ``False``)."""
+        return super().train(False)
+
+    # prediction ------------------------------------------------------------------------------
+    def member_logits(self, x: Tensor) -> Tensor:
+        """Every member's output on ``x``: ``(M, B, C)`` logits."""
+        if self._vectorized:
+            base = self.__dict__["_base"]
+            params = dict(self.stacked_params.named_buffers())
+            buffers = dict(self.stacked_buffers.named_buffers())
+
+            def one(p: dict[str, Tensor], b: dict[str, Tensor], inp: Tensor) -> Tensor:
+                return functional_call(base, (p, b), (inp,))
+
+            if not self._use_vmap(x):
+                # On a CPU a loop over the stacked members is faster than vmap (grouped
+                # convolutions, decomposed BatchNorm): benchmarks/bench_ensemble.py.
+                return torch.stack([one({k: v[i] for k, v in params.items()},
+                                        {k: v[i] for k, v in buffers.items()}, x)
+                                    for i in range(self.num_members)])
+            out = torch.vmap(one, in_dims=(0, 0, None), chunk_size=self.chunk_size)(
+                params, buffers, x)
+            if out.ndim < 2:
+                raise ValueError(f"members must return (batch, classes) logits, got shape "
+                                 f"{tuple(out.shape[1:])}")
+            return out
+        outs = [m(x) for m in self.members]
+        for i, o in enumerate(outs):
+            if o.ndim < 1 or o.shape[-1] != outs[0].shape[-1]:
+                raise ValueError(f"members must predict the same number of classes: member 0 "
+                                 f"gives {outs[0].shape[-1]}, member {i} gives "
+                                 f"{o.shape[-1] if o.ndim else 'a scalar'}")
+            if o.shape != outs[0].shape:
+                raise ValueError(f"members' outputs differ in shape: member 0 gives "
+                                 f"{tuple(outs[0].shape)}, member {i} {tuple(o.shape)}")
+        return torch.stack(outs)
+
+    def _use_vmap(self, x: Tensor) -> bool:
+        """``vectorize=None`` batches the members with vmap on accelerators only."""
+        return self._request is True or (self._request is None and x.device.type != "cpu")
+
+    def _average(self, per_member: Tensor) -> Tensor:
+        return torch.tensordot(self.weights.to(per_member.dtype), per_member, dims=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The combined prediction ``(B, C)``: probabilities ("probs") or logits ("logits")."""
+        logits = self.member_logits(x)
+        if self._combine == "probs":
+            return self._average(logits.softmax(dim=-1))
+        return self._average(logits)
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """Class probabilities ``(B, C)`` in either mode ("logits": softmax of the average)."""
+        out = self(x)
+        return out if self._combine == "probs" else out.softmax(dim=-1)

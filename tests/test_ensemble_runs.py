@@ -1,0 +1,148 @@
+"""Ensembles from real runs: members collected at the right iterations, analytics consistent
+with the runs' own records, the CLI, and the study analyses."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from losslab.cli import main
+from losslab.ensembles import analyze_ensemble, collect_checkpoints
+from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.runs.config import load_config
+from losslab.runs.metrics import read_metrics
+from losslab.studies import load_records, run_study
+from losslab.train.run import resume, train
+from losslab.train.schedules import FGECycleSchedule, SnapshotCosineSchedule
+
+QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128"]
+STEPS_PER_EPOCH = 11  # digits: 1438 train - 144 val = 1294 examples, batches of 128
+
+
+def _schedule_for(cls, **kw):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    return cls(opt, **kw)
+
+
+def test_snapshot_members_at_each_cycle_end(tmp_path):
+    run = train(load_config(overrides=[*QUIET, "epochs=6", "schedule.name=snapshot",
+                                       "schedule.cycles=3"]), tmp_path / "sse")
+    members = CheckpointSet.from_run(run, role="snapshot")
+    schedule = _schedule_for(SnapshotCosineSchedule, total_steps=6 * STEPS_PER_EPOCH, cycles=3)
+    assert [r.meta.extra["iteration"] for r in members] == schedule.cycle_end_steps
+    assert [r.step for r in members] == [k + 1 for k in schedule.cycle_end_steps]
+    assert [r.epoch for r in members] == [2, 4, 6]
+    # the member of the last cycle is the final model
+    final = CheckpointSet.from_run(run, role="final").load(0).state_dict
+    last = members.load(2).state_dict
+    assert all(torch.equal(final[k], last[k]) for k in final)
+
+
+def test_fge_members_at_each_lr_minimum(tmp_path):
+    overrides = [*QUIET, "epochs=7", "schedule.name=fge", "schedule.start_epoch=3",
+                 "schedule.cycle=2", "schedule.lr_high=0.05", "schedule.lr_low=0.001"]
+    members = CheckpointSet.from_run(train(load_config(overrides=overrides), tmp_path / "fge"),
+                                     role="fge")
+    schedule = _schedule_for(FGECycleSchedule, cycle_steps=2 * STEPS_PER_EPOCH, lr_high=0.05,
+                             lr_low=0.001, start_step=3 * STEPS_PER_EPOCH)
+    expected = [k for k in range(7 * STEPS_PER_EPOCH) if schedule.is_member_step(k)]
+    assert len(expected) == 2
+    assert [r.meta.extra["iteration"] for r in members] == expected
+    # the cycle is 22 iterations (even), so a member's lr is exactly the minimum
+    assert [r.meta.extra["lr"] for r in members] == pytest.approx([0.001, 0.001], rel=1e-12)
+
+
+def test_members_survive_an_interruption(tmp_path):
+    from losslab.train.callbacks import Callback
+
+    class Stop(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    overrides = [*QUIET, "epochs=6", "schedule.name=snapshot", "schedule.cycles=3"]
+    ref = train(load_config(overrides=overrides), tmp_path / "ref")
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(overrides=overrides), tmp_path / "run", callbacks=[Stop()])
+    resume(tmp_path / "run")
+    a, b = CheckpointSet.from_run(ref, role="snapshot"), CheckpointSet.from_run(tmp_path / "run",
+                                                                               role="snapshot")
+    assert [r.step for r in a] == [r.step for r in b]
+    for i in range(len(a)):
+        sa, sb = a.load(i).state_dict, b.load(i).state_dict
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("seeds")
+    return [train(load_config(overrides=[*QUIET, "epochs=3", f"seed={s}"]), tmp / f"s{s}")
+            for s in range(3)]
+
+
+def test_member_metrics_agree_with_the_runs_own_records(three_seeds):
+    result = analyze_ensemble(CheckpointSet.from_runs(three_seeds, role="final"))
+    assert result["n_members"] == 3 and result["n_examples"] == 359
+    for member, run in zip(result["member_metrics"], three_seeds, strict=True):
+        # the ensemble code and the trainer's evaluation see the same test split and model
+        assert member["acc"] == pytest.approx(read_metrics(run)[-1]["test_acc"], abs=1e-12)
+        assert member["nll"] == pytest.approx(read_metrics(run)[-1]["test_loss"], rel=1e-5)
+    assert result["cumulative"][0]["acc"] == result["member_metrics"][0]["acc"]
+    assert result["combination"] == "average of the members' softmax probabilities"
+    pairs = result["diversity"]["pairs"]
+    assert len(pairs) == 3 and all(p["l2"] > 0 and -1 <= p["cosine"] <= 1 for p in pairs)
+    # averaging independently trained networks' weights does not give a good network
+    assert result["swa"]["acc"] < result["ensemble"]["acc"]
+
+
+def test_cli_ensemble(three_seeds, tmp_path, capsys):
+    assert main(["ensemble", *map(str, three_seeds), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 members on test" in printed and "all members agree on" in printed
+    result = json.loads((tmp_path / "ensemble.json").read_text())
+    assert result["members"][0].startswith("s0:final@3")
+    final = CheckpointSet.from_run(three_seeds[0], role="final")[0].path
+    assert collect_checkpoints([final, three_seeds[1]]).roles == ["final", "final"]
+    with pytest.raises(FileNotFoundError, match="no checkpoints with role 'fge'"):
+        collect_checkpoints([three_seeds[0]], role="fge")
+
+
+def test_study_ensemble_analyses(tmp_path):
+    study = {
+        "name": "ens", "base": {"epochs": 4, "log": {"progress": False, "tensorboard": False},
+                                "data": {"batch_size": 128}},
+        "variants": [{"name": "G", "set": {}},
+                     {"name": "adam", "set": {"optimizer.name": "adam", "optimizer.lr": 0.003}},
+                     {"name": "sse", "set": {"schedule.name": "snapshot", "schedule.cycles": 2}},
+                     {"name": "fge", "set": {"schedule.name": "fge", "schedule.start_epoch": 2,
+                                             "schedule.cycle": 1, "schedule.lr_high": 0.05,
+                                             "schedule.lr_low": 0.001}}],
+        "seeds": [0, 1],
+        "analyses": [
+            {"name": "ensemble", "id": "one_run", "members": "auto", "group": "run",
+             "variants": ["sse", "fge"]},
+            {"name": "ensemble", "id": "with_g", "group": "with_first", "variants": ["G", "adam"]},
+            {"name": "ensemble_budgets", "ind": "G", "sse": {1: "sse"}, "fge": {1: "fge"},
+             "published": {"Ind": [6.75], "SSE": [6.57], "FGE": [6.48]}}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    assert outcome.counts == {"finished": 8}
+    analyses = load_records(outcome.directory).analyses
+    assert list(analyses) == ["one_run", "with_g", "ensemble_budgets"]  # the study's order
+    one_run = analyses["one_run"]
+    assert [g["name"] for g in one_run["groups"]] == ["sse-s0", "sse-s1", "fge-s0", "fge-s1"]
+    assert [g["result"]["n_members"] for g in one_run["groups"]] == [2, 2, 2, 2]
+    assert [r["variant"] for r in one_run["summary"]] == ["sse", "fge"]
+    with_g = analyses["with_g"]
+    assert [g["name"] for g in with_g["groups"]] == ["G + adam (seed 0)", "G + adam (seed 1)"]
+    rows = {(r["method"], r["budget"]): r for r in analyses["ensemble_budgets"]["rows"]}
+    assert rows[("Ind", "1B")]["published"] == 6.75 and rows[("FGE", "1B")]["runs"] == 2
+    ind = rows[("Ind", "1B")]["error"]
+    g0 = read_metrics(outcome.directory / "runs" / "G-s0")[-1]["test_acc"]
+    assert ind == pytest.approx(100 * (1 - g0))  # Ind at 1B is the first seed's network
+    html = (outcome.directory / "report.html").read_text()
+    for title in ("Ensembles (run, auto)", "Ensembles (with_first, final)", "Ensembles at equal budgets"):
+        assert title in html
