@@ -24,6 +24,7 @@ from losslab.runs.config import ConfigError, TrainConfig, load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
+from losslab.train.repulsion import CheckpointRepulsion
 from losslab.train.run import resume, train
 from losslab.train.schedules import (
     ConstantSchedule,
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigError", "TrainConfig", "load_config", "read_metrics",
     # training
     "Callback", "Trainer", "evaluate", "train", "resume", "build_schedule",
+    "CheckpointRepulsion",
     "ConstantSchedule", "StepSchedule", "MultiStepSchedule", "LinearDecaySchedule",
     "CosineSchedule", "CosineWarmRestartsSchedule", "SnapshotCosineSchedule", "FGECycleSchedule",
 ]

@@ -4,7 +4,9 @@ Options (in the study file, beside ``name: ensemble``):
 
 * ``members``: which checkpoints of a run are members: ``final`` (default), ``best``,
   ``snapshot`` (snapshot ensembles), ``fge`` (fast geometric ensembling), ``epoch``, or
-  ``auto``: each run's collected members (fge, else snapshot) and its final model otherwise.
+  ``auto``: each run's collected members (fge, else snapshot) and its final model otherwise;
+  roles joined by ``+`` take several, e.g. ``snapshot+final`` (the repulsion thesis's ensemble:
+  a snapshot before each checkpoint, plus the final model).
 * ``group``: how members form ensembles:
   ``run`` — each run's own members (snapshot / FGE ensembles; summarised per variant over seeds);
   ``variant`` — the members of each variant's seeds (independent ensembles);
@@ -86,7 +88,7 @@ def _summary(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _members(run_dirs: list[str], members: str) -> CheckpointSet:
     if members != "auto":
-        return CheckpointSet.from_runs(run_dirs, role=members)
+        return CheckpointSet.from_runs(run_dirs, role=members.split("+"))
     out = CheckpointSet([])
     for d in run_dirs:
         run = CheckpointSet.from_run(d)
@@ -104,8 +106,9 @@ def ensemble_analysis(records: StudyRecords, *, members: str = "final", group: s
     """Ensembles of a study's runs: accuracy as members are added, diversity, weight distances."""
     if group not in GROUPS:
         raise ValueError(f"ensemble: group must be one of {GROUPS}, got {group!r}")
-    if members not in ROLES:
-        raise ValueError(f"ensemble: members must be one of {ROLES}, got {members!r}")
+    if any(role not in ROLES for role in members.split("+")):
+        raise ValueError(f"ensemble: members must be one of {ROLES} (or roles joined by '+'), "
+                         f"got {members!r}")
     chosen = list(variants) if variants else list(records.variants)
     unknown = [v for v in chosen if v not in records.variants]
     if unknown:

@@ -8,7 +8,11 @@ Public API: :func:`build_report`, :class:`Section` and :func:`register_section` 
 analysis gets its own section), and the figure descriptions.
 """
 
-from losslab.report import compare_section, ensemble_sections  # noqa: F401  (register sections)
+from losslab.report import (  # noqa: F401  (these modules register analysis sections)
+    compare_section,
+    ensemble_sections,
+    repulsion_section,
+)
 from losslab.report.figures import (
     BarFigure,
     BarSeries,

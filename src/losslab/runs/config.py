@@ -104,6 +104,44 @@ class CheckpointConfig(_Strict):
                           "(snapshot and cosine_restarts: each cycle's end; fge: each lr minimum)")
 
 
+class RepulsionConfig(_Strict):
+    """Checkpoint repulsion (the "distance function"): RBF hills at saved checkpoints.
+
+    Checkpoints are placed at the end of the listed ``epochs``, or at ``first``, then every
+    ``every`` epochs, ``count`` of them (None: until the run ends). ``strength: 0`` is the
+    baseline: "shadow" checkpoints at the same epochs, distances logged, no penalty.
+    """
+
+    strength: float = Field(0.0, ge=0, description="s; 0: shadow checkpoints only")
+    width: float = Field(100.0, gt=0, description="σ² of the RBF exp(-‖θ-θc‖²/(2σ²))")
+    first: int | None = Field(None, ge=1, description="epoch of the first checkpoint")
+    every: int = Field(0, ge=0, description="epochs between checkpoints (0: just one)")
+    count: int | None = Field(None, ge=1, description="how many checkpoints (None: no limit)")
+    epochs: list[int] = Field(default_factory=list, description="explicit checkpoint epochs")
+    window: int | None = Field(None, ge=1, description="epochs a checkpoint's term stays on "
+                               "(None: to the end)")
+    merge: bool = Field(False, description="one term whose anchor is the checkpoints' mean")
+    weights_only: bool = Field(False, description="count only weights (no biases, no BN)")
+    mode: Literal["analytic", "autograd"] = Field(
+        "analytic", description="add the exact gradient to .grad, or differentiate the penalty")
+    log_gradients: bool = Field(True, description="log task/penalty gradient norms and cosine")
+
+    def checkpoint_epochs(self, total_epochs: int) -> list[int]:
+        """The epochs at whose end a checkpoint is placed (before the last epoch)."""
+        if self.epochs:
+            chosen = sorted(set(self.epochs))
+        elif self.first is None:
+            return []
+        else:
+            chosen, epoch = [], self.first
+            while epoch < total_epochs and (self.count is None or len(chosen) < self.count):
+                chosen.append(epoch)
+                if self.every == 0:
+                    break
+                epoch += self.every
+        return [e for e in chosen if e < total_epochs]
+
+
 class LogConfig(_Strict):
     tensorboard: bool = True
     progress: bool | None = Field(None, description="tqdm bars; None: only on a terminal")
@@ -121,6 +159,7 @@ class TrainConfig(_Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoints: CheckpointConfig = CheckpointConfig()
+    repulsion: RepulsionConfig = RepulsionConfig()
     log: LogConfig = LogConfig()
 
 

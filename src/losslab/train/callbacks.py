@@ -31,6 +31,12 @@ class Callback:
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Before epoch ``epoch`` (1-based) starts."""
 
+    def extra_loss(self, trainer: Trainer) -> Tensor | None:
+        """A differentiable term added to the task loss before backward (None: nothing).
+
+        The epoch's ``train_loss`` stays the task loss alone."""
+        return None
+
     def on_after_backward(self, trainer: Trainer, loss: Tensor) -> None:
         """Gradients of the task loss are in ``.grad``; the optimizer has not stepped yet."""
 

@@ -28,6 +28,7 @@ from losslab.runs.rundir import RunDir
 from losslab.train.callbacks import Callback
 from losslab.train.checkpointing import CheckpointPolicy
 from losslab.train.optim import build_optimizer
+from losslab.train.repulsion_callback import RepulsionCallback
 from losslab.train.schedules import build_schedule
 from losslab.train.trainer import Trainer, read_state
 
@@ -85,6 +86,10 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     scheduler = build_schedule(config.schedule.name, optimizer, steps_per_epoch=len(train_loader),
                                epochs=config.epochs, **config.schedule.params)
     all_callbacks = list(callbacks)
+    if config.repulsion.checkpoint_epochs(config.epochs):
+        all_callbacks.append(RepulsionCallback(
+            config.repulsion, config.epochs, directory=run.checkpoints if run else None,
+            run_id=run.run_id if run else "run"))
     metrics_log = state_path = None
     if run is not None:
         c = config.checkpoints

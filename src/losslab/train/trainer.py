@@ -184,7 +184,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
         loss = self.loss_fn(logits, y)
-        loss.backward()
+        total = loss
+        for cb in self.callbacks:
+            extra = cb.extra_loss(self)
+            if extra is not None:
+                total = total + extra
+        total.backward()
         for cb in self.callbacks:
             cb.on_after_backward(self, loss)
         return loss, logits

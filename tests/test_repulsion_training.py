@@ -1,0 +1,116 @@
+"""Checkpoint repulsion inside training: placement, logging, shadows, snapshots, resume."""
+
+
+import pytest
+import torch
+
+from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.runs.config import ConfigError, RepulsionConfig, load_config
+from losslab.runs.metrics import read_metrics
+from losslab.train.callbacks import Callback
+from losslab.train.run import build_trainer, resume, train
+
+QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128", "epochs=6",
+         "repulsion.first=2", "repulsion.every=2", "repulsion.width=1.0"]
+
+
+def test_checkpoint_epochs_policy():
+    assert RepulsionConfig(first=100, every=150, count=3).checkpoint_epochs(600) == [100, 250, 400]
+    assert RepulsionConfig(first=100, every=150).checkpoint_epochs(600) == [100, 250, 400, 550]
+    assert RepulsionConfig(first=100).checkpoint_epochs(600) == [100]
+    assert RepulsionConfig(epochs=[30, 10, 600]).checkpoint_epochs(600) == [10, 30]
+    assert RepulsionConfig().checkpoint_epochs(600) == []
+    with pytest.raises(ConfigError, match="repulsion.width"):
+        load_config(overrides=["repulsion.width=0"])
+    with pytest.raises(ConfigError, match="repulsion.strength"):
+        load_config(overrides=["repulsion.strength=-1"])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rep")
+    shadow = train(load_config(overrides=[*QUIET, "repulsion.strength=0"]), tmp / "shadow")
+    pushed = train(load_config(overrides=[*QUIET, "repulsion.strength=10"]), tmp / "pushed")
+    return shadow, pushed
+
+
+def test_metrics_are_logged_for_baseline_and_repulsion(runs):
+    shadow, pushed = map(read_metrics, runs)
+    for records in (shadow, pushed):
+        assert [r.get("active_checkpoints") for r in records] == [0, 0, 1, 1, 2, 2]
+        assert "dist_ckpt_1" not in records[0] and "dist_ckpt_1" in records[1]
+        assert records[1]["dist_ckpt_1"] == 0.0  # placed at the end of epoch 2: θ is the anchor
+        assert records[3]["dist_ckpt_2"] == 0.0 and records[5]["dist_ckpt_2"] > 0
+        # gradient statistics exist from the first epoch with a checkpoint on
+        assert ["grad_cosine" in r for r in records] == [False, False, True, True, True, True]
+    # the baseline places shadow checkpoints: no penalty, no penalty gradient
+    assert all(r["repulsion_penalty"] == 0 and r["penalty_grad_norm"] == 0 for r in shadow[2:])
+    assert all(r["task_grad_norm"] > 0 for r in shadow[2:])
+    # with strength 10 the penalty acts once a checkpoint is active
+    assert pushed[2]["repulsion_penalty"] > 0 and pushed[2]["penalty_grad_norm"] > 0
+    assert -1 <= pushed[2]["grad_cosine"] <= 1
+    # ...and pushes the weights further from the checkpoint than the baseline drifts
+    assert pushed[5]["dist_ckpt_1"] > shadow[5]["dist_ckpt_1"]
+
+
+def test_penalty_is_bounded_by_the_strength(runs):
+    """Each term is s·exp(−d²/(2σ²)) ≤ s: one active checkpoint gives a penalty in (0, s]."""
+    records = read_metrics(runs[1])
+    assert 0 < records[2]["repulsion_penalty"] <= 10.0
+    assert 0 < records[4]["repulsion_penalty"] <= 20.0  # two active checkpoints
+
+
+def test_snapshots_before_each_checkpoint_form_the_thesis_ensemble(runs):
+    for run in runs:
+        snapshots = CheckpointSet.from_run(run, role="snapshot")
+        assert snapshots.epochs == [2, 4]
+        assert [r.meta.extra["checkpoint"] for r in snapshots] == [1, 2]
+        ensemble = CheckpointSet.from_run(run, role=["snapshot", "final"])
+        assert ensemble.roles == ["snapshot", "snapshot", "final"]
+
+
+def test_autograd_mode_trains_like_the_analytic_mode(tmp_path):
+    """The two ways of applying the penalty give the same training (float32 rounding aside)."""
+    cfg = [*QUIET, "repulsion.strength=10", "epochs=4"]
+    a = read_metrics(train(load_config(overrides=cfg), tmp_path / "a"))
+    b = read_metrics(train(load_config(overrides=[*cfg, "repulsion.mode=autograd"]), tmp_path / "b"))
+    assert ["repulsion_penalty" in r for r in b] == [False, False, True, True]
+    for ra, rb in zip(a[2:], b[2:], strict=True):
+        assert rb["repulsion_penalty"] == pytest.approx(ra["repulsion_penalty"], rel=1e-3)
+    for ra, rb in zip(a, b, strict=True):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-3)
+
+
+def test_a_resumed_repulsion_run_matches(tmp_path):
+    class Stop(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 4:
+                raise KeyboardInterrupt
+
+    cfg = load_config(overrides=[*QUIET, "repulsion.strength=10"])
+    ref = read_metrics(train(cfg, tmp_path / "ref"))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", callbacks=[Stop()])
+    resume(tmp_path / "run")
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "run")) == strip(ref)
+
+
+def test_window_switches_the_term_off_again(tmp_path):
+    records = read_metrics(train(load_config(overrides=[
+        *QUIET, "repulsion.strength=10", "repulsion.every=0", "repulsion.window=2"]),
+        tmp_path / "w"))
+    assert [r["active_checkpoints"] for r in records] == [0, 0, 1, 1, 0, 0]
+    assert records[4]["repulsion_penalty"] == 0 and "dist_ckpt_1" in records[5]
+    assert records[3]["repulsion_penalty"] > 0
+
+
+def test_weights_only_and_merge_options_reach_the_module():
+    trainer = build_trainer(load_config(overrides=[*QUIET, "repulsion.merge=true",
+                                                   "repulsion.weights_only=true"]))
+    callback = trainer.callbacks[-1]
+    assert callback.repulsion.merge
+    names = [n for n, p in trainer.model.named_parameters() if p.ndim > 1]
+    callback.repulsion.add_checkpoint(trainer.model)
+    assert callback.repulsion.parameter_names == names
+    assert isinstance(callback.repulsion.distances(trainer.model), torch.Tensor)
