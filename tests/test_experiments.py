@@ -18,6 +18,9 @@ def test_there_are_recipes():
     thesis = ["one_checkpoint", "strength", "width", "multiple", "merged", "schedules",
               "wrong_lr", "cost", "ensembles", "switch_off"]
     assert {f"{t}_{size}" for t in thesis for size in ("small", "full")} <= names
+    annealing = {"restarts_small", "restarts_cifar", "loss_estimate_small", "loss_estimate_cifar",
+                 "ssa_small", "ssa_full", "sgdsa_small", "sgdsa_cifar"}
+    assert annealing <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
@@ -31,6 +34,8 @@ def test_recipe_is_a_valid_study(path):
         o = analysis.options
         named = [o.get("baseline"), o.get("ind"), *o.get("variants", []),
                  *o.get("sse", {}).values(), *o.get("fge", {}).values()]
+        if analysis.name == "published":
+            named += list(o["published"])
         for name in filter(None, named):
             assert name in variants, f"{path.name}: analysis {analysis.key} names no variant {name!r}"
     if path.stem.endswith("_small"):

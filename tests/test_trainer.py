@@ -1,6 +1,7 @@
 """The training engine: records, checkpoints, reproducibility and exact resume."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -180,3 +181,13 @@ def test_grad_norm_matches_autograd():
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), [(x, y)], epochs=1,
                       progress=False)
     assert trainer.fit()[0]["grad_norm"] == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_non_finite_metrics_round_trip(tmp_path):
+    from losslab.runs.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log.write({"epoch": 1, "a": float("nan"), "b": float("inf"), "c": 1.5, "d": "text"})
+    (record,) = read_metrics(tmp_path)
+    assert math.isnan(record["a"]) and record["b"] == float("inf") and record["c"] == 1.5
+    assert record["d"] == "text"

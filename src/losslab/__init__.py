@@ -22,9 +22,11 @@ from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedChec
 from losslab.runs.checkpoints import CheckpointCorruptError
 from losslab.runs.config import ConfigError, TrainConfig, load_config
 from losslab.runs.metrics import read_metrics
+from losslab.train.annealing import H1, H2, SGDSA, SSA, ExponentialCooling
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
 from losslab.train.repulsion import CheckpointRepulsion
+from losslab.train.restarts import ColdRestart
 from losslab.train.run import resume, train
 from losslab.train.schedules import (
     ConstantSchedule,
@@ -53,7 +55,7 @@ __all__ = [
     "ConfigError", "TrainConfig", "load_config", "read_metrics",
     # training
     "Callback", "Trainer", "evaluate", "train", "resume", "build_schedule",
-    "CheckpointRepulsion",
+    "CheckpointRepulsion", "ColdRestart", "SSA", "SGDSA", "ExponentialCooling", "H1", "H2",
     "ConstantSchedule", "StepSchedule", "MultiStepSchedule", "LinearDecaySchedule",
     "CosineSchedule", "CosineWarmRestartsSchedule", "SnapshotCosineSchedule", "FGECycleSchedule",
 ]

@@ -54,14 +54,37 @@ class ModelConfig(_Strict):
                               "(2: four times the init variance; Garipov et al.'s variant E)")
 
 
+class AnnealingConfig(_Strict):
+    """Simulated-annealing optimizers (``optimizer.name: ssa`` or ``sgdsa``).
+
+    The thesis's values (SSA: ε0 = 1e-2, T0 = 1, α = 0.97, improving-share bound 0.6; SGD-SA:
+    T0 = 1, α = 0.93, H1 or H2) were tuned for its loss scale, the mean cross-entropy divided
+    by the batch size: ``thesis_loss_scale: true`` compares losses on that scale.
+    """
+
+    t0: float = Field(1.0, gt=0, description="initial temperature T0")
+    alpha: float | None = Field(None, gt=0, le=1, description="cooling per epoch, T <- alpha*T "
+                                "(default: 0.97 for ssa, 0.93 for sgdsa)")
+    eps: float = Field(1e-2, gt=0, description="SSA: initial move size ε0")
+    improve_bound: float = Field(0.6, ge=0, le=1, description="SSA: divide ε when the share of "
+                                 "improving moves in an epoch falls below this")
+    eps_factor: float = Field(0.1, gt=0, lt=1, description="SSA: ε <- eps_factor*ε")
+    lrs: str | list[float] = Field("H2", description="SGD-SA: the set H of learning rates, "
+                                   "'H1', 'H2' or a list")
+    objective: Literal["loss", "error"] = Field("loss", description="SSA: minimize the loss or "
+                                                "the (non-differentiable) error rate")
+    thesis_loss_scale: bool = Field(False, description="compare mean loss / batch size")
+
+
 class OptimizerConfig(_Strict):
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "ssa", "sgdsa"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
+    annealing: AnnealingConfig = AnnealingConfig()
 
 
 class ScheduleConfig(BaseModel):
@@ -142,6 +165,16 @@ class RepulsionConfig(_Strict):
         return [e for e in chosen if e < total_epochs]
 
 
+class RestartConfig(_Strict):
+    """Cold restarts: after each epoch, estimate the training loss on ``n_batches`` random
+    minibatches; below ``eps``, re-initialize the model and its optimizer (thesis ch. 2)."""
+
+    eps: float | None = Field(None, gt=0, description="restart threshold ε (None: no restarts)")
+    n_batches: int = Field(10, ge=1, description="minibatches of the training-loss estimate")
+    thesis_loss_scale: bool = Field(False, description="compare mean loss / batch size to ε "
+                                    "(the thesis's scale, for its ε = 1e-6, 1e-7)")
+
+
 class LogConfig(_Strict):
     tensorboard: bool = True
     progress: bool | None = Field(None, description="tqdm bars; None: only on a terminal")
@@ -160,7 +193,15 @@ class TrainConfig(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoints: CheckpointConfig = CheckpointConfig()
     repulsion: RepulsionConfig = RepulsionConfig()
+    restarts: RestartConfig = RestartConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _annealing_sets_its_own_steps(self) -> TrainConfig:
+        if self.optimizer.name in ("ssa", "sgdsa") and self.schedule.name != "constant":
+            raise ValueError(f"optimizer {self.optimizer.name!r} chooses its own step sizes; "
+                             "set schedule.name=constant")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_NON_FINITE = {"nan", "inf", "-inf"}
+
+
+def _restore(value: Any) -> Any:
+    # The inverse of _clean: non-finite floats were written as strings.
+    return float(value) if isinstance(value, str) and value in _NON_FINITE else value
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """All complete records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
     path = Path(path)
@@ -42,7 +50,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append({k: _restore(v) for k, v in json.loads(line).items()})
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 log.warning("dropping a torn last line of %s", path)

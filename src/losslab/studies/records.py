@@ -143,6 +143,6 @@ def write_aggregates(records: StudyRecords) -> None:
             try:
                 results[col] = pd.to_numeric(results[col])
             except (ValueError, TypeError):
-                pass  # a genuinely textual column stays as it is
+                results[col] = results[col].astype(str)  # mixed types: parquet needs one
     atomic_write(records.directory / "results.parquet", lambda tmp: results.to_parquet(tmp, index=False))
     atomic_write(records.directory / "summary.csv", lambda tmp: records.summary.to_csv(tmp, index=False))

@@ -10,7 +10,8 @@ from losslab.runs.config import OptimizerConfig
 __all__ = ["build_optimizer"]
 
 
-def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module, *, seed: int = 0,
+                    batch_size: int = 1) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` describes, over the model's trainable parameters.
 
     ``weight_decay`` is L2 regularisation added to the gradient for SGD and Adam (PyTorch's
@@ -28,4 +29,21 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                  weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; allowed: sgd, adam, adamw")
+    if cfg.name in ("ssa", "sgdsa"):
+        return _annealing(cfg, params, seed=seed, batch_size=batch_size)
+    raise ValueError(f"unknown optimizer {cfg.name!r}; allowed: sgd, adam, adamw, ssa, sgdsa")
+
+
+def _annealing(cfg: OptimizerConfig, params: list, *, seed: int,
+               batch_size: int) -> torch.optim.Optimizer:
+    """SSA or SGD-SA with the thesis's defaults (α = 0.97 for SSA, 0.93 for SGD-SA)."""
+    from losslab.train.annealing import SGDSA, SSA, ExponentialCooling
+
+    a = cfg.annealing
+    scale = 1.0 / batch_size if a.thesis_loss_scale else 1.0
+    if cfg.name == "ssa":
+        cooling = ExponentialCooling(a.t0, a.alpha if a.alpha is not None else 0.97)
+        return SSA(params, eps=a.eps, temperature=cooling, improve_bound=a.improve_bound,
+                   eps_factor=a.eps_factor, seed=seed, loss_scale=scale)
+    cooling = ExponentialCooling(a.t0, a.alpha if a.alpha is not None else 0.93)
+    return SGDSA(params, lrs=a.lrs, temperature=cooling, seed=seed, loss_scale=scale)

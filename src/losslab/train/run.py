@@ -19,16 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from losslab.data import Augment, load_dataset, make_loaders
+from losslab.data import Augment, DeviceLoader, load_dataset, make_loaders
 from losslab.ensembles.collect import MemberCollector, member_role
 from losslab.models import create_model
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.metrics import MetricsLog
 from losslab.runs.rundir import RunDir
+from losslab.train.annealing_log import AnnealingLog
 from losslab.train.callbacks import Callback
 from losslab.train.checkpointing import CheckpointPolicy
 from losslab.train.optim import build_optimizer
 from losslab.train.repulsion_callback import RepulsionCallback
+from losslab.train.restarts import ColdRestart
 from losslab.train.schedules import build_schedule
 from losslab.train.trainer import Trainer, read_state
 
@@ -65,6 +67,27 @@ def _scale_init(model: torch.nn.Module, factor: float) -> None:
             module.weight.mul_(factor)
 
 
+def _cold_restart(config: TrainConfig, splits, device: torch.device) -> ColdRestart:
+    """Restarts re-create the model with seeds derived from the run's, without touching the
+    global RNG; the estimate uses shuffled, unaugmented training batches of its own."""
+    r, d = config.restarts, config.data
+
+    def reinit(k: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1_000_003 * (k + 1))
+            model = create_model(config.model.name, num_classes=splits.num_classes,
+                                 in_channels=splits.in_channels, image_size=splits.image_size,
+                                 **config.model.options)
+            if config.model.init_scale != 1.0:
+                _scale_init(model, config.model.init_scale)
+        return model
+
+    batches = DeviceLoader(splits.train, d.batch_size, shuffle=True, mean=splits.mean,
+                           std=splits.std, seed=config.seed + 17, device=device)
+    scale = 1.0 / d.batch_size if r.thesis_loss_scale else 1.0
+    return ColdRestart(r.eps, reinit, n_batches=r.n_batches, batches=batches, loss_scale=scale)
+
+
 def build_trainer(config: TrainConfig, run: RunDir | None = None,
                   callbacks: Sequence[Callback] = (), *, start_epoch: int = 0) -> Trainer:
     """Everything ``config`` describes, assembled into a :class:`Trainer` (not yet run)."""
@@ -82,10 +105,16 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
         splits, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
         augment=Augment(crop_padding=d.augment.crop_padding, flip=d.augment.flip),
         seed=config.seed, device=device)
-    optimizer = build_optimizer(config.optimizer, model)
-    scheduler = build_schedule(config.schedule.name, optimizer, steps_per_epoch=len(train_loader),
-                               epochs=config.epochs, **config.schedule.params)
+    optimizer = build_optimizer(config.optimizer, model, seed=config.seed, batch_size=d.batch_size)
+    annealing = config.optimizer.name in ("ssa", "sgdsa")
+    scheduler = None if annealing else build_schedule(
+        config.schedule.name, optimizer, steps_per_epoch=len(train_loader), epochs=config.epochs,
+        **config.schedule.params)
     all_callbacks = list(callbacks)
+    if annealing:
+        all_callbacks.append(AnnealingLog())
+    if config.restarts.eps is not None:
+        all_callbacks.append(_cold_restart(config, splits, device))
     if config.repulsion.checkpoint_epochs(config.epochs):
         all_callbacks.append(RepulsionCallback(
             config.repulsion, config.epochs, directory=run.checkpoints if run else None,
@@ -104,7 +133,7 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     return Trainer(model, optimizer, train_loader, epochs=config.epochs, eval_loaders=eval_loaders,
                    scheduler=scheduler, callbacks=all_callbacks, device=device,
                    metrics_log=metrics_log, state_path=state_path, grad_norm=config.log.grad_norm,
-                   progress=config.log.progress)
+                   progress=config.log.progress, objective=config.optimizer.annealing.objective)
 
 
 def _fit(trainer: Trainer, run: RunDir) -> None:

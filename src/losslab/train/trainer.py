@@ -85,7 +85,7 @@ class Trainer:
                  loss_fn: LossFn = F.cross_entropy, callbacks: Sequence[Callback] = (),
                  device: torch.device | str | None = None, metrics_log: Any = None,
                  state_path: str | Path | None = None, grad_norm: bool = True,
-                 progress: bool | None = None):
+                 progress: bool | None = None, objective: str = "loss"):
         self.model = model
         self.optimizer = optimizer
         self.train_loader = train_loader
@@ -99,6 +99,9 @@ class Trainer:
         self.state_path = Path(state_path) if state_path is not None else None
         self.grad_norm = grad_norm
         self.progress = sys.stderr.isatty() if progress is None else progress
+        if objective not in ("loss", "error"):
+            raise ValueError(f"objective must be 'loss' or 'error', got {objective!r}")
+        self.objective = objective  # what a closure optimizer minimizes
         self.epoch = 0  # epochs finished
         self.step = 0   # optimizer steps taken
         self.history: list[dict[str, Any]] = []
@@ -124,7 +127,9 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
         start = time.perf_counter()
-        metrics: dict[str, Any] = {"epoch": epoch, "lr": self.current_lr()}
+        metrics: dict[str, Any] = {"epoch": epoch}
+        if "lr" in self.optimizer.param_groups[0]:  # SSA has no learning rate
+            metrics["lr"] = self.current_lr()
         metrics.update(self.train_epoch(epoch))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -157,12 +162,16 @@ class Trainer:
             total = len(batches) if hasattr(batches, "__len__") else None
             batches = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False,
                            dynamic_ncols=True)
+        uses_closure = getattr(self.optimizer, "uses_closure", False)
         for x, y in batches:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            loss, logits = self.training_step(x, y)
-            if self.grad_norm:
-                grad_norm_sum.add_(self._grad_norm())
-            self.optimizer.step()
+            if uses_closure:
+                loss, logits = self.closure_step(x, y)
+            else:
+                loss, logits = self.training_step(x, y)
+                if self.grad_norm:
+                    grad_norm_sum.add_(self._grad_norm())
+                self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
@@ -175,7 +184,7 @@ class Trainer:
             count += n
             steps += 1
         out = {"train_loss": loss_sum.item() / max(count, 1), "train_acc": correct.item() / max(count, 1)}
-        if self.grad_norm:
+        if self.grad_norm and not uses_closure:
             out["grad_norm"] = grad_norm_sum.item() / max(steps, 1)
         return out
 
@@ -194,6 +203,31 @@ class Trainer:
             cb.on_after_backward(self, loss)
         return loss, logits
 
+    def closure_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of an optimizer that evaluates the objective itself (SSA, SGD-SA).
+
+        The closure follows losslab's convention: it returns the objective on this minibatch
+        (the loss, or the error rate when ``objective="error"``) and calls ``backward`` only
+        when gradients are enabled. The loss and logits of the first evaluation (at the
+        weights before the step) are what the epoch's running metrics record.
+        """
+        first: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+            if not first:
+                first["loss"], first["logits"] = loss.detach(), logits.detach()
+            if torch.is_grad_enabled():
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            if self.objective == "error":
+                return (logits.detach().argmax(dim=1) != y).double().mean()
+            return loss.detach()
+
+        self.optimizer.step(closure)
+        return first["loss"], first["logits"]
+
     def _grad_norm(self) -> Tensor:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if not grads:
@@ -204,7 +238,8 @@ class Trainer:
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def current_lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The first param group's lr (NaN for optimizers without one, such as SSA)."""
+        return float(self.optimizer.param_groups[0].get("lr", float("nan")))
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""Simulated-annealing optimizers: SSA (derivative-free) and SGD-SA, with cooling schedules.
+
+Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
+chapters 3-4; SPEC §2.
+
+Both optimizers take a closure that returns the objective on the current minibatch as a 0-d
+tensor and calls ``backward()`` only when ``torch.is_grad_enabled()``::
+
+    def closure():
+        loss = F.cross_entropy(model(x), y)
+        if torch.is_grad_enabled():
+            optimizer.zero_grad()
+            loss.backward()
+        return loss
+
+    for epoch in range(epochs):
+        for x, y in loader:
+            optimizer.step(closure)          # returns the objective before the step
+        stats = optimizer.epoch_end()        # counters (one host sync), then T <- alpha T
+
+``SSA`` calls it three times under ``torch.no_grad()`` (the value may be non-differentiable,
+e.g. the error rate); ``SGDSA`` once with gradients enabled and once under ``no_grad``. Steps
+never synchronize with the host; ``epoch_end`` reads the epoch's counters once.
+"""
+
+from losslab.train.annealing.sgdsa import H1, H2, LR_SETS, SGDSA
+from losslab.train.annealing.ssa import SSA
+from losslab.train.annealing.temperature import (
+    CoolingSchedule,
+    ExponentialCooling,
+    LinearCooling,
+    as_cooling,
+    metropolis_accept,
+)
+
+__all__ = [
+    "SSA",
+    "SGDSA",
+    "H1",
+    "H2",
+    "LR_SETS",
+    "CoolingSchedule",
+    "ExponentialCooling",
+    "LinearCooling",
+    "as_cooling",
+    "metropolis_accept",
+]

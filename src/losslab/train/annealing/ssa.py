@@ -1,0 +1,322 @@
+"""SSA: stochastic simulated annealing, a derivative-free optimizer (thesis chapter 3).
+
+Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
+section 3.3 and Algorithm 6. Per minibatch, with weights w, step size ε and temperature T:
+
+    Δ ~ N(0, I)                                   (one draw for every parameter)
+    L0 = L(w),  L+ = L(w + εΔ),  L- = L(w - εΔ)   (three forward passes, no backward)
+    w_best = argmin(L+, L-)
+    w <- w_best  if  L_best <= L0,
+    w <- w_best  with probability exp(-(L_best - L0)/T) otherwise (Metropolis, eq. 3.1),
+    w <- w       otherwise (rejected: the parameters are restored bit for bit).
+
+Per epoch (``epoch_end``): T <- αT (eq. 3.2) and, when the share of minibatches whose best
+candidate was not worse than L0 falls below ``improve_bound``, ε <- ε · ``eps_factor``
+(section 3.4: "if the value of ε leads to a worse objective function value, ε is decreased by
+a factor of 10"; 0.6 is the bound in the thesis's code, see SPEC §2).
+
+Defaults ε0 = 1e-2, T0 = 1, α = 0.97 are the thesis's (Figures 3.5-3.7). They were tuned for
+the thesis's objective scale, the mean cross-entropy divided by the batch size: to reproduce its
+runs pass ``loss_scale=1/batch_size``, which multiplies every compared objective (the
+Metropolis Δ) and nothing else. With the default ``loss_scale=1`` Δ is on the true mean's scale.
+
+CLOSURE CONVENTION (shared with :class:`~losslab.train.annealing.SGDSA` and the trainer)::
+
+    def closure():
+        loss = F.cross_entropy(model(x), y)       # the objective on the current minibatch
+        if torch.is_grad_enabled():                # SSA never enables it; SGD-SA does once
+            optimizer.zero_grad()
+            loss.backward()
+        return loss                                # a 0-d tensor; SSA may get e.g. the error rate
+
+SSA calls the closure three times per step, always under ``torch.no_grad()``; what it returns is
+what Metropolis compares, so it need not be differentiable (thesis: "we can optimize over
+discrete functions, such as the accuracy"). The optimizer moves parameters only: buffers such as
+BatchNorm running statistics are updated by whatever the closure's forward passes do.
+
+No host syncs in ``step``: the candidate choice and the accept/reject decision are tensor
+arithmetic (``torch.where``), the random numbers come from ``generator`` on the parameters'
+device, and the per-epoch counters are device tensors read once by ``epoch_end``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from losslab.train.annealing.temperature import CoolingSchedule, as_cooling, metropolis_accept
+
+__all__ = ["SSA", "Closure"]
+
+Closure = Callable[[], Any]
+
+_SEED_SALT = 0x5EED_A22E  # keeps the default stream apart from the global RNG seeded alike
+
+
+def _default_seed(seed: int | None) -> int:
+    """``seed`` as given, else one derived from ``torch.initial_seed()`` (splitmix64 mix).
+
+    The derived seed differs from the global one on purpose: a generator seeded exactly like
+    the global RNG would replay the very stream that initialized the weights.
+    """
+    if seed is not None:
+        return int(seed)
+    z = (torch.initial_seed() + _SEED_SALT * 0x9E3779B97F4A7C15) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return (z ^ (z >> 31)) % 2**63
+
+
+class _Annealer(torch.optim.Optimizer):
+    """What SSA and SGD-SA share: generator, cooling, device counters, state dicts."""
+
+    uses_closure = True  # the trainer passes a closure (see the convention above)
+    _COUNTERS: tuple[str, ...] = ("improving", "neutral", "worse_accepted", "worse_rejected",
+                                  "prob_sum")
+
+    def __init__(self, params: Iterable, defaults: dict[str, Any],
+                 temperature: CoolingSchedule | float | None, alpha: float, loss_scale: float,
+                 generator: torch.Generator | None, seed: int | None) -> None:
+        super().__init__(params, defaults)
+        if not (loss_scale > 0 and math.isfinite(loss_scale)):
+            raise ValueError(f"loss_scale must be a positive number, got {loss_scale!r}")
+        devices = {p.device for g in self.param_groups for p in g["params"]}
+        if len(devices) != 1:
+            raise ValueError(f"all parameters must be on one device, got {sorted(map(str, devices))}")
+        self.device = devices.pop()
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(_default_seed(seed))
+        elif seed is not None:
+            raise ValueError("give generator= or seed=, not both")
+        if generator.device.type != self.device.type:
+            raise ValueError(f"generator is on {generator.device}, parameters on {self.device}")
+        self.generator = generator
+        self.cooling = as_cooling(temperature, alpha)
+        self.loss_scale = float(loss_scale)
+        # float64 where the device has it: counters are exact integers for 2^53 steps.
+        self._fdtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self._counters = torch.zeros(len(self._COUNTERS), dtype=self._fdtype, device=self.device)
+        self._steps = 0  # steps this epoch: a host count, known without reading the device
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature T (the cooling schedule's)."""
+        return self.cooling.temperature
+
+    # -- step helpers ------------------------------------------------------------------------
+    def _value(self, out: Any) -> Tensor:
+        """The closure's result as a detached 0-d tensor on the parameters' device."""
+        if isinstance(out, Tensor):
+            if out.numel() != 1:
+                raise ValueError(f"the closure must return a scalar, got shape {tuple(out.shape)}")
+            return out.detach().reshape(())
+        return torch.tensor(float(out), device=self.device)
+
+    def _buffers(self, params: list[Tensor]) -> list[Tensor]:
+        """One scratch buffer per parameter (allocated once; the only per-parameter state)."""
+        out = []
+        for p in params:
+            st = self.state[p]
+            if "saved" not in st:
+                st["saved"] = torch.empty_like(p, memory_format=torch.preserve_format)
+            out.append(st["saved"])
+        return out
+
+    def _uniform(self) -> Tensor:
+        return torch.rand((), generator=self.generator, device=self.device, dtype=self._fdtype)
+
+    def _decide(self, l0: Tensor, l1: Tensor, u: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Metropolis on l1 against l0 (scaled by ``loss_scale``) and this step's counter values."""
+        l0, l1 = l0.to(self._fdtype), l1.to(self._fdtype)
+        accept, prob = metropolis_accept((l1 - l0) * self.loss_scale, self.temperature, u)
+        improving, neutral = l1 < l0, l1 == l0
+        worse = ~(improving | neutral)  # NaN candidates count as worsening (and are rejected)
+        wprob = torch.where(worse, prob.nan_to_num(0.0), torch.zeros_like(prob))
+        return accept, [improving, neutral, worse & accept, worse & ~accept, wprob]
+
+    def _count(self, values: list[Tensor]) -> None:
+        self._counters.add_(torch.stack([v.to(self._fdtype) for v in values]))
+        self._steps += 1
+
+    def _read_counters(self) -> dict[str, float]:
+        """The epoch's counters (one host sync), then reset them."""
+        values = dict(zip(self._COUNTERS, self._counters.tolist(), strict=True))
+        steps = self._steps
+        self._counters.zero_()
+        self._steps = 0
+        worse = values["worse_accepted"] + values["worse_rejected"]
+        return {
+            "steps": steps,
+            "improving_moves": int(values["improving"]),
+            "neutral_moves": int(values["neutral"]),
+            "worsening_accepted": int(values["worse_accepted"]),
+            "worsening_rejected": int(values["worse_rejected"]),
+            "mean_acceptance_prob": values["prob_sum"] / worse if worse else math.nan,
+            **{k: v for k, v in values.items() if k not in _Annealer._COUNTERS},
+        }
+
+    # -- state ----------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state plus ``"annealing"``: generator, cooling, counters, method extras.
+
+        The scratch buffers are left out: they hold nothing between steps.
+        """
+        sd = super().state_dict()
+        sd["state"] = {k: {n: v for n, v in st.items() if n != "saved"}
+                       for k, st in sd["state"].items()}
+        sd["annealing"] = {
+            "generator": self.generator.get_state(),
+            "cooling": self.cooling.state_dict(),
+            "loss_scale": self.loss_scale,
+            "counters": self._counters.detach().cpu().clone(),
+            "steps": self._steps,
+            **self._extra_state(),
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        sd = dict(state_dict)
+        extra = sd.pop("annealing", None)
+        if extra is None:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: no 'annealing' entry")
+        super().load_state_dict(sd)
+        self.generator.set_state(extra["generator"])
+        self.cooling.load_state_dict(extra["cooling"])
+        self.loss_scale = float(extra["loss_scale"])
+        self._counters.copy_(extra["counters"])
+        self._steps = int(extra["steps"])
+        self._load_extra_state(extra)
+
+
+class SSA(_Annealer):
+    """Stochastic simulated annealing (thesis Algorithm 6); see the module docstring.
+
+    Args:
+        params: parameters or parameter groups (a group may set its own ``eps``).
+        eps: initial step ε of the random move ±εΔ (thesis: 1e-2 at ``loss_scale=1/batch``).
+        temperature: a :class:`CoolingSchedule`, or T0 for ``ExponentialCooling(T0, alpha)``;
+            default ``ExponentialCooling(1.0, 0.97)``.
+        alpha: the cooling factor used when ``temperature`` is a number or None.
+        improve_bound: ε drops at an epoch's end when the share of non-worsening steps is
+            below it (thesis code: 0.6).
+        eps_factor: the factor ε is multiplied by when it drops (thesis: 0.1).
+        loss_scale: multiplies the compared objective (``1/batch_size`` = the thesis's scale).
+        generator, seed: the random source (on the parameters' device); default a new
+            generator seeded from ``seed`` or from ``torch.initial_seed()``.
+
+    Memory: one scratch buffer per parameter (``state[p]["saved"]``). The saved copy of w is
+    the only extra storage: Δ is drawn into the parameters themselves, the candidate w - εΔ is
+    built as the mirror image b = 2w - a of the one evaluated first, a = w + εΔ. A rejected
+    step leaves w bitwise unchanged and a kept b is bitwise the point evaluated; a kept a is
+    rebuilt as the mirror 2w - b, which equals the evaluated a up to one rounding (drawing Δ
+    again would make it exact, but the generator is the dearest part of a step on a small
+    model: ``benchmarks/bench_annealing.py``).
+    """
+
+    def __init__(self, params: Iterable, eps: float = 1e-2,
+                 temperature: CoolingSchedule | float | None = None, alpha: float = 0.97,
+                 improve_bound: float = 0.6, eps_factor: float = 0.1, loss_scale: float = 1.0,
+                 generator: torch.Generator | None = None, seed: int | None = None) -> None:
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a positive number, got {eps!r}")
+        if not 0 <= improve_bound <= 1:
+            raise ValueError(f"improve_bound must be in [0, 1], got {improve_bound!r}")
+        if not 0 < eps_factor <= 1:
+            raise ValueError(f"eps_factor must be in (0, 1], got {eps_factor!r}")
+        super().__init__(params, {"eps": float(eps)}, temperature, alpha, loss_scale,
+                         generator, seed)
+        self.improve_bound, self.eps_factor = float(improve_bound), float(eps_factor)
+        self.eps_drops = 0  # times ε was multiplied by eps_factor, over the whole run
+
+    @torch.no_grad()
+    def step(self, closure: Closure) -> Tensor:  # type: ignore[override]
+        """One SSA move on the closure's minibatch; returns L0, the objective before the move."""
+        if closure is None:
+            raise ValueError("SSA.step needs a closure (see the closure convention)")
+        groups = [(g["eps"], list(g["params"])) for g in self.param_groups if g["params"]]
+        params = [p for _, ps in groups for p in ps]
+        saved = self._buffers(params)
+        bufs = [(eps, ps, saved[i:i + len(ps)])
+                for (eps, ps), i in zip(groups, _offsets(groups), strict=True)]
+        u = self._uniform()
+        l0 = self._value(closure())
+
+        torch._foreach_copy_(saved, params)                    # saved = w
+        for p in params:
+            p.normal_(generator=self.generator)                # p = Δ
+        for eps, ps, ss in bufs:
+            torch._foreach_mul_(ps, eps)
+            torch._foreach_add_(ps, ss)                        # p = a = w + εΔ
+        l_plus = self._value(closure())
+
+        for _, ps, ss in bufs:
+            torch._foreach_neg_(ps)
+            torch._foreach_add_(ps, ss, alpha=2.0)             # p = b = 2w - a (one rounding)
+        l_minus = self._value(closure())
+
+        take_plus = (l_plus < l_minus) | torch.isnan(l_minus)
+        best = torch.where(take_plus, l_plus, l_minus)
+        accept, counts = self._decide(l0, best, u)
+        keep_minus, keep_plus = accept & ~take_plus, accept & take_plus
+
+        # p = b if b is kept, w if the move is rejected (both bitwise), and the mirror
+        # 2w - b if a is kept: that is a up to one rounding (a = 2w - (2w - a)), which spares a
+        # second draw of Δ (the generator is the dearest part of an SSA step on a small model).
+        # The temporaries live one parameter at a time; the optimizer's state stays one buffer.
+        for p, s in zip(params, saved, strict=True):
+            mirrored = s.mul(2.0).sub_(p)
+            torch.where(keep_plus, mirrored, torch.where(keep_minus, p, s), out=p)
+        self._count(counts)
+        return l0
+
+    def epoch_end(self) -> dict[str, Any]:
+        """The epoch's statistics (one host sync), then cool T and maybe drop ε.
+
+        Returns ``improving_moves`` (best candidate strictly better than L0), ``neutral_moves``
+        (equal: accepted with probability 1, common with a discrete objective),
+        ``worsening_accepted``/``worsening_rejected``, ``mean_acceptance_prob`` (the mean of
+        exp(-Δ/T) over worsening moves; NaN if there were none), ``improving_share`` (the share
+        of steps that were not worsening: the thesis drops ε when worsening moves exceed a
+        threshold, so ties count as not worsening, or a discrete objective would shrink ε
+        forever), ``temperature`` and ``eps`` (the values used during the epoch), ``eps_drops``
+        (the total so far, counting a drop decided now) and ``steps``.
+        """
+        out = self._read_counters()
+        steps = out["steps"]
+        share = (out["improving_moves"] + out["neutral_moves"]) / steps if steps else math.nan
+        out.update(improving_share=share, temperature=self.temperature,
+                   eps=self.param_groups[0]["eps"])
+        self.cooling.step()
+        if steps and share < self.improve_bound:
+            for g in self.param_groups:
+                g["eps"] *= self.eps_factor
+            self.eps_drops += 1
+        out["eps_drops"] = self.eps_drops
+        return out
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"eps_drops": self.eps_drops, "improve_bound": self.improve_bound,
+                "eps_factor": self.eps_factor}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.eps_drops = int(extra["eps_drops"])
+        self.improve_bound = float(extra["improve_bound"])
+        self.eps_factor = float(extra["eps_factor"])
+
+
+def _offsets(groups: list[tuple[Any, list[Tensor]]]) -> list[int]:
+    out, i = [], 0
+    for _, ps in groups:
+        out.append(i)
+        i += len(ps)
+    return out

@@ -1,0 +1,388 @@
+"""SSA and SGD-SA (thesis ch. 3-4): Metropolis statistics, exact rejection, convergence,
+equivalence with SGD-that-rejects, determinism and resume, closure convention, memory."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losslab.models import create_model
+from losslab.train.annealing import (
+    H1,
+    H2,
+    SGDSA,
+    SSA,
+    ExponentialCooling,
+    LinearCooling,
+    metropolis_accept,
+)
+
+DT = torch.float64
+
+
+def binomial_ok(hits: int, n: int, p: float, z: float = 4.5) -> bool:
+    return abs(hits - n * p) <= z * math.sqrt(n * p * (1 - p)) + 1
+
+
+def scripted(values, param=None, grad=True):
+    """A closure whose k-th call returns values[k % len(values)], whatever the weights.
+
+    With ``param`` it follows the closure convention (zero_grad + backward when grad is on).
+    """
+    calls = []
+
+    def closure():
+        v = torch.tensor(values[len(calls) % len(values)], dtype=DT)
+        calls.append(None if param is None else param.detach().clone())
+        if param is not None and torch.is_grad_enabled():
+            param.grad = None
+            (v + 0.0 * param.sum()).backward()
+        return v
+
+    closure.calls = calls
+    return closure
+
+
+def roundtrip(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+# -- temperature and Metropolis ----------------------------------------------------------------
+def test_cooling_schedules():
+    s = ExponentialCooling(2.0, 0.5)
+    assert [s.temperature, s.step(), s.step()] == [2.0, 1.0, 0.5]
+    t = ExponentialCooling(1.0, 0.3)
+    t.load_state_dict(s.state_dict())
+    assert t.temperature == 0.5 and t.alpha == 0.5
+    lin = LinearCooling(1.0, 0.0, epochs=4)
+    assert [lin.at(k) for k in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        ExponentialCooling(1.0, 1.5)
+
+
+@pytest.mark.parametrize("delta,temp", [(0.1, 1.0), (0.5, 1.0), (1.0, 0.5), (2.0, 1.0)])
+def test_metropolis_frequency(delta, temp):
+    g = torch.Generator().manual_seed(7)
+    n = 40_000
+    u = torch.rand(n, generator=g, dtype=DT)
+    accept, prob = metropolis_accept(torch.full((n,), delta, dtype=DT), temp, u)
+    p = math.exp(-delta / temp)
+    assert torch.allclose(prob, torch.full_like(prob, p))
+    assert binomial_ok(int(accept.sum()), n, p)
+
+
+def test_metropolis_edges():
+    u = torch.tensor([0.0, 0.5, 0.999], dtype=DT)
+    for d in (0.0, -1.0):  # not worse: always, at any T (also T = 0, where 0/0 must not leak)
+        for temp in (0.0, 1.0):
+            assert metropolis_accept(torch.full((3,), d, dtype=DT), temp, u)[0].all()
+    assert not metropolis_accept(torch.full((3,), 1e-9, dtype=DT), 0.0, u)[0].any()
+    assert not metropolis_accept(torch.full((3,), math.inf, dtype=DT), 1.0, u)[0].any()
+    assert not metropolis_accept(torch.full((3,), math.nan, dtype=DT), 1.0, u)[0].any()
+
+
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+def test_counters_match_metropolis(opt_cls):
+    # Every step is worse by exactly d: L0 = 0, the candidate(s) d (SSA: 3 calls, SGD-SA: 2).
+    d, temp, scale, n = 3.0, 2.0, 0.5, 3000
+    w = torch.nn.Parameter(torch.zeros(3, dtype=DT))
+    opt = opt_cls([w], temperature=temp, loss_scale=scale, seed=1)
+    closure = scripted([0.0, d, d] if opt_cls is SSA else [0.0, d], w)
+    for _ in range(n):
+        opt.step(closure)
+    out = opt.epoch_end()
+    p = math.exp(-d * scale / temp)
+    assert out["steps"] == n and out["improving_moves"] == 0 and out["neutral_moves"] == 0
+    assert out["worsening_accepted"] + out["worsening_rejected"] == n
+    assert out["mean_acceptance_prob"] == pytest.approx(p, rel=1e-12)
+    assert binomial_ok(out["worsening_accepted"], n, p)
+    assert out["temperature"] == temp and opt.temperature == pytest.approx(temp * opt.cooling.alpha)
+    assert opt.epoch_end()["steps"] == 0  # counters were reset
+
+
+# -- exactness ----------------------------------------------------------------------------------
+def _weird_params():
+    g = torch.Generator().manual_seed(3)
+    return [torch.nn.Parameter(torch.randn(shape, generator=g) * 10 ** torch.randint(-8, 8, shape,
+                                                                                       generator=g))
+            for shape in [(7, 5), (13,), (2, 3, 4)]]
+
+
+def test_ssa_rejection_restores_bitwise():
+    params = _weird_params()
+    before = [p.detach().clone() for p in params]
+    opt = SSA(params, eps=0.3, temperature=0.0, seed=0)
+    for _ in range(20):
+        opt.step(scripted([0.0, 1.0, 2.0]))
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+    assert opt.epoch_end()["worsening_rejected"] == 20
+
+
+@pytest.mark.parametrize("values,which", [([1.0, 0.0, 0.5], 1), ([1.0, 0.5, 0.0], 2),
+                                          ([1.0, 2.0, 2.0], 0)])
+def test_ssa_moves_to_the_evaluated_candidate(values, which):
+    # A reject leaves w bitwise and w - eps*Delta is kept in place bitwise; w + eps*Delta is
+    # rebuilt as the mirror 2w - (w - eps*Delta): the evaluated point up to one rounding of 2w.
+    (w,) = params = [torch.nn.Parameter(torch.randn(1000, dtype=torch.float32) * 1e3)]
+    opt = SSA(params, eps=0.37, temperature=0.0, seed=5)
+    for _ in range(5):
+        closure = scripted(values, w)
+        opt.step(closure)
+        if which == 1:
+            ulp_of_2w = 2 * torch.finfo(w.dtype).eps * closure.calls[0].abs()
+            assert ((w - closure.calls[1]).abs() <= ulp_of_2w).all()
+            assert not torch.equal(w, closure.calls[0])
+        else:
+            assert torch.equal(w, closure.calls[which])
+        assert not torch.equal(closure.calls[1], closure.calls[2])
+
+
+def test_sgdsa_rejection_restores_bitwise():
+    params = _weird_params()
+    before = [p.detach().clone() for p in params]
+    opt = SGDSA(params, lrs=[3.0], temperature=0.0, seed=0)
+
+    def closure():  # a quadratic: with eta = 3 every step overshoots and worsens
+        loss = sum((p.double() ** 2).sum() for p in params)
+        if torch.is_grad_enabled():
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    for _ in range(10):
+        opt.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+    # A step to inf (loss inf, then NaN) is rejected and still restored exactly.
+    opt2 = SGDSA(params, lrs=[1e300], temperature=1.0, seed=0)
+    opt2.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+
+
+# -- behaviour ---------------------------------------------------------------------------------
+def test_ssa_decreases_a_convex_quadratic():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(10, 10, generator=g, dtype=DT) / 3 + torch.eye(10, dtype=DT)
+    b = torch.randn(10, generator=g, dtype=DT)
+    w = torch.nn.Parameter(torch.zeros(10, dtype=DT))
+
+    def f():
+        return ((a @ w - b) ** 2).sum()
+
+    f0 = f().item()
+    opt = SSA([w], eps=0.05, temperature=1e-3, seed=0)
+    for _ in range(6):
+        for _ in range(60):
+            opt.step(f)
+        opt.epoch_end()
+    assert f().item() < 0.05 * f0
+
+
+def test_ssa_eps_drops_only_when_improving_share_is_low():
+    w = torch.nn.Parameter(torch.zeros(2, dtype=DT))
+    opt = SSA([w], eps=1e-2, temperature=1.0, improve_bound=0.6, seed=0)
+    for _ in range(10):
+        opt.step(scripted([1.0, 0.5, 0.7]))  # improving
+    out = opt.epoch_end()
+    assert out["improving_share"] == 1.0 and out["eps_drops"] == 0 and out["eps"] == 1e-2
+    for _ in range(10):
+        opt.step(scripted([1.0, 1.5, 1.7]))  # worsening
+    out = opt.epoch_end()
+    assert out["improving_share"] == 0.0 and out["eps_drops"] == 1 and out["eps"] == 1e-2
+    assert opt.param_groups[0]["eps"] == pytest.approx(1e-3)
+    for _ in range(10):
+        opt.step(scripted([1.0, 1.0, 1.0]))  # ties are not worsening: no drop
+    out = opt.epoch_end()
+    assert out["neutral_moves"] == 10 and out["eps_drops"] == 1
+
+
+def test_sgdsa_single_rate_zero_temperature_is_sgd_that_rejects_worse_steps():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(256, 6, generator=g, dtype=DT), torch.randint(0, 3, (256,), generator=g)
+    w0 = torch.randn(6, 3, generator=g, dtype=DT)
+    lr = 10.0  # large enough that some steps worsen the minibatch loss
+
+    def loss_of(w, i):
+        return F.cross_entropy(x[i:i + 32] @ w, y[i:i + 32])
+
+    w = torch.nn.Parameter(w0.clone())
+    opt = SGDSA([w], lrs=[lr], temperature=0.0, seed=0)
+    ref = w0.clone()
+    rejected = improved = 0
+    for _ in range(3):
+        for i in range(0, 256, 32):
+            def closure(i=i):
+                loss = loss_of(w, i)
+                if torch.is_grad_enabled():
+                    opt.zero_grad()
+                    loss.backward()
+                return loss
+            opt.step(closure)
+            r = ref.clone().requires_grad_(True)
+            l0 = loss_of(r, i)
+            (grad,) = torch.autograd.grad(l0, r)
+            cand = ref - lr * grad
+            if loss_of(cand, i) <= l0.detach():
+                ref = cand
+        out = opt.epoch_end()
+        assert out["mean_lr"] == lr and out["worsening_accepted"] == 0
+        rejected, improved = rejected + out["worsening_rejected"], improved + out["improving_moves"]
+        torch.testing.assert_close(w.detach(), ref, rtol=0, atol=1e-12)
+    assert rejected > 0 and improved > 0
+
+
+def test_lr_sets():
+    assert H1 == (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05)
+    assert H2 == (0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01)
+    w = torch.nn.Parameter(torch.zeros(2, dtype=DT))
+    assert SGDSA([w], lrs="h2").lrs == H2
+    with pytest.raises(ValueError):
+        SGDSA([w], lrs="H3")
+    # eta is uniform over H: the mean drawn rate over many steps is H's mean.
+    opt = SGDSA([w], lrs="H1", seed=0)
+    for _ in range(4000):
+        opt.step(scripted([0.0, 0.0], w))
+    assert opt.epoch_end()["mean_lr"] == pytest.approx(sum(H1) / len(H1), rel=0.03)
+
+
+# -- determinism and resume ---------------------------------------------------------------------
+def _problem(opt_cls, seed, **kw):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 5, generator=g, dtype=DT)
+    b = torch.randn(8, generator=g, dtype=DT)
+    w = torch.nn.Parameter(torch.ones(5, dtype=DT))
+    opt = opt_cls([w], seed=seed, temperature=0.5, **kw)
+
+    def closure():
+        loss = ((a @ w - b) ** 2).mean()
+        if torch.is_grad_enabled():
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    return w, opt, closure
+
+
+def _run(opt, closure, w, steps, epoch_every=7):
+    traj = []
+    for k in range(steps):
+        opt.step(closure)
+        if k % epoch_every == epoch_every - 1:
+            opt.epoch_end()
+        traj.append(w.detach().clone())
+    return traj
+
+
+@pytest.mark.parametrize("opt_cls,kw", [(SSA, {"eps": 0.1}), (SGDSA, {"lrs": "H2"})])
+def test_same_seed_same_trajectory_and_exact_resume(opt_cls, kw):
+    w1, o1, c1 = _problem(opt_cls, 11, **kw)
+    w2, o2, c2 = _problem(opt_cls, 11, **kw)
+    t1, t2 = _run(o1, c1, w1, 30), _run(o2, c2, w2, 30)
+    assert all(torch.equal(a, b) for a, b in zip(t1, t2, strict=True))
+    w3, o3, c3 = _problem(opt_cls, 12, **kw)
+    assert not torch.equal(_run(o3, c3, w3, 30)[-1], t1[-1])
+
+    # Resume: 17 steps (two epoch ends and a partial epoch), save, rebuild, load, continue.
+    w4, o4, c4 = _problem(opt_cls, 11, **kw)
+    _run(o4, c4, w4, 17)
+    state, weights = roundtrip(o4.state_dict()), w4.detach().clone()
+    assert all("saved" not in s for s in state["state"].values())
+    rest = _run(o4, c4, w4, 13)
+    w5, o5, c5 = _problem(opt_cls, 999, **kw)
+    with torch.no_grad():
+        w5.copy_(weights)
+    o5.load_state_dict(state)
+    assert o5.temperature == o4.cooling.at(2)
+    rest2 = _run(o5, c5, w5, 13)
+    assert all(torch.equal(a, b) for a, b in zip(rest, rest2, strict=True))
+    assert o4.epoch_end() == pytest.approx(o5.epoch_end(), nan_ok=True)
+
+
+# -- real modules, closure convention, non-differentiable objective, memory, no syncs ------------
+def _digits_batch(n=64):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_sgdsa_trains_small_cnn():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1, image_size=8)
+    x, y = _digits_batch()
+    opt = SGDSA(model.parameters(), lrs="H2")
+
+    def closure():
+        loss = F.cross_entropy(model(x), y)
+        if torch.is_grad_enabled():
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    first = opt.step(closure)
+    assert first.dim() == 0 and not first.requires_grad
+    for _ in range(40):
+        last = opt.step(closure)
+    assert last < first
+    out = opt.epoch_end()
+    assert out["steps"] == 41 and out["improving_moves"] > 0
+    for p in model.parameters():  # one parameter-sized buffer each, nothing else
+        (buf,) = opt.state[p].values()
+        assert buf.shape == p.shape and buf.data_ptr() != p.data_ptr()
+
+
+def test_ssa_optimizes_error_rate_of_small_cnn():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1, image_size=8)
+    x, y = _digits_batch()
+    opt = SSA(model.parameters(), eps=0.05, temperature=1e-4, seed=3)
+    grad_calls = []
+
+    def closure():  # the error rate: piecewise constant, no gradient anywhere
+        grad_calls.append(torch.is_grad_enabled())
+        return (model(x).argmax(dim=1) != y).double().mean()
+
+    start = closure()
+    with torch.no_grad():
+        before = [p.clone() for p in model.parameters()]
+    for _ in range(40):
+        opt.step(closure)
+    assert closure() < start
+    assert len(grad_calls) == 122 and not any(grad_calls[1:-1])
+    out = opt.epoch_end()
+    assert out["steps"] == 40 and out["improving_moves"] > 0
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
+    for p in model.parameters():
+        assert len(opt.state[p]) == 1 and opt.state[p]["saved"].numel() == p.numel()
+
+
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+def test_step_never_reads_device_values(opt_cls, monkeypatch):
+    w, opt, closure = _problem(opt_cls, 0)
+    opt.step(closure)  # lazy buffers first
+
+    def boom(*a, **k):
+        raise AssertionError("host sync inside step")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, boom)
+    for _ in range(3):
+        opt.step(closure)
+    monkeypatch.undo()
+    assert opt.epoch_end()["steps"] == 4
+
+
+def test_argument_checks():
+    w = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError):
+        SSA([w], eps=0)
+    with pytest.raises(ValueError):
+        SSA([w], loss_scale=0)
+    with pytest.raises(ValueError):
+        SSA([w], generator=torch.Generator(), seed=1)
+    with pytest.raises(ValueError):
+        SGDSA([w], lrs=[])
