@@ -22,6 +22,7 @@ from losslab.report.figures import (
     ScatterFigure,
     ScatterSeries,
     Series,
+    SurfaceFigure,
 )
 from losslab.report.html import build_report
 from losslab.report.palette import Palette
@@ -39,4 +40,5 @@ __all__ = [
     "BarSeries",
     "BarFigure",
     "HeatmapFigure",
+    "SurfaceFigure",
 ]

@@ -163,6 +163,8 @@ class HeatmapFigure:
     ylabel: str = ""
     contour: bool = False
     zlabel: str = ""
+    lines_only: bool = False  # with contour: contour lines, not filled levels
+    paths: list[ScatterSeries] = field(default_factory=list)  # drawn over it (trajectories)
 
     def __post_init__(self) -> None:
         self.x = _vector(self.x, "heatmap x")
@@ -171,6 +173,23 @@ class HeatmapFigure:
         if self.z.shape != (len(self.y), len(self.x)):
             raise ValueError(f"heatmap z has shape {self.z.shape}, expected "
                              f"(len(y), len(x)) = ({len(self.y)}, {len(self.x)})")
+
+
+@dataclass
+class SurfaceFigure:
+    """A scalar field ``z[i, j]`` at ``(x[j], y[i])`` drawn as a 3-D surface (interactive in
+    the report: rotate, zoom); the static version is a matplotlib 3-D plot."""
+
+    title: str
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    xlabel: str = ""
+    ylabel: str = ""
+    zlabel: str = ""
+
+    def __post_init__(self) -> None:
+        HeatmapFigure.__post_init__(self)  # the same checks and conversions
 
 
 # What a section may put in its ``figures`` list: any registered description.

@@ -18,7 +18,13 @@ from markupsafe import Markup, escape
 from plotly.io.json import to_json_plotly
 
 from losslab.report.dispatch import TypeRegistry
-from losslab.report.figures import BarFigure, HeatmapFigure, LineFigure, ScatterFigure
+from losslab.report.figures import (
+    BarFigure,
+    HeatmapFigure,
+    LineFigure,
+    ScatterFigure,
+    SurfaceFigure,
+)
 from losslab.report.palette import Palette
 
 __all__ = ["RENDERERS", "to_plotly", "to_div", "PLOT_CONFIG"]
@@ -154,10 +160,28 @@ def _bar(fig: BarFigure, palette: Palette) -> go.Figure:
 
 @RENDERERS.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
-    kind = go.Contour if fig.contour else go.Heatmap
+    options: dict[str, Any] = {}
+    if fig.contour:
+        kind = go.Contour
+        options["contours"] = {"coloring": "lines" if fig.lines_only else "fill",
+                               "showlabels": fig.lines_only}
+    else:
+        kind = go.Heatmap
     trace = kind(x=fig.x, y=fig.y, z=fig.z, colorscale="Viridis",
-                 colorbar={"title": {"text": fig.zlabel}})
+                 colorbar={"title": {"text": fig.zlabel}}, **options)
     out = go.Figure(trace)
+    for path in fig.paths:
+        out.add_trace(go.Scatter(x=path.x, y=path.y, name=path.name, mode="lines+markers",
+                                 text=path.labels, line={"color": palette[path.name]}))
     out.update_xaxes(title_text=fig.xlabel)
     out.update_yaxes(title_text=fig.ylabel)
+    return out
+
+
+@RENDERERS.register(SurfaceFigure)
+def _surface(fig: SurfaceFigure, palette: Palette) -> go.Figure:
+    out = go.Figure(go.Surface(x=fig.x, y=fig.y, z=fig.z, colorscale="Viridis",
+                               colorbar={"title": {"text": fig.zlabel}}))
+    out.update_layout(scene={"xaxis_title": fig.xlabel, "yaxis_title": fig.ylabel,
+                             "zaxis_title": fig.zlabel})
     return out

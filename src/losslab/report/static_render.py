@@ -17,7 +17,13 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from losslab.report.dispatch import TypeRegistry
-from losslab.report.figures import BarFigure, HeatmapFigure, LineFigure, ScatterFigure
+from losslab.report.figures import (
+    BarFigure,
+    HeatmapFigure,
+    LineFigure,
+    ScatterFigure,
+    SurfaceFigure,
+)
 from losslab.report.palette import Palette
 from losslab.runs.atomic import atomic_write
 
@@ -41,7 +47,7 @@ def to_matplotlib(fig: Any, palette: Palette | None = None) -> MplFigure:
     palette = palette if palette is not None else Palette()
     mfig = MplFigure(figsize=(6.4, 4.0), layout="constrained")
     FigureCanvasAgg(mfig)
-    ax = mfig.add_subplot()
+    ax = mfig.add_subplot(projection="3d" if isinstance(fig, SurfaceFigure) else None)
     RENDERERS.lookup(fig)(fig, ax, palette)
     ax.set_title(_text(fig.title), loc="left")
     if ax.get_legend_handles_labels()[0]:
@@ -113,12 +119,27 @@ def _bar(fig: BarFigure, ax: Axes, palette: Palette) -> None:
 @RENDERERS.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
     z = np.ma.masked_invalid(fig.z)
-    if fig.contour:
+    if fig.contour and fig.lines_only:
+        mappable = ax.contour(fig.x, fig.y, z, levels=20, cmap="viridis")
+        ax.clabel(mappable, fontsize="x-small")
+    elif fig.contour:
         mappable = ax.contourf(fig.x, fig.y, z, levels=20, cmap="viridis")
         ax.contour(fig.x, fig.y, z, levels=10, colors="k", linewidths=0.4, alpha=0.5)
     else:
         mappable = ax.pcolormesh(fig.x, fig.y, z, shading="auto", cmap="viridis")
     bar = ax.figure.colorbar(mappable, ax=ax)
     bar.set_label(_text(fig.zlabel))
+    for path in fig.paths:
+        ax.plot(path.x, path.y, marker="o", markersize=3, label=_text(path.name),
+                color=palette[path.name])
     _axes_labels(ax, fig.xlabel, fig.ylabel)
     ax.grid(False)
+
+
+@RENDERERS.register(SurfaceFigure)
+def _surface(fig: SurfaceFigure, ax: Axes, palette: Palette) -> None:
+    xx, yy = np.meshgrid(fig.x, fig.y)  # indexing="xy": z[i, j] is at (x[j], y[i])
+    ax.plot_surface(xx, yy, np.ma.masked_invalid(fig.z), cmap="viridis", linewidth=0)
+    ax.set_xlabel(_text(fig.xlabel))
+    ax.set_ylabel(_text(fig.ylabel))
+    ax.set_zlabel(_text(fig.zlabel))
