@@ -179,6 +179,9 @@ class LogConfig(_Strict):
     tensorboard: bool = True
     progress: bool | None = Field(None, description="tqdm bars; None: only on a terminal")
     grad_norm: bool = Field(True, description="log the mean gradient norm of each epoch")
+    sharpness_every: int = Field(0, ge=0, description="log λmax of the Hessian every N epochs "
+                                 "(0: never)")
+    sharpness_batches: int = Field(2, ge=1, description="training batches of that Hessian")
 
 
 class TrainConfig(_Strict):

@@ -113,6 +113,16 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     all_callbacks = list(callbacks)
     if annealing:
         all_callbacks.append(AnnealingLog())
+    if config.log.sharpness_every:
+        from itertools import islice
+
+        from losslab.landscape.sharpness import SharpnessTracker
+
+        fixed = DeviceLoader(splits.train, d.batch_size, shuffle=False, mean=splits.mean,
+                             std=splits.std, device=device)
+        all_callbacks.append(SharpnessTracker(list(islice(fixed, config.log.sharpness_batches)),
+                                              every=config.log.sharpness_every,
+                                              seed=config.seed))
     if config.restarts.eps is not None:
         all_callbacks.append(_cold_restart(config, splits, device))
     if config.repulsion.checkpoint_epochs(config.epochs):

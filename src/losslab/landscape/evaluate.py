@@ -1,0 +1,422 @@
+"""Loss and accuracy at points of weight space: lines, surfaces (Li et al. 2018).
+
+Li, Xu, Taylor, Studer & Goldstein 2018, "Visualizing the Loss Landscape of Neural Nets"
+(arXiv:1712.09913) evaluate
+
+    1-D:  f(α)    = L((1 − α) θ_s + α θ_e)          (interpolation between two solutions)
+          f(α)    = L(θ_s + α δ)                     (along a direction)
+    2-D:  f(α, β) = L(θ* + α δ + β η)                (a plane through θ*)
+
+where ``L`` is the mean loss over a data set. Every point is evaluated with
+``torch.func.functional_call(net, {**params, **buffers}, x)`` on a private copy ``net`` of the
+model, so the user's model (weights, buffers, train/eval mode) is never changed.
+
+The traps of the reference tool are avoided (SPEC §5): α = 0 and α = 1 are exactly on the
+default line grid and evaluate exactly the endpoint parameters; a surface axis whose range
+contains 0 must have 0 as a grid point (else an error), so its centre is exactly θ*; the
+array layout is recorded (``loss[i, j]`` is at ``(x[j], y[i])``, ``indexing="xy"``); the
+BatchNorm policy is an explicit, recorded option:
+
+* ``bn="keep"``: every point uses the centre's (or start model's) running statistics, as the
+  reference tool does;
+* ``bn="recompute"``: at every point the running statistics are reset and re-estimated by a
+  pass over ``recompute_batches`` (default: the evaluation batches) in train mode, with a
+  cumulative average (``momentum=None``) as :func:`torch.optim.swa_utils.update_bn` does:
+  running_mean is the mean of the per-batch means, running_var the mean of the per-batch
+  unbiased variances. The pass runs through ``functional_call`` on a copy of the buffers.
+
+Data are any re-iterable collection of ``(x, y)`` batches already on the device (a list, a
+:class:`~losslab.data.loader.DeviceLoader` without shuffling or augmentation, or
+:func:`subset_batches`). The loss function returns per-example losses (default
+cross-entropy with ``reduction="none"``), so each point also gets the standard error of its
+mean loss, ``std / √n`` (meaningful as the error of a random subset's estimate of the full
+data set's loss); a loss function returning a scalar batch mean gives ``nan`` errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from losslab.landscape.directions import Directions, as_params
+from losslab.landscape.grid_io import (
+    AXIS_CONVENTION,
+    LineResult,
+    SurfaceResult,
+    _snap,
+    grid_paths,
+    load_grid,
+    make_axis,
+    save_grid,
+)
+from losslab.params import ParamDict, buffers_of, check_same_keys
+
+__all__ = ["cross_entropy_per_example", "evaluate_points", "line", "surface", "make_axis",
+           "subset_batches", "SubsetBatches", "BN_POLICIES"]
+
+BN_POLICIES = ("keep", "recompute")
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+def cross_entropy_per_example(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-example cross-entropy, the default loss (``F.cross_entropy(reduction="none")``)."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+class SubsetBatches(list):
+    """Batches of a fixed random subset, remembering how it was drawn (recorded in results)."""
+
+    def __init__(self, batches: list, n: int, seed: int, population: int):
+        super().__init__(batches)
+        self.n, self.seed, self.population = n, seed, population
+
+    def describe(self) -> dict[str, int]:
+        return {"n": self.n, "seed": self.seed, "population": self.population}
+
+
+def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None = None,
+                   device: torch.device | str | None = None) -> SubsetBatches:
+    """``n`` examples drawn without replacement (CPU generator seeded ``seed``) from
+    ``source``: a DeviceLoader (normalized as it does, never augmented), a Split (``.x``,
+    ``.y``) or an ``(x, y)`` tuple; as batches of ``batch_size`` (default one batch)."""
+    if hasattr(source, "num_examples") and hasattr(source, "_batch"):  # a DeviceLoader
+        total = int(source.num_examples)
+    elif hasattr(source, "x") and hasattr(source, "y"):
+        x_all, y_all = source.x, source.y
+        total = int(x_all.shape[0])
+    else:
+        x_all, y_all = source
+        total = int(x_all.shape[0])
+    if not 1 <= n <= total:
+        raise ValueError(f"subset size n must be in [1, {total}], got {n}")
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    index = torch.randperm(total, generator=gen)[:n]
+    if hasattr(source, "_batch") and hasattr(source, "num_examples"):
+        x, y = source._batch(0, n, index.to(source.device), None)
+    else:
+        x, y = x_all[index.to(x_all.device)], y_all[index.to(y_all.device)]
+    if device is not None:
+        x, y = x.to(device), y.to(device)
+    bs = batch_size or n
+    batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
+    return SubsetBatches(batches, n=n, seed=int(seed), population=total)
+
+
+class _Evaluator:
+    """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model."""
+
+    def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
+                 directions: list[ParamDict], batches: Batches, *, loss_fn: Callable,
+                 bn: str, recompute_batches: Iterable | None, points_per_call: int,
+                 device: torch.device | str | None):
+        if bn not in BN_POLICIES:
+            raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
+        if points_per_call < 1:
+            raise ValueError(f"points_per_call must be >= 1, got {points_per_call}")
+        for data, what in ((batches, "batches"), (recompute_batches, "recompute_batches")):
+            if isinstance(data, Iterator):
+                raise TypeError(f"{what} must be re-iterable (a list, a DeviceLoader), not an "
+                                "iterator: it is read once per point")
+        for d in directions:
+            check_same_keys(center, d)
+        dev = torch.device(device) if device is not None else next(iter(center.values())).device
+        self.device, self.bn, self.loss_fn, self.batches = dev, bn, loss_fn, batches
+        self.recompute_batches = recompute_batches if recompute_batches is not None else batches
+        self.points_per_call = points_per_call
+        self.center = {k: v.detach().to(dev) for k, v in center.items()}
+        self.dirs = [{k: d[k].detach().to(dev) for k in center} for d in directions]
+        self.buffers = {k: v.detach().to(dev) for k, v in buffers.items()}
+        self.net = copy.deepcopy(model).to(dev).eval()  # ours: modes and momenta may change
+        self.bn_prefixes = []
+        for name, m in self.net.named_modules():
+            if isinstance(m, _BatchNorm) and m.track_running_stats:
+                m.momentum = None  # cumulative average in the recompute pass (our copy only)
+                self.bn_prefixes.append(f"{name}." if name else "")
+        if bn == "recompute":
+            for p in self.bn_prefixes:
+                for b in ("running_mean", "running_var", "num_batches_tracked"):
+                    if p + b not in self.buffers:
+                        raise KeyError(f"bn='recompute' needs buffer {p + b!r}")
+        self.num_examples: int | None = None
+        self.evaluations = 0
+
+    def _point(self, c: list[float]) -> ParamDict:
+        out = {}
+        for k, t in self.center.items():
+            p = t
+            for cd, d in zip(c, self.dirs, strict=True):
+                if cd != 0.0:  # a zero coordinate leaves θ exactly as it is
+                    p = p + cd * d[k]
+            out[k] = p
+        return out
+
+    @torch.no_grad()
+    def _recomputed(self, params: ParamDict) -> ParamDict:
+        bufs = {k: v.clone() for k, v in self.buffers.items()}
+        for p in self.bn_prefixes:
+            bufs[p + "running_mean"].zero_()
+            bufs[p + "running_var"].fill_(1.0)
+            bufs[p + "num_batches_tracked"].zero_()
+        seen = 0
+        self.net.train()
+        try:
+            for batch in self.recompute_batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                functional_call(self.net, {**params, **bufs}, (x.to(self.device),))
+                seen += 1
+        finally:
+            self.net.eval()
+        if seen == 0:
+            raise ValueError("recompute_batches is empty: BatchNorm statistics need data")
+        return bufs
+
+    @torch.no_grad()
+    def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D)."""
+        rows = coords.tolist()
+        out = torch.empty(3, len(rows), dtype=torch.float64)
+        step = self.points_per_call
+        for s in range(0, len(rows), step):
+            out[:, s:s + step] = self._chunk(rows[s:s + step])
+        return out[0], out[1], out[2]
+
+    def _chunk(self, rows: list[list[float]]) -> Tensor:
+        points = [self._point(r) for r in rows]
+        bufs = [self._recomputed(p) for p in points] if self.bn == "recompute" else None
+        batched = len(points) > 1
+        if batched:
+            params = {k: torch.stack([p[k] for p in points]) for k in self.center}
+            buffers = ({k: torch.stack([b[k] for b in bufs]) for k in self.buffers}
+                       if bufs is not None else self.buffers)
+            fwd = vmap(lambda p, b, x: functional_call(self.net, {**p, **b}, (x,)),
+                       in_dims=(0, 0 if bufs is not None else None, None))
+            loss_vmap = vmap(self.loss_fn, in_dims=(0, None))
+        else:
+            params, buffers = points[0], (bufs[0] if bufs is not None else self.buffers)
+        n_points = len(points)
+        loss_sum = torch.zeros(n_points, dtype=torch.float64, device=self.device)
+        sq_sum = torch.zeros_like(loss_sum)
+        correct = torch.zeros(n_points, dtype=torch.int64, device=self.device)
+        count, per_example, classify = 0, True, True
+        for x, y in self.batches:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if batched:
+                logits = fwd(params, buffers, x)
+                losses = loss_vmap(logits, y)
+            else:
+                logits = functional_call(self.net, {**params, **buffers}, (x,)).unsqueeze(0)
+                losses = self.loss_fn(logits[0], y).unsqueeze(0)
+            b = y.shape[0]
+            losses = losses.double()
+            if losses.ndim == 2 and losses.shape[1] == b:
+                loss_sum += losses.sum(1)
+                sq_sum += losses.square().sum(1)
+            elif losses.ndim == 1:  # a batch mean
+                loss_sum += losses * b
+                per_example = False
+            else:
+                raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
+                                 f"got shape {tuple(losses.shape[1:])}")
+            classify = classify and logits.ndim == 3 and y.ndim == 1 and not y.is_floating_point()
+            if classify:
+                correct += (logits.argmax(-1) == y).sum(1)
+            count += b
+        self.evaluations += n_points
+        if count == 0:
+            raise ValueError("batches is empty")
+        self.num_examples = count
+        mean = loss_sum / count
+        if per_example and count > 1:
+            var = (sq_sum / count - mean.square()).clamp_min(0) * (count / (count - 1))
+            se = (var / count).sqrt()
+        else:
+            se = torch.full_like(mean, float("nan"))
+        acc = correct.double() / count if classify else torch.full_like(mean, float("nan"))
+        return torch.stack([mean, acc, se]).cpu()
+
+
+def _buffers_for(source: Any, model: nn.Module, buffers: ParamDict | None) -> ParamDict:
+    if buffers is not None:
+        return dict(buffers)
+    if hasattr(source, "buffers") and isinstance(source.buffers, dict):
+        return dict(source.buffers)
+    return buffers_of(model)
+
+
+def _data_meta(batches: Any) -> dict[str, Any]:
+    return {"subset": batches.describe() if isinstance(batches, SubsetBatches) else None}
+
+
+def _name(fn: Callable) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDict | None,
+                    directions: Sequence[ParamDict] | Directions, coords: Tensor,
+                    batches: Batches, *, loss_fn: Callable = cross_entropy_per_example,
+                    bn: str = "keep", recompute_batches: Iterable | None = None,
+                    points_per_call: int = 1, device: torch.device | str | None = None,
+                    return_stderr: bool = False) -> tuple[Tensor, ...]:
+    """Mean loss and accuracy at ``θ_n = center + Σ_d coords[n, d] · directions[d]``.
+
+    Returns float64 CPU tensors ``(loss (N,), acc (N,))``, plus the standard error of each
+    mean loss with ``return_stderr=True``. ``buffers`` (None: the center's if it is a
+    LoadedCheckpoint, else the model's) are used as they are under ``bn="keep"`` and
+    re-estimated at each point under ``bn="recompute"`` (see the module docstring).
+    ``points_per_call > 1`` evaluates that many points per forward with ``torch.vmap`` over
+    stacked parameter dicts (more memory; on a 2-core CPU one point per forward was faster
+    for a small CNN, hence the default 1). The model is never changed.
+    """
+    dirs = list(directions)
+    coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
+    ev = _Evaluator(model, as_params(center), _buffers_for(center, model, buffers), dirs,
+                    batches, loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
+                    points_per_call=points_per_call, device=device)
+    loss, acc, se = ev.evaluate(coords)
+    return (loss, acc, se) if return_stderr else (loss, acc)
+
+
+def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None = None, *,
+         direction: ParamDict | None = None, alphas: Tensor | Sequence[float] | None = None,
+         batches: Batches, buffers: ParamDict | None = None,
+         loss_fn: Callable = cross_entropy_per_example, bn: str = "keep",
+         recompute_batches: Iterable | None = None, points_per_call: int = 1,
+         device: torch.device | str | None = None) -> LineResult:
+    """Loss along ``θ(α) = (1 − α) start + α end`` (or ``start + α direction``).
+
+    ``alphas`` default to 41 points on [-0.5, 1.5] (Li et al.'s extrapolated range, step 0.05)
+    with 0 and 1 exactly on the grid; user ``alphas`` must contain every one of 0 (and 1 with
+    ``end``) that lies in their range. The interpolation is written as a convex combination
+    so α = 0 evaluates exactly ``start`` and α = 1 exactly ``end`` (``start + 1·(end −
+    start)`` would be off by rounding). Buffers default to the start's (``bn="keep"``); for two
+    models with BatchNorm use ``bn="recompute"``. Neither model is changed.
+    """
+    if (end is None) == (direction is None):
+        raise ValueError("line needs exactly one of end and direction")
+    start_p = as_params(start)
+    if alphas is None:
+        a = make_axis(-0.5, 1.5, 41, name="alphas", exact=(0.0, 1.0))
+    else:
+        a = _snap(torch.as_tensor(alphas, dtype=torch.float64).reshape(-1), (0.0, 1.0),
+                  "alphas")
+    if end is not None:
+        end_p = as_params(end)
+        check_same_keys(start_p, end_p)
+        center = {k: torch.zeros_like(v) for k, v in start_p.items()}
+        dirs, coords = [start_p, end_p], torch.stack([1.0 - a, a], dim=1)
+        formula = "θ(α) = (1 − α)·start + α·end"
+    else:
+        center, dirs, coords = start_p, [as_params(direction)], a[:, None]
+        formula = "θ(α) = start + α·direction"
+    ev = _Evaluator(model, center, _buffers_for(start, model, buffers), dirs, batches,
+                    loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
+                    points_per_call=points_per_call, device=device)
+    loss, acc, se = ev.evaluate(coords)
+    meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": _name(loss_fn),
+            "num_examples": ev.num_examples, "data": _data_meta(batches),
+            "points_per_call": points_per_call, "reference": "Li et al. 2018, arXiv:1712.09913"}
+    return LineResult(a, loss, acc, meta, se)
+
+
+def _fingerprint(x: Tensor, y: Tensor, bn: str, loss_name: str,
+                 tensors: Iterable[ParamDict]) -> str:
+    h = hashlib.sha256()
+    h.update(x.numpy().tobytes() + y.numpy().tobytes() + f"{bn}|{loss_name}".encode())
+    for d in tensors:
+        for k in sorted(d):
+            t = d[k].detach().to("cpu").contiguous().reshape(-1)
+            h.update(k.encode() + str(t.dtype).encode() + t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def surface(model: nn.Module, center: ParamDict | Any,
+            directions: Sequence[ParamDict] | Directions, *,
+            xrange: tuple[float, float, int] = (-1.0, 1.0, 21),
+            yrange: tuple[float, float, int] = (-1.0, 1.0, 21), batches: Batches,
+            buffers: ParamDict | None = None, loss_fn: Callable = cross_entropy_per_example,
+            bn: str = "keep", recompute_batches: Iterable | None = None,
+            points_per_call: int = 1, device: torch.device | str | None = None,
+            path: str | None = None, save_every: int = 10,
+            callback: Callable[[int, int], None] | None = None) -> SurfaceResult:
+    """``f(α, β) = L(θ* + α δ + β η)`` on the grid ``xrange × yrange`` (Li et al. 2018, §4).
+
+    Each range is ``(lo, hi, n)`` (:func:`make_axis`); one containing 0 must have 0 as a grid
+    point, so the centre is evaluated exactly at θ*. Layout ``indexing="xy"``:
+    ``loss[i, j]`` is at ``(x[j], y[i])``, shape ``(ny, nx)`` (recorded in the metadata).
+
+    Resumable: with ``path``, finished points are written (atomically, by
+    :mod:`~losslab.landscape.grid_io`) every ``save_every`` points and when the run stops, by an
+    exception or at the end; running again with the same ``path`` evaluates only the missing
+    points. The file is checked to describe the same surface (grid, BN policy, loss, centre,
+    buffers and directions), else ``ValueError``. ``callback(done, total)`` runs after each
+    chunk of points.
+    """
+    dirs = list(directions)
+    if len(dirs) != 2:
+        raise ValueError(f"a surface needs 2 directions, got {len(dirs)}")
+    x, y = make_axis(*xrange, name="x"), make_axis(*yrange, name="y")
+    ny, nx = len(y), len(x)
+    yy, xx = torch.meshgrid(y, x, indexing="ij")  # point i*nx + j is (x[j], y[i])
+    coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    center_p = as_params(center)
+    bufs = _buffers_for(center, model, buffers)
+    ev = _Evaluator(model, center_p, bufs, dirs, batches, loss_fn=loss_fn, bn=bn,
+                    recompute_batches=recompute_batches, points_per_call=points_per_call,
+                    device=device)
+    dir_meta = (directions.metadata() if isinstance(directions, Directions)
+                else {"kind": "user", "count": 2})
+    meta = {"kind": "surface", "axis_convention": AXIS_CONVENTION, "indexing": "xy",
+            "shape": [ny, nx], "bn": bn, "loss_fn": _name(loss_fn), "directions": dir_meta,
+            "data": _data_meta(batches), "formula": "f(x, y) = L(θ* + x·d1 + y·d2)",
+            "reference": "Li et al. 2018, arXiv:1712.09913"}
+    loss = torch.full((ny * nx,), float("nan"), dtype=torch.float64)
+    acc, se = loss.clone(), loss.clone()
+    done = torch.zeros(ny * nx, dtype=torch.bool)
+    if path is not None:
+        meta["fingerprint"] = _fingerprint(x, y, bn, meta["loss_fn"], [center_p, bufs, *dirs])
+        if grid_paths(path)[0].exists():
+            arrays, old = load_grid(path)
+            if old.get("fingerprint") != meta["fingerprint"]:
+                raise ValueError(f"{path} holds a different surface (grid, BN policy, loss, "
+                                 "centre or directions differ); remove it or choose another path")
+            loss, acc, se = (arrays[k].reshape(-1).double() for k in ("loss", "acc", "loss_se"))
+            done = arrays["done"].reshape(-1).bool()
+            meta["num_examples"] = old.get("num_examples")
+
+    def save() -> None:
+        meta["num_examples"] = ev.num_examples or meta.get("num_examples")
+        save_grid(path, {"x": x, "y": y, "loss": loss.view(ny, nx), "acc": acc.view(ny, nx),
+                         "loss_se": se.view(ny, nx), "done": done.view(ny, nx)},
+                  {**meta, "complete": bool(done.all())})
+
+    todo = torch.nonzero(~done).flatten()
+    unsaved = 0
+    try:
+        for s in range(0, len(todo), points_per_call):
+            idx = todo[s:s + points_per_call]
+            loss[idx], acc[idx], se[idx] = ev.evaluate(coords[idx])
+            done[idx] = True
+            unsaved += len(idx)
+            if path is not None and unsaved >= save_every:
+                save()
+                unsaved = 0
+            if callback is not None:
+                callback(int(done.sum()), ny * nx)
+    except BaseException:
+        if path is not None and unsaved:
+            save()
+        raise
+    if path is not None and (unsaved or len(todo) == 0):
+        save()
+    meta["num_examples"] = ev.num_examples or meta.get("num_examples")
+    meta["evaluated_points"] = ev.evaluations
+    meta.pop("fingerprint", None)
+    return SurfaceResult(x, y, loss.view(ny, nx), acc.view(ny, nx), meta, se.view(ny, nx))

@@ -1,0 +1,294 @@
+"""Matrix-free symmetric operators: the Hessian of a data set's mean loss, and explicit matrices.
+
+The algorithms of this package (:func:`~losslab.landscape.hessian.lanczos.lanczos`, power
+iteration, Hutchinson / Hutch++ traces, stochastic Lanczos quadrature) only need an object
+with ``size`` (P), ``dtype``, ``device`` and ``matvec(v) -> H v`` on flat vectors of length P;
+:class:`SymmetricOperator` is that interface. The operator is kept apart from the algorithm,
+after hessian-eigenthings (v1), so every algorithm works on any operator and is tested on
+matrices whose spectrum is known exactly (:class:`MatrixOperator`).
+
+:class:`HessianOperator` is the Hessian
+
+    H = ∇²_θ L(θ),   L(θ) = (1/N) Σ_i ℓ(f(x_i; θ), y_i),   N = Σ_b n_b,
+
+of the *mean* loss over a fixed list of batches, with respect to a chosen subset θ of the
+parameters (the others held fixed). Each batch loss ``loss_fn`` is a batch mean L_b, so
+L = Σ_b (n_b / N) L_b and
+
+    H v = Σ_b (n_b / N) H_b v,
+
+a batch-size-weighted *average* of the per-batch products, never their sum (summing multiplies
+every eigenvalue by the number of batches: a trap of existing tools, SPEC §5). One
+Hessian-vector product is two backward passes per batch (Pearlmutter 1994): g = ∇L_b with a
+graph, then ∇(g·v); it is evaluated by ``torch.func.functional_call`` on a dict of the
+parameters, so the model is never mutated.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from losslab.params import ParamDict, buffers_of, flatten, parameters_of, unflatten
+
+__all__ = ["SymmetricOperator", "MatrixOperator", "HessianOperator", "select_parameters",
+           "random_vector"]
+
+ParamSelection = str | Sequence[str]
+
+
+class SymmetricOperator:
+    """A symmetric linear map on flat vectors of length ``size``, applied by :meth:`matvec`.
+
+    Subclasses implement ``_matvec``. :meth:`matvec` checks the shape, casts ``v`` to the
+    operator's dtype and device and counts the products in ``num_products`` (each call is one
+    product with the whole operator, whatever it costs inside).
+    """
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device | str) -> None:
+        self.size = int(size)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.num_products = 0
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H v`` for a flat vector ``v`` of shape (P,); the result has the operator's dtype."""
+        if v.shape != (self.size,):
+            raise ValueError(f"expected a vector of shape ({self.size},), got {tuple(v.shape)}")
+        v = v.detach().to(device=self.device, dtype=self.dtype)
+        self.num_products += 1
+        return self._matvec(v)
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.matvec(v)
+
+    def dense(self, max_size: int = 4096) -> Tensor:
+        """The full (P, P) matrix from P products with the unit vectors (for tiny operators).
+
+        Raises ``ValueError`` when P exceeds ``max_size``. The P products are counted.
+        """
+        if self.size > max_size:
+            raise ValueError(f"dense(): the operator has {self.size} rows, more than "
+                             f"max_size={max_size}; pass a larger max_size to build it anyway")
+        eye = torch.eye(self.size, dtype=self.dtype, device=self.device)
+        return torch.stack([self.matvec(eye[i]) for i in range(self.size)], dim=1)
+
+
+class MatrixOperator(SymmetricOperator):
+    """An explicit symmetric matrix as an operator (test oracles, benchmarks, small problems)."""
+
+    def __init__(self, matrix: Tensor, *, check_symmetric: bool = True) -> None:
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"expected a square matrix, got shape {tuple(matrix.shape)}")
+        if check_symmetric and not torch.allclose(matrix, matrix.T, rtol=1e-10, atol=1e-12):
+            raise ValueError("the matrix is not symmetric")
+        super().__init__(matrix.shape[0], matrix.dtype, matrix.device)
+        self.matrix = matrix
+
+    @classmethod
+    def from_eigenvalues(cls, eigenvalues: Tensor | Sequence[float], *, seed: int = 0,
+                         dtype: torch.dtype = torch.float64) -> MatrixOperator:
+        """Q diag(λ) Qᵀ with Q a random orthogonal matrix (QR of a seeded Gaussian matrix)."""
+        lam = torch.as_tensor(eigenvalues, dtype=torch.float64)
+        n = lam.numel()
+        gen = torch.Generator().manual_seed(seed)
+        q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))
+        m = (q * lam) @ q.T
+        return cls(((m + m.T) / 2).to(dtype))
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self.matrix @ v
+
+    def dense(self, max_size: int = 4096) -> Tensor:
+        return self.matrix.clone()
+
+
+def random_vector(size: int, generator: torch.Generator, *, dtype: torch.dtype,
+                  device: torch.device | str, distribution: str = "gaussian") -> Tensor:
+    """A seeded random vector drawn on the CPU (so the draw does not depend on the device).
+
+    ``distribution``: ``"gaussian"`` (N(0, 1) entries) or ``"rademacher"`` (±1 entries).
+    """
+    if distribution == "gaussian":
+        v = torch.randn(size, generator=generator, dtype=torch.float64)
+    elif distribution == "rademacher":
+        v = torch.randint(0, 2, (size,), generator=generator, dtype=torch.int64) * 2.0 - 1.0
+        v = v.to(torch.float64)
+    else:
+        raise ValueError(f"distribution must be 'gaussian' or 'rademacher', got {distribution!r}")
+    return v.to(device=device, dtype=dtype)
+
+
+def select_parameters(names: Sequence[str], params: ParamSelection,
+                      shapes: Mapping[str, torch.Size] | None = None) -> list[str]:
+    """The parameter names chosen by ``params``, in the model's order.
+
+    * ``"all"``: every (trainable) parameter;
+    * ``"weights"``: the weight matrices and convolution kernels, i.e. parameters named
+      ``...weight`` with two or more dimensions (no biases, no BatchNorm/LayerNorm affines);
+    * any other string: a layer prefix, e.g. ``"classifier"`` selects ``classifier.weight``
+      and ``classifier.bias`` (a full parameter name also works);
+    * a list of names: exactly those.
+    """
+    names = list(names)
+    if isinstance(params, str):
+        if params == "all":
+            chosen = names
+        elif params == "weights":
+            if shapes is None:
+                raise ValueError("select_parameters('weights') needs the shapes")
+            chosen = [n for n in names if n.rsplit(".", 1)[-1] == "weight" and len(shapes[n]) >= 2]
+        else:
+            chosen = [n for n in names if n == params or n.startswith(params + ".")]
+            if not chosen:
+                prefixes = sorted({n.rsplit(".", 1)[0] for n in names})
+                close = difflib.get_close_matches(params, prefixes, n=3)
+                hint = f"; did you mean {close}?" if close else f"; layers: {prefixes[:10]}"
+                raise KeyError(f"no parameter has the prefix {params!r}{hint}")
+    else:
+        wanted = list(params)
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], names, n=3)
+            raise KeyError(f"unknown parameter names {unknown[:5]}"
+                           + (f"; did you mean {close}?" if close else ""))
+        chosen = [n for n in names if n in set(wanted)]
+    if not chosen:
+        raise ValueError(f"the selection {params!r} chose no parameters")
+    return chosen
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every module in eval mode, then restore each module's own ``training`` flag."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _cast(t: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return t.detach().to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+
+def _batch_size(x: Any, y: Any) -> int:
+    if isinstance(y, Tensor) and y.ndim >= 1:
+        return int(y.shape[0])
+    first = x[0] if isinstance(x, (tuple, list)) else x
+    return int(first.shape[0])
+
+
+class HessianOperator(SymmetricOperator):
+    """The Hessian of the mean loss over ``batches`` w.r.t. a parameter subset, matrix-free.
+
+    Args:
+        model: the network; it is never modified (its parameters and buffers are read once,
+            at construction, unless ``at`` / ``buffers`` give the point to evaluate).
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of a batch
+            (e.g. ``torch.nn.functional.cross_entropy``).
+        batches: an iterable of ``(inputs, targets)`` pairs (``inputs`` a tensor, or a tuple
+            of tensors passed as positional arguments), or one such pair. It is materialized
+            once, so a shuffling loader yields one fixed subset: the operator is deterministic.
+        params: which parameters θ the Hessian is taken with respect to (see
+            :func:`select_parameters`); the others stay fixed at their values.
+        device, dtype: where and in which floating dtype to compute (default: those of the
+            first selected parameter). Parameters, buffers and floating inputs are cast.
+        at: the parameter values to evaluate the Hessian at (a name-keyed dict, e.g. a
+            checkpoint); default the model's current parameters.
+        buffers: the buffer values (e.g. BatchNorm running statistics); default the model's.
+
+    The products run with the model in **eval mode**: BatchNorm uses its running statistics,
+    so H is the Hessian of the deterministic eval-mode loss (train-mode BatchNorm would make
+    the loss depend on the batch composition and update the buffers). Every module's mode is
+    restored afterwards. Dropout is off for the same reason.
+
+    ``num_products`` counts full-data products (one per :meth:`matvec`, each costing one
+    forward and two backward passes per batch).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Any], Tensor],
+                 batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor], *,
+                 params: ParamSelection = "all", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None, at: Mapping[str, Tensor] | None = None,
+                 buffers: Mapping[str, Tensor] | None = None) -> None:
+        point = parameters_of(model) if at is None else {k: v.detach() for k, v in at.items()}
+        shapes = {k: v.shape for k, v in point.items()}
+        self.names = select_parameters(list(point), params, shapes)
+        first = point[self.names[0]]
+        device = torch.device(device) if device is not None else first.device
+        dtype = dtype if dtype is not None else first.dtype
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        chosen = set(self.names)
+        self.params: ParamDict = {k: _cast(point[k], device, dtype) for k in self.names}
+        fixed = {k: _cast(v, device, dtype) for k, v in point.items() if k not in chosen}
+        bufs = buffers_of(model) if buffers is None else dict(buffers)
+        fixed.update({k: _cast(v, device, dtype) for k, v in bufs.items()})
+        self._fixed = fixed
+        super().__init__(sum(t.numel() for t in self.params.values()), dtype, device)
+
+        if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
+            batches = [batches]
+        self.batches: list[tuple[Any, Any]] = []
+        sizes = []
+        for x, y in batches:
+            x = tuple(_cast(t, device, dtype) for t in x) if isinstance(x, (tuple, list)) \
+                else _cast(x, device, dtype)
+            y = _cast(y, device, dtype) if isinstance(y, Tensor) else y
+            self.batches.append((x, y))
+            sizes.append(_batch_size(x, y))
+        if not self.batches:
+            raise ValueError("HessianOperator needs at least one batch")
+        self.num_examples = sum(sizes)
+        # n_b / N: the weight of each batch's mean loss in the data set's mean loss.
+        self.batch_weights = [n / self.num_examples for n in sizes]
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def to_dict(self, vector: Tensor) -> ParamDict:
+        """A flat vector (e.g. an eigenvector) as a name-keyed dict of the selected parameters."""
+        return unflatten(vector, self.params)
+
+    def loss(self) -> Tensor:
+        """The mean loss L(θ) over the batches (eval mode), as a 0-d tensor."""
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        with eval_mode(self.model), torch.no_grad():
+            for (x, y), w in zip(self.batches, self.batch_weights, strict=True):
+                total = total + w * self._batch_loss(self.params, x, y)
+        return total
+
+    def _batch_loss(self, params: Mapping[str, Tensor], x: Any, y: Any) -> Tensor:
+        args = tuple(x) if isinstance(x, tuple) else (x,)
+        out = functional_call(self.model, {**self._fixed, **params}, args)
+        return self.loss_fn(out, y)
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        vs = unflatten(v, self.params)
+        out = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        with eval_mode(self.model), torch.enable_grad():
+            for (x, y), w in zip(self.batches, self.batch_weights, strict=True):
+                leaves = {k: t.detach().requires_grad_(True) for k, t in self.params.items()}
+                inputs = [leaves[k] for k in self.names]
+                loss = self._batch_loss(leaves, x, y)
+                grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
+                gv = sum((g * vs[k]).sum() for g, k in zip(grads, self.names, strict=True)
+                         if g is not None and g.requires_grad)
+                if not isinstance(gv, Tensor):  # the loss is at most linear in θ here
+                    continue
+                hv = torch.autograd.grad(gv, inputs, allow_unused=True)
+                hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, inputs, strict=True)]
+                out.add_(flatten(dict(zip(self.names, hv, strict=True))), alpha=w)
+        return out

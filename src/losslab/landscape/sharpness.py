@@ -1,0 +1,48 @@
+"""Sharpness during training: λmax of the Hessian every N epochs, as a trainer callback.
+
+The mode-connectivity source names it as its next step: track the largest Hessian eigenvalue
+during training to tell flat from sharp convergence. Every ``every`` epochs, λmax of the mean
+training loss on a fixed set of training batches is computed by Lanczos with full
+reorthogonalization (:func:`~losslab.landscape.hessian.lanczos`), in eval mode (BatchNorm with
+its running statistics). Logged: ``sharpness`` (λmax), ``sharpness_products`` (Hessian-vector
+products used) and ``sharpness_converged``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from losslab.landscape.hessian import HessianOperator, lanczos
+from losslab.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from losslab.train.trainer import Trainer
+
+__all__ = ["SharpnessTracker"]
+
+
+class SharpnessTracker(Callback):
+    def __init__(self, batches: Sequence[tuple[Tensor, Tensor]], *, every: int = 1,
+                 max_iter: int = 30, tol: float = 1e-3, params: str = "all", seed: int = 0):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.batches = list(batches)  # fixed: the same data at every measurement
+        self.every = every
+        self.max_iter = max_iter
+        self.tol = tol
+        self.params = params
+        self.seed = seed
+
+    def measure(self, trainer: Trainer) -> dict[str, Any]:
+        op = HessianOperator(trainer.model, trainer.loss_fn, self.batches, params=self.params)
+        result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
+                         seed=self.seed)
+        return {"sharpness": float(result.max), "sharpness_products": result.num_products,
+                "sharpness_converged": bool(result.converged)}
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        if epoch % self.every == 0:
+            metrics.update(self.measure(trainer))
