@@ -29,6 +29,8 @@ from losslab.landscape.grid_io import (
     save_result,
 )
 from losslab.landscape.pca import PCAResult, pca_directions, project
+from losslab.landscape.ratio_map import RATIO_AXIS_CONVENTION, RatioMapResult, eigenvalue_ratio_map
+from losslab.landscape.trajectory import TrajectoryPlane, auto_range, trajectory_plane
 
 __all__ = [
     "Directions", "as_params", "interpolation_direction", "plane_through", "random_direction",
@@ -36,4 +38,6 @@ __all__ = [
     "subset_batches", "surface",
     "AXIS_CONVENTION", "LineResult", "SurfaceResult", "load_result", "save_result",
     "PCAResult", "pca_directions", "project",
+    "RATIO_AXIS_CONVENTION", "RatioMapResult", "eigenvalue_ratio_map",
+    "TrajectoryPlane", "auto_range", "trajectory_plane",
 ]

@@ -12,6 +12,7 @@ from losslab.report import (  # noqa: F401  (these modules register analysis sec
     annealing_sections,
     compare_section,
     ensemble_sections,
+    landscape_sections,
     repulsion_section,
 )
 from losslab.report.figures import (

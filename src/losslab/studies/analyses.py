@@ -41,6 +41,7 @@ def _load_builtin() -> None:
     """Import the capabilities that register analyses (lazily: they import this module)."""
     import losslab.ensembles.budgets  # noqa: F401
     import losslab.ensembles.study_analysis  # noqa: F401
+    import losslab.landscape.study_analysis  # noqa: F401
     import losslab.studies.loss_estimate  # noqa: F401
     import losslab.studies.published  # noqa: F401
     import losslab.studies.repulsion_cost  # noqa: F401

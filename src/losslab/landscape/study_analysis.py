@@ -1,0 +1,165 @@
+"""The study analysis ``landscape``: maps of a study's trained models, for the report.
+
+Options (beside ``name: landscape``):
+
+* ``kind``: ``surface`` (a filter-normalized random plane around each variant's final model),
+  ``line`` (the interpolation between the final models of the two ``variants``, extrapolated
+  over α ∈ [−0.5, 1.5]), ``trajectory`` (each variant's run on the PCA plane of its saved
+  epoch checkpoints, its snapshot/FGE members marked), ``hessian`` (top eigenvalues, trace
+  and spectral density of each variant's final model) or ``ratio_map`` (|λmin/λmax| of the
+  Hessian over a filter-normalized random plane: Li et al.'s convexity check);
+* ``variants`` (default: all), ``seed`` (which seed's runs; default the first);
+* ``split`` (``test``), ``examples`` (evaluate on a fixed random subset of this many examples;
+  0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
+  ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep`` or ``recompute``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
+from losslab.landscape.directions import Directions
+from losslab.landscape.evaluate import line, subset_batches, surface
+from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.studies.analyses import register_analysis
+from losslab.studies.records import StudyRecords
+
+__all__ = ["landscape_analysis"]
+
+KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
+
+
+def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[str, str]:
+    runs = records.runs[(records.runs["status"] == "finished") & records.runs["variant"].isin(variants)]
+    if seed is None and len(runs):
+        seed = int(runs["seed"].min())
+    runs = runs[runs["seed"] == seed]
+    return {r.variant: r.run_dir for r in runs.itertuples()}
+
+
+def _setup(run_dir: str, split: str, examples: int, seed: int):
+    final = CheckpointSet.from_run(run_dir, role="final")[0]
+    config = run_config_of(final)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loader = split_loader(dataset_of(config), split, 1024, device)
+    batches = subset_batches(loader, examples, seed, batch_size=1024, device=device) \
+        if examples else loader
+    return final.load(device), template_model(config).to(device), batches, device
+
+
+def _list(t: Any) -> Any:
+    return np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t).tolist()
+
+
+def _surface(run_dir, o) -> dict[str, Any]:
+    ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
+    dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
+    n, s = o["points"], o["span"]
+    r = surface(model, ckpt.params, dirs.directions, buffers=ckpt.buffers, xrange=(-s, s, n),
+                yrange=(-s, s, n), batches=batches, bn=o["bn"], device=device)
+    return {"x": _list(r.x), "y": _list(r.y), "loss": _list(r.loss), "acc": _list(r.acc),
+            "axis_convention": r.metadata.get("axis_convention"), "bn": o["bn"],
+            "normalization": o["normalization"]}
+
+
+def _line(run_a, run_b, o) -> dict[str, Any]:
+    a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
+    b = CheckpointSet.from_run(run_b, role="final")[0].load(device)
+    r = line(model, a.params, b.params, batches=batches, buffers=a.buffers, bn=o["bn"],
+             device=device)
+    return {"alphas": _list(r.alphas), "loss": _list(r.loss), "acc": _list(r.acc), "bn": o["bn"]}
+
+
+def _trajectory(run_dir, o) -> dict[str, Any]:
+    from losslab.landscape.trajectory import trajectory_plane
+
+    ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
+    trajectory = CheckpointSet.from_run(run_dir, role="epoch")
+    final = CheckpointSet.from_run(run_dir, role="final")
+    if final[0].epoch not in trajectory.epochs:  # the last epoch may not be a saved "epoch"
+        trajectory = trajectory + final
+    if len(trajectory) < 3:
+        raise ValueError(f"{run_dir}: a trajectory needs saved epoch checkpoints "
+                         "(checkpoints.every)")
+    members = CheckpointSet.from_run(run_dir, role=["snapshot", "fge"])
+    plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"], bn=o["bn"],
+                             members=members if len(members) else None)
+    return {"x": _list(plane.surface.x), "y": _list(plane.surface.y),
+            "loss": _list(plane.surface.loss), "path": _list(plane.path_coords),
+            "path_epochs": list(plane.path_epochs),
+            "explained_variance": _list(plane.pca.explained_variance_ratio),
+            "members": None if plane.member_coords is None else _list(plane.member_coords),
+            "member_labels": plane.member_labels}
+
+
+def _hessian(run_dir, o) -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    from losslab.landscape.hessian import (
+        HessianOperator,
+        hutch_plus_plus,
+        lanczos,
+        spectral_density,
+    )
+
+    ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 512, o["seed_data"])
+    op = HessianOperator(model, F.cross_entropy, batches, at=ckpt.params, buffers=ckpt.buffers)
+    top = lanczos(op, k=3, which="both", max_iter=40, tol=1e-4, seed=0)
+    trace = hutch_plus_plus(op, num_products=30, seed=0)
+    density = spectral_density(op, num_vectors=3, lanczos_steps=30, seed=0)
+    return {"eigenvalues": _list(top.eigenvalues), "converged": bool(top.converged),
+            "lanczos_products": top.num_products, "trace": float(trace.estimate),
+            "trace_std_error": float(trace.std_error), "grid": _list(density.grid),
+            "density": _list(density.density), "total_products": op.num_products}
+
+
+def _ratio_map(run_dir, o) -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    from losslab.landscape.ratio_map import eigenvalue_ratio_map
+
+    ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 256, o["seed_data"])
+    dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
+    n, s = o["points"], o["span"]
+    r = eigenvalue_ratio_map(model, ckpt.params, ckpt.buffers, dirs.directions,
+                             xrange=(-s, s, n), yrange=(-s, s, n), batches=batches,
+                             loss_fn=F.cross_entropy)
+    return {"x": _list(r.x), "y": _list(r.y), "ratio": _list(r.ratio),
+            "lambda_max": _list(r.lambda_max), "lambda_min": _list(r.lambda_min),
+            "all_converged": bool(torch.as_tensor(r.converged).all()),
+            "num_products": r.num_products}
+
+
+@register_analysis("landscape")
+def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
+                       variants: list[str] | None = None, seed: int | None = None,
+                       split: str = "test", examples: int = 0, points: int = 11,
+                       span: float = 1.0, normalization: str = "filter",
+                       bn: str = "keep") -> dict[str, Any]:
+    """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
+    if kind not in KINDS:
+        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
+    chosen = list(variants) if variants else list(records.variants)
+    runs = _runs(records, chosen, seed)
+    options = {"split": split, "examples": examples, "points": points, "span": span,
+               "normalization": normalization, "bn": bn, "seed_data": 0}
+    out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {}}
+    if kind == "line":
+        if len(chosen) != 2:
+            raise ValueError("landscape: kind 'line' needs exactly two variants")
+        out["results"][f"{chosen[0]} → {chosen[1]}"] = _line(runs[chosen[0]], runs[chosen[1]],
+                                                             options)
+        return out
+    compute = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
+               "ratio_map": _ratio_map}[kind]
+    for variant in chosen:
+        if variant in runs:
+            try:
+                out["results"][variant] = compute(runs[variant], options)
+            except Exception as e:  # one variant's failure does not hide the others
+                out["results"][variant] = {"error": f"{type(e).__name__}: {e}"}
+    return out

@@ -1,0 +1,88 @@
+"""The report section of the ``landscape`` analysis: lines, surfaces, trajectories, spectra."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import escape
+
+from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series, SurfaceFigure
+from losslab.report.sections import Section, register_section
+
+__all__ = ["landscape_section"]
+
+AXES = "loss[i, j] is at (x[j], y[i])"
+
+
+def _surface_figures(name: str, r: dict[str, Any]) -> list:
+    x, y, z = np.array(r["x"]), np.array(r["y"]), np.array(r["loss"])
+    return [HeatmapFigure(f"{name}: loss contours", x, y, z, "α (direction 1)", "β (direction 2)",
+                          contour=True, lines_only=True, zlabel="loss"),
+            HeatmapFigure(f"{name}: filled contours", x, y, z, "α", "β", contour=True,
+                          zlabel="loss"),
+            HeatmapFigure(f"{name}: heat map", x, y, z, "α", "β", zlabel="loss"),
+            SurfaceFigure(f"{name}: 3-D surface", x, y, z, "α", "β", "loss")]
+
+
+def _trajectory_figure(name: str, r: dict[str, Any]) -> HeatmapFigure:
+    path = np.array(r["path"])
+    paths = [ScatterSeries(f"{name} trajectory", path[:, 0], path[:, 1],
+                           labels=[f"epoch {e}" for e in r["path_epochs"]])]
+    if r.get("members"):
+        members = np.array(r["members"])
+        paths.append(ScatterSeries(f"{name} members", members[:, 0], members[:, 1],
+                                   labels=r["member_labels"]))
+    ev = r["explained_variance"]
+    return HeatmapFigure(f"{name}: trajectory on its PCA plane", np.array(r["x"]),
+                         np.array(r["y"]), np.array(r["loss"]),
+                         f"PC1 ({100 * ev[0]:.1f}%)", f"PC2 ({100 * ev[1]:.1f}%)",
+                         contour=True, zlabel="loss", paths=paths)
+
+
+@register_section("landscape")
+def landscape_section(records, data: dict[str, Any]) -> Section:
+    kind, results = data["kind"], data["results"]
+    figures: list = []
+    tables: list[pd.DataFrame] = []
+    errors = {k: v["error"] for k, v in results.items() if "error" in v}
+    good = {k: v for k, v in results.items() if "error" not in v}
+    if kind == "line":
+        for name, r in good.items():
+            a = np.array(r["alphas"])
+            figures.append(LineFigure(f"{name}: loss along the line", "α", "loss",
+                                      [Series("loss", a, np.array(r["loss"]))]))
+            figures.append(LineFigure(f"{name}: accuracy along the line", "α", "accuracy",
+                                      [Series("accuracy", a, np.array(r["acc"]))]))
+    elif kind == "surface":
+        for name, r in good.items():
+            figures.extend(_surface_figures(name, r))
+    elif kind == "trajectory":
+        figures.extend(_trajectory_figure(name, r) for name, r in good.items())
+    elif kind == "ratio_map":
+        for name, r in good.items():
+            figures.append(HeatmapFigure(
+                f"{name}: |λmin/λmax| (small: locally convex-looking)", np.array(r["x"]),
+                np.array(r["y"]), np.array(r["ratio"], dtype=float), "α", "β",
+                zlabel="|λmin/λmax|"))
+    else:  # hessian
+        figures.append(LineFigure("Spectral density of the Hessian (SLQ)", "eigenvalue",
+                                  "density", [Series(n, np.array(r["grid"]), np.array(r["density"]))
+                                              for n, r in good.items()]))
+        tables.append(pd.DataFrame([{
+            "variant": n, "top eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][-3:]),
+            "bottom eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][:3]),
+            "converged": r["converged"], "trace (Hutch++)": f"{r['trace']:.4g} ± "
+            f"{r['trace_std_error']:.2g}", "Hessian-vector products": r["total_products"]}
+            for n, r in good.items()]))
+    subset = f"a fixed random subset of {data['examples']} examples" if data["examples"] else \
+        "the whole split"
+    html = (f"<p>Kind <code>{escape(kind)}</code> on the {escape(data['split'])} split "
+            f"({escape(subset)}). Surfaces use filter-normalized Gaussian directions with biases "
+            f"and BatchNorm parameters zeroed (Li et al. 2018); the centre is exactly the trained "
+            f"model; layout: {escape(AXES)}.</p>")
+    if errors:
+        html += "<ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in errors.items()) \
+            + "</ul>"
+    return Section(title=f"Landscape: {kind}", html=html, figures=figures, tables=tables)

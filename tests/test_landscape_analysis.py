@@ -1,0 +1,49 @@
+"""The study analysis `landscape`: surfaces, lines, trajectories and spectra in the report."""
+
+import json
+
+import yaml
+
+from losslab.studies import load_records, run_study
+
+
+def test_landscape_analyses_in_a_study(tmp_path):
+    study = {
+        "name": "maps",
+        "base": {"epochs": 3, "log": {"progress": False, "tensorboard": False},
+                 "checkpoints": {"every": 1}},
+        "variants": [{"name": "small_batch", "set": {"data.batch_size": 32}},
+                     {"name": "large_batch", "set": {"data.batch_size": 512, "optimizer.lr": 0.2}}],
+        "analyses": [
+            {"name": "landscape", "id": "surfaces", "kind": "surface", "points": 3, "examples": 100},
+            {"name": "landscape", "id": "line", "kind": "line",
+             "variants": ["small_batch", "large_batch"], "examples": 100},
+            {"name": "landscape", "id": "paths", "kind": "trajectory", "points": 3,
+             "examples": 100, "variants": ["small_batch"]},
+            {"name": "landscape", "id": "spectra", "kind": "hessian", "examples": 128,
+             "variants": ["large_batch"]},
+            {"name": "landscape", "id": "convexity", "kind": "ratio_map", "points": 3,
+             "examples": 64, "span": 0.5, "variants": ["large_batch"]}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    assert outcome.counts == {"finished": 2}
+    analyses = load_records(outcome.directory).analyses
+    assert not any("error" in a for a in analyses.values())
+    assert not [(k, r) for a in analyses.values() for k, r in a["results"].items() if "error" in r]
+    surface = analyses["surfaces"]["results"]["small_batch"]
+    assert len(surface["loss"]) == 3 and surface["x"][1] == 0.0  # the centre is on the grid
+    line = analyses["line"]["results"]["small_batch → large_batch"]
+    assert 0.0 in line["alphas"] and 1.0 in line["alphas"] and len(line["loss"]) == 41
+    trajectory = analyses["paths"]["results"]["small_batch"]
+    assert trajectory["path_epochs"] == [1, 2, 3] and trajectory["path"][-1] == [0.0, 0.0]
+    spectra = analyses["spectra"]["results"]["large_batch"]
+    assert len(spectra["eigenvalues"]) == 6 and spectra["total_products"] > 0
+    ratio = analyses["convexity"]["results"]["large_batch"]
+    assert len(ratio["ratio"]) == 3 and all(v is None or v >= 0 for row in ratio["ratio"] for v in row)
+    html = (outcome.directory / "report.html").read_text()
+    for title in ("Landscape: surface", "3-D surface", "Landscape: trajectory",
+                  "Spectral density of the Hessian", "loss along the line", "Landscape: ratio_map"):
+        assert title in html
+    json.dumps(analyses)  # JSON-able
