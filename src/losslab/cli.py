@@ -9,6 +9,7 @@
     losslab report STUDY_DIR
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
+    losslab landscape surface|line|trajectory|hessian|ratio_map RUN_DIR [RUN_DIR] [--out DIR]
     losslab models
     losslab datasets
 
@@ -124,6 +125,32 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from losslab.landscape.study_analysis import compute_landscape
+    from losslab.runs.atomic import atomic_write_json
+
+    result = compute_landscape(args.kind, args.runs, split=args.split, examples=args.examples,
+                               points=args.points, span=args.span,
+                               normalization=args.normalization, bn=args.bn)
+    path = Path(args.out) / f"landscape_{args.kind}.json"
+    atomic_write_json(path, {"kind": args.kind, "runs": args.runs, **result})
+    if "loss" in result and "alphas" not in result:
+        loss = result["loss"]
+        centre = loss[len(loss) // 2][len(loss[0]) // 2]
+        print(f"{args.kind}: {len(loss)}x{len(loss[0])} grid, loss at the centre {centre:.4f}, "
+              f"max {max(max(r) for r in loss):.4f}")
+    elif "alphas" in result:
+        print(f"line: loss at α=0 {result['loss'][result['alphas'].index(0.0)]:.4f}, "
+              f"at α=1 {result['loss'][result['alphas'].index(1.0)]:.4f}, "
+              f"max {max(result['loss']):.4f}")
+    elif "eigenvalues" in result:
+        print(f"hessian: extreme eigenvalues {result['eigenvalues']}, trace {result['trace']:.4g}")
+    else:
+        print(f"{args.kind}: done")
+    print(f"written: {path}")
+    return 0
+
+
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or Ray tasks")
@@ -197,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average probabilities (default) or logits")
     p.add_argument("--no-swa", action="store_true", help="skip the weight-averaged model")
     p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "
+                       "Hessian spectra of trained runs")
+    p.add_argument("kind", choices=["surface", "line", "trajectory", "hessian", "ratio_map"])
+    p.add_argument("runs", nargs="+", help="run directories (two for line: start and end)")
+    p.add_argument("--out", default=".", help="directory for landscape_<kind>.json")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    p.add_argument("--examples", type=int, default=0, help="a fixed random subset (0: all)")
+    p.add_argument("--points", type=int, default=11, help="grid points per axis (odd)")
+    p.add_argument("--span", type=float, default=1.0, help="grid half width")
+    p.add_argument("--normalization", default="filter", choices=["filter", "layer", "none"])
+    p.add_argument("--bn", default="keep", choices=["keep", "recompute"])
+    p.set_defaults(func=cmd_landscape)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=cmd_datasets)

@@ -28,7 +28,7 @@ from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
-__all__ = ["landscape_analysis"]
+__all__ = ["landscape_analysis", "compute_landscape"]
 
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
 
@@ -132,6 +132,25 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
             "lambda_max": _list(r.lambda_max), "lambda_min": _list(r.lambda_min),
             "all_converged": bool(torch.as_tensor(r.converged).all()),
             "num_products": r.num_products}
+
+
+def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
+                      points: int = 11, span: float = 1.0, normalization: str = "filter",
+                      bn: str = "keep") -> dict[str, Any]:
+    """One landscape computation on run directories (two for ``line``): what the CLI runs."""
+    if kind not in KINDS:
+        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
+    options = {"split": split, "examples": examples, "points": points, "span": span,
+               "normalization": normalization, "bn": bn, "seed_data": 0}
+    if kind == "line":
+        if len(run_dirs) != 2:
+            raise ValueError("landscape line needs exactly two runs (start and end)")
+        return _line(run_dirs[0], run_dirs[1], options)
+    if len(run_dirs) != 1:
+        raise ValueError(f"landscape {kind} takes one run")
+    compute = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
+               "ratio_map": _ratio_map}[kind]
+    return compute(run_dirs[0], options)
 
 
 @register_analysis("landscape")
