@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = execute_run(args.study_dir, args.run_id, args.threads)
-    if result["error"]:
-        print(result["error"], file=sys.stderr)
+    if result["error"]:  # the backend keeps this log (logs/<run_id>.log) as the run's error
+        sys.stderr.write(result["error"] + "\n")
     return 0 if result["status"] == "finished" else 1
 
 

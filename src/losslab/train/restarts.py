@@ -9,10 +9,11 @@ validation across all restarts (the trainer's ``best`` checkpoint).
 Use it in your own loop::
 
     restart = ColdRestart(eps=1e-3, reinit=lambda k: make_model(seed=k))
+    restarted_at = []
     for epoch in range(1, epochs + 1):
         train_one_epoch(model, optimizer)
         if restart.check(model, optimizer, estimate_batches, epoch):
-            print("restarted at epoch", epoch)
+            restarted_at.append(epoch)   # also in restart.restart_epochs
 
 or attach it to :class:`~losslab.train.trainer.Trainer` as a callback (``restarts.eps`` in a
 config does that).
