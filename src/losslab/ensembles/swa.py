@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 
-from losslab.ensembles.predict import _module_from_state, _normalize_weights, _state_of
+from losslab.ensembles.modules import module_from_state
+from losslab.ensembles.predict import _normalize_weights, _state_of
 from losslab.params import check_same_keys
 from losslab.runs.checkpoint_set import CheckpointRef, LoadedCheckpoint
 
@@ -137,7 +138,7 @@ def recompute_batchnorm(model: nn.Module, state: Mapping[str, Tensor],
     if not _has_batchnorm(model):
         return dict(state)
     device = torch.device(device) if device is not None else _infer_device(state, model)
-    net = _module_from_state(model, {k: v.detach().clone() for k, v in state.items()}).to(device)
+    net = module_from_state(model, {k: v.detach().clone() for k, v in state.items()}).to(device)
     _update_bn(net, batches, device)
     return {k: v.detach() for k, v in net.state_dict().items()}
 

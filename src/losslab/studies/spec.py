@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,14 @@ from losslab.runs.config import (
 
 __all__ = ["StudySpec", "VariantSpec", "AnalysisSpec", "ResourceSpec", "PlannedRun",
            "load_study", "plan_runs", "study_fingerprint"]
+
+
+def _repeated(values: Iterable[Any]) -> list[Any]:
+    """The values that occur more than once, sorted."""
+    seen, twice = set(), set()
+    for v in values:
+        (twice if v in seen else seen).add(v)
+    return sorted(twice)
 
 
 class _Strict(BaseModel):
@@ -97,8 +106,7 @@ class StudySpec(_Strict):
     @field_validator("variants")
     @classmethod
     def _unique_names(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
-        names = [v.name for v in variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(v.name for v in variants)
         if dupes:
             raise ValueError(f"variant names must be unique; repeated: {dupes}")
         return variants
@@ -114,8 +122,7 @@ class StudySpec(_Strict):
     @field_validator("analyses")
     @classmethod
     def _unique_analyses(cls, analyses: list[AnalysisSpec]) -> list[AnalysisSpec]:
-        keys = [a.key for a in analyses]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        dupes = _repeated(a.key for a in analyses)
         if dupes:
             raise ValueError(f"analyses listed twice need distinct `id`s; repeated: {dupes}")
         return analyses
@@ -123,7 +130,7 @@ class StudySpec(_Strict):
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
+        if _repeated(seeds):
             raise ValueError(f"seeds must be unique: {seeds}")
         return seeds
 
