@@ -5,27 +5,34 @@ random directions (``Directions.random``, biases/BN zeroed) and grid, with the c
 BatchNorm statistics (``bn="keep"``, the model in eval mode):
 
 * ours: :func:`losslab.landscape.surface` on batches already on the device (a non-shuffled,
-  non-augmented :class:`~losslab.data.DeviceLoader` from ``split_loader``; normalization is
-  one batched multiply-add), every point run through ``functional_call`` on a private copy;
+  non-augmented :class:`~losslab.data.DeviceLoader`; normalization is one batched multiply-add),
+  every point run through ``functional_call`` on a private copy, with the defaults of
+  :mod:`losslab.landscape.inference` (channels-last on a CPU, BatchNorm folded, convolutions
+  fused with their ReLU, glibc's allocator told to keep freed memory); the same surface with
+  the default layout and no fusion is timed too ("unfused");
 * reference (the method of the original loss-landscape tool, re-implemented here from its
   description): one grid point at a time, the model's weights overwritten in place
   (``p.data.copy_(θ* + x·d1 + y·d2)``), then a pass over a ``torch.utils.data.DataLoader``
-  whose ``Dataset`` converts and normalizes every example in ``__getitem__`` (what
-  torchvision's ``ToTensor`` + ``Normalize`` do: HWC uint8 -> CHW float / 255, minus the mean,
-  over the std), summing ``cross_entropy`` over the batches.
+  whose ``Dataset`` does per example what torchvision's CIFAR10/MNIST + ``ToTensor`` +
+  ``Normalize`` do (a PIL image from the stored HWC array, to a CHW float tensor, / 255,
+  minus the mean, over the std), summing ``cross_entropy`` and counting correct predictions
+  over the batches (batch 128 as the tool's default; ``--workers 2`` is its default
+  ``--threads``). It runs in a spawned process of its own (``--reference-process same``
+  runs it in ours, where it shares our allocator setting: a conservative comparison).
 
 Two configurations: the small digits CNN (trained 3 epochs with plain SGD here, so the surface
 is not flat) and a randomly initialized ResNet-20 on CIFAR-shaped random uint8 images. For
 each: seconds per grid point for both methods and the ratio reference / ours (target >= 1.5 on
 a 2-core CPU), and the largest absolute difference between the two loss grids (they evaluate
 the same points, so it must be at float rounding level). Then subset mode: our surface on a
-fixed random 1/10 of the data (``subset_batches``) against the full-data surface: Spearman rank
-correlation of the two grids (target >= 0.99), the time ratio subset / full (ideal 0.1) and the
-mean standard error the subset run reports.
+fixed random 1/20 of the data (``subset_batches``) against the full-data surface: Spearman rank
+correlation of the two grids (target >= 0.99), the time ratio subset / full (target <= 0.1)
+and the mean standard error the subset run reports.
 
     python benchmarks/bench_landscape.py [--grid 5] [--range 1.0] [--n 500] [--repeats 3]
-        [--resnet-repeats 1] [--batch 512] [--ref-batch 128] [--workers 0]
-        [--subset-frac 0.1] [--skip-resnet] [--device cpu|cuda]
+        [--resnet-repeats 3] [--batch 256] [--ref-batch 128] [--workers 0]
+        [--subset-frac 0.05] [--skip-resnet] [--device cpu|cuda]
+        [--reference-process separate|same] [--memory-format auto] [--no-fuse]
 
 Repeats of the two methods alternate (machine-load drift hits both alike), each after one
 untimed warm-up point; medians are reported.
@@ -34,6 +41,7 @@ untimed warm-up point; medians are reported.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import statistics
 import time
@@ -41,6 +49,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from scipy.stats import spearmanr
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -60,12 +69,15 @@ def _sync(device: torch.device) -> None:
 
 # -- the reference tool's method ---------------------------------------------------------------
 class PerSampleDataset(Dataset):
-    """Examples stored HWC (uint8, or float already on [0, 1]), as images come from disk;
-    ``__getitem__`` applies ToTensor + Normalize to one example at a time."""
+    """What torchvision's CIFAR10 / MNIST data sets do per example, as the reference tool uses
+    them: images stored HWC as numpy arrays (uint8, or float32 already on [0, 1] for digits);
+    ``__getitem__`` makes a PIL image of one example, then applies ``ToTensor`` (PIL -> numpy
+    copy -> CHW tensor, uint8 / 255) and ``Normalize`` (minus the mean, over the std)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, mean, std):
-        self.x = x.permute(0, 2, 3, 1).contiguous().cpu()  # N, H, W, C
-        self.y = y.cpu()
+        x = x.permute(0, 2, 3, 1).cpu().numpy()  # N, H, W, C
+        self.x = x[..., 0] if x.shape[-1] == 1 else x  # PIL: one channel is a 2-D image
+        self.y = y.cpu().tolist()
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
 
@@ -73,10 +85,13 @@ class PerSampleDataset(Dataset):
         return self.x.shape[0]
 
     def __getitem__(self, i: int):
-        img = self.x[i].permute(2, 0, 1)  # ToTensor: HWC -> CHW, uint8 -> float / 255
+        pic = Image.fromarray(self.x[i])
+        arr = np.array(pic, copy=True)  # ToTensor
+        img = torch.from_numpy(arr).view(pic.size[1], pic.size[0], -1).permute(2, 0, 1)
+        img = img.contiguous()
         img = img.float().div(255) if img.dtype == torch.uint8 else img.float()
         img = img.sub(self.mean).div(self.std)  # Normalize
-        return img, int(self.y[i])
+        return img, self.y[i]
 
 
 class ReferenceSurface:
@@ -99,11 +114,15 @@ class ReferenceSurface:
 
     @torch.no_grad()
     def loss(self) -> float:
-        total, count = 0.0, 0
+        """Mean loss (and accuracy, which the reference tool computes alongside)."""
+        total, count, correct = 0.0, 0, 0
         for xb, yb in self.loader:
             xb, yb = xb.to(self.device), yb.to(self.device)
-            total += F.cross_entropy(self.model(xb), yb, reduction="sum").item()
+            out = self.model(xb)
+            total += F.cross_entropy(out, yb).item() * yb.shape[0]
+            correct += int(out.argmax(1).eq(yb).sum())
             count += yb.shape[0]
+        self.accuracy = correct / count
         return total / count
 
     def grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -114,6 +133,42 @@ class ReferenceSurface:
                 out[i, j] = self.loss()
         self.set_weights(0.0, 0.0)
         return out
+
+
+def build_reference(spec: dict) -> ReferenceSurface:
+    """The reference method on its own copy of the model and a per-sample DataLoader."""
+    name, kwargs = spec["factory"]
+    model = create_model(name, **kwargs)
+    model.load_state_dict(spec["state"])
+    loader = DataLoader(PerSampleDataset(spec["x"], spec["y"], spec["mean"], spec["std"]),
+                        batch_size=spec["batch"], shuffle=False, num_workers=spec["workers"],
+                        persistent_workers=spec["workers"] > 0)
+    return ReferenceSurface(model, spec["dirs"], loader, torch.device(spec["device"]))
+
+
+def _reference_worker(conn, spec: dict) -> None:
+    ref = build_reference(spec)
+    while (msg := conn.recv()) is not None:
+        conn.send(ref.grid(*msg))
+
+
+class RemoteReference:
+    """:class:`ReferenceSurface` in a spawned process (``grid`` blocks until it is done, so
+    the two methods never run at the same time)."""
+
+    def __init__(self, spec: dict):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_reference_worker, args=(child, spec))
+        self.proc.start()
+
+    def grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        self.conn.send((xs, ys))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join()
 
 
 # -- one configuration -------------------------------------------------------------------------
@@ -128,47 +183,54 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
 
     ours_batches = DeviceLoader(split, args.batch, shuffle=False, mean=mean, std=std,
                                 device=device)
-    ref_loader = DataLoader(PerSampleDataset(split.x, split.y, mean, std),
-                            batch_size=args.ref_batch, shuffle=False,
-                            num_workers=args.workers, persistent_workers=args.workers > 0)
-    ref_model = create_like(model)
-    ref = ReferenceSurface(ref_model, dirs.directions, ref_loader, device)
+    spec = {"factory": _FACTORY[id(model)], "state": model.state_dict(),
+            "dirs": dirs.directions, "x": split.x, "y": split.y, "mean": mean, "std": std,
+            "batch": args.ref_batch, "workers": args.workers, "device": str(device)}
+    # The reference runs in a process of its own by default: ours tunes this process's
+    # allocator (losslab.cpu_allocator), which the reference tool does not do.
+    ref = (RemoteReference(spec) if args.reference_process == "separate"
+           else build_reference(spec))
 
-    def run_ours(batches):
+    def run_ours(batches, fast=True):
         return surface(model, center, dirs, xrange=xrange, yrange=yrange, batches=batches,
-                       buffers=bufs, bn="keep", device=device)
+                       buffers=bufs, bn="keep", device=device,
+                       memory_format=args.memory_format if fast else "contiguous",
+                       fuse=fast and not args.no_fuse)
 
     # warm-up: one point each, untimed
     evaluate_points(model, center, bufs, dirs, torch.zeros(1, 2), ours_batches, device=device)
-    ref.set_weights(0.0, 0.0)
-    ref.loss()
+    ref.grid(np.zeros(1), np.zeros(1))
 
     xs = np.linspace(-r, r, g)
     xs[g // 2] = 0.0
-    times = {"ref": [], "ours": []}
-    ours_grid = ref_grid = None
+    times = {"ref": [], "ours": [], "plain": []}
+    ours_grid = plain_grid = ref_grid = None
     for k in range(repeats):
-        order = ("ref", "ours") if k % 2 == 0 else ("ours", "ref")
+        order = ("ref", "ours", "plain") if k % 2 == 0 else ("plain", "ours", "ref")
         for which in order:
             _sync(device)
             t0 = time.perf_counter()
             if which == "ours":
-                res = run_ours(ours_batches)
+                ours_grid = run_ours(ours_batches)
+            elif which == "plain":
+                plain_grid = run_ours(ours_batches, fast=False)
             else:
                 ref_grid = ref.grid(xs, xs)
             _sync(device)
             times[which].append(time.perf_counter() - t0)
-            if which == "ours":
-                ours_grid = res
     points = g * g
     t_ref = statistics.median(times["ref"]) / points
     t_ours = statistics.median(times["ours"]) / points
+    t_plain = statistics.median(times["plain"]) / points
+    plain_diff = float((ours_grid.loss - plain_grid.loss).abs().max())
     full_loss = ours_grid.loss.numpy()
     assert np.allclose(ours_grid.x.numpy(), xs) and np.allclose(ours_grid.y.numpy(), xs)
     max_diff = float(np.abs(full_loss - ref_grid).max())
     max_rel = float((np.abs(full_loss - ref_grid) / np.abs(ref_grid)).max())
+    if isinstance(ref, RemoteReference):
+        ref.close()
 
-    # subset mode: a fixed random 1/10 of the data against the full surface
+    # subset mode: a fixed random fraction of the data against the full surface
     n_total = split.x.shape[0]
     n_sub = max(2, round(n_total * args.subset_frac))
     sub = subset_batches(ours_batches, n_sub, seed=0, batch_size=args.batch)
@@ -182,7 +244,9 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
     t_sub = statistics.median(sub_times) / points
     rho = float(spearmanr(full_loss.reshape(-1), sub_res.loss.numpy().reshape(-1))[0])
     return {"name": name, "n": n_total, "n_sub": n_sub, "points": points, "ref": t_ref,
-            "ours": t_ours, "ratio": t_ref / t_ours, "max_diff": max_diff, "max_rel": max_rel,
+            "ours": t_ours, "ratio": t_ref / t_ours, "plain": t_plain,
+            "plain_ratio": t_ref / t_plain, "plain_diff": plain_diff,
+            "inference": ours_grid.metadata["inference"], "max_diff": max_diff, "max_rel": max_rel,
             "sub": t_sub,
             "sub_ratio": t_sub / t_ours, "rho": rho,
             "se_sub": float(sub_res.loss_se.mean()), "se_full": float(ours_grid.loss_se.mean()),
@@ -191,14 +255,6 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
 
 
 _FACTORY: dict[int, tuple] = {}
-
-
-def create_like(model: nn.Module) -> nn.Module:
-    """A separate model with the same architecture and the same weights and buffers."""
-    name, kwargs = _FACTORY[id(model)]
-    twin = create_model(name, **kwargs)
-    twin.load_state_dict(model.state_dict())
-    return twin
 
 
 def make(name: str, **kwargs) -> nn.Module:
@@ -227,14 +283,19 @@ def main() -> None:
     ap.add_argument("--range", type=float, default=1.0, help="axes run over [-range, range]")
     ap.add_argument("--n", type=int, default=500, help="random CIFAR-shaped images for ResNet-20")
     ap.add_argument("--digits-split", default="train", choices=("train", "test"))
-    ap.add_argument("--batch", type=int, default=512, help="our evaluation batch size")
+    ap.add_argument("--batch", type=int, default=256, help="our evaluation batch size")
     ap.add_argument("--ref-batch", type=int, default=128, help="reference DataLoader batch size")
     ap.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
     ap.add_argument("--repeats", type=int, default=3, help="timed surfaces per method (digits)")
-    ap.add_argument("--resnet-repeats", type=int, default=1)
-    ap.add_argument("--subset-frac", type=float, default=0.1)
+    ap.add_argument("--resnet-repeats", type=int, default=3)
+    ap.add_argument("--subset-frac", type=float, default=0.05)
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--memory-format", default="auto",
+                    choices=("auto", "channels_last", "contiguous"), help="ours")
+    ap.add_argument("--reference-process", default="separate", choices=("separate", "same"),
+                    help="same: the reference shares our process and its allocator setting")
+    ap.add_argument("--no-fuse", action="store_true", help="ours without BN folding / fusion")
     args = ap.parse_args()
     if args.grid % 2 != 1:
         ap.error("--grid must be odd so that 0 is a grid point")
@@ -267,15 +328,19 @@ def main() -> None:
 
     print()
     print("| config | examples | reference s/point | ours s/point | ratio ref/ours (target >= 1.5)"
-          " | max abs loss diff | max rel diff |")
-    print("|---|---|---|---|---|---|---|")
+          " | ours, default layout, unfused: s/point (ratio) | max abs loss diff ref/ours |"
+          " max rel diff | max abs diff fused/unfused |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['n']} | {r['ref']:.4f} | {r['ours']:.4f} | "
-              f"**{r['ratio']:.2f}x** | {r['max_diff']:.2e} | {r['max_rel']:.2e} |")
+              f"**{r['ratio']:.2f}x** | {r['plain']:.4f} ({r['plain_ratio']:.2f}x) | "
+              f"{r['max_diff']:.2e} | {r['max_rel']:.2e} | {r['plain_diff']:.2e} |")
+    for r in results:
+        print(f"{r['name']}: ours ran with {r['inference']}")
     print()
     print("Subset mode (ours, fixed random subset via subset_batches, seed 0) vs ours on all data:")
     print("| config | subset / full examples | full s/point | subset s/point | time subset/full "
-          "(ideal <= 0.10) | Spearman rho (target >= 0.99) | mean SE subset | mean SE full |")
+          "(target <= 0.10) | Spearman rho (target >= 0.99) | mean SE subset | mean SE full |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['n_sub']} / {r['n']} | {r['ours']:.4f} | {r['sub']:.4f} | "

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from losslab.cpu_allocator import keep_freed_memory
 from losslab.landscape.directions import Directions, as_params
 from losslab.landscape.grid_io import (
     AXIS_CONVENTION,
@@ -57,6 +58,7 @@ from losslab.landscape.grid_io import (
     make_axis,
     save_grid,
 )
+from losslab.landscape.inference import FastForward
 from losslab.params import ParamDict, buffers_of, check_same_keys
 
 __all__ = ["cross_entropy_per_example", "evaluate_points", "line", "surface", "make_axis",
@@ -116,7 +118,8 @@ class _Evaluator:
     def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
                  directions: list[ParamDict], batches: Batches, *, loss_fn: Callable,
                  bn: str, recompute_batches: Iterable | None, points_per_call: int,
-                 device: torch.device | str | None):
+                 device: torch.device | str | None, memory_format: str = "auto",
+                 fuse: bool = True):
         if bn not in BN_POLICIES:
             raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
         if points_per_call < 1:
@@ -131,10 +134,15 @@ class _Evaluator:
         self.device, self.bn, self.loss_fn, self.batches = dev, bn, loss_fn, batches
         self.recompute_batches = recompute_batches if recompute_batches is not None else batches
         self.points_per_call = points_per_call
-        self.center = {k: v.detach().to(dev) for k, v in center.items()}
-        self.dirs = [{k: d[k].detach().to(dev) for k in center} for d in directions]
+        if dev.type == "cpu":
+            keep_freed_memory()  # large activations otherwise page-fault in at every layer
         self.buffers = {k: v.detach().to(dev) for k, v in buffers.items()}
         self.net = copy.deepcopy(model).to(dev).eval()  # ours: modes and momenta may change
+        self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
+                                fuse=fuse)
+        lay = self.fast.layout  # points inherit the layout of the centre and directions
+        self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
+        self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
         self.bn_prefixes = []
         for name, m in self.net.named_modules():
             if isinstance(m, _BatchNorm) and m.track_running_stats:
@@ -170,7 +178,8 @@ class _Evaluator:
         try:
             for batch in self.recompute_batches:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                functional_call(self.net, {**params, **bufs}, (x.to(self.device),))
+                functional_call(self.net, {**params, **bufs},
+                                (self.fast.layout(x.to(self.device)),))
                 seen += 1
         finally:
             self.net.eval()
@@ -190,56 +199,68 @@ class _Evaluator:
 
     def _chunk(self, rows: list[list[float]]) -> Tensor:
         points = [self._point(r) for r in rows]
-        bufs = [self._recomputed(p) for p in points] if self.bn == "recompute" else None
-        batched = len(points) > 1
-        if batched:
-            params = {k: torch.stack([p[k] for p in points]) for k in self.center}
-            buffers = ({k: torch.stack([b[k] for b in bufs]) for k in self.buffers}
-                       if bufs is not None else self.buffers)
-            fwd = vmap(lambda p, b, x: functional_call(self.net, {**p, **b}, (x,)),
-                       in_dims=(0, 0 if bufs is not None else None, None))
-            loss_vmap = vmap(self.loss_fn, in_dims=(0, None))
+        if self.bn == "recompute":
+            states = [self.fast.fold({**p, **self._recomputed(p)}) for p in points]
         else:
-            params, buffers = points[0], (bufs[0] if bufs is not None else self.buffers)
-        n_points = len(points)
-        loss_sum = torch.zeros(n_points, dtype=torch.float64, device=self.device)
-        sq_sum = torch.zeros_like(loss_sum)
-        correct = torch.zeros(n_points, dtype=torch.int64, device=self.device)
-        count, per_example, classify = 0, True, True
+            states = [self.fast.fold({**p, **self.buffers}) for p in points]
+        if len(points) > 1:  # (M, ...) stacked points, one vmapped forward
+            state = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+            fwd = vmap(self.fast, in_dims=(0, None))
+            loss_of = vmap(self.loss_fn, in_dims=(0, None))
+        else:  # one point: the plain forward, viewed as M = 1
+            state = states[0]
+            fwd = lambda st, x: self.fast(st, x).unsqueeze(0)  # noqa: E731
+            loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
+        acc = _Sums(len(points), self.device)
         for x, y in self.batches:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if batched:
-                logits = fwd(params, buffers, x)
-                losses = loss_vmap(logits, y)
-            else:
-                logits = functional_call(self.net, {**params, **buffers}, (x,)).unsqueeze(0)
-                losses = self.loss_fn(logits[0], y).unsqueeze(0)
-            b = y.shape[0]
-            losses = losses.double()
-            if losses.ndim == 2 and losses.shape[1] == b:
-                loss_sum += losses.sum(1)
-                sq_sum += losses.square().sum(1)
-            elif losses.ndim == 1:  # a batch mean
-                loss_sum += losses * b
-                per_example = False
-            else:
-                raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
-                                 f"got shape {tuple(losses.shape[1:])}")
-            classify = classify and logits.ndim == 3 and y.ndim == 1 and not y.is_floating_point()
-            if classify:
-                correct += (logits.argmax(-1) == y).sum(1)
-            count += b
-        self.evaluations += n_points
-        if count == 0:
+            logits = fwd(state, x)
+            acc.add(logits, loss_of(logits, y), y)
+        self.evaluations += len(points)
+        if acc.count == 0:
             raise ValueError("batches is empty")
-        self.num_examples = count
-        mean = loss_sum / count
-        if per_example and count > 1:
-            var = (sq_sum / count - mean.square()).clamp_min(0) * (count / (count - 1))
-            se = (var / count).sqrt()
+        self.num_examples = acc.count
+        return acc.result()
+
+
+class _Sums:
+    """Running sums of M points' losses, squared losses and correct predictions."""
+
+    def __init__(self, n_points: int, device: torch.device):
+        self.loss = torch.zeros(n_points, dtype=torch.float64, device=device)
+        self.sq = torch.zeros_like(self.loss)
+        self.correct = torch.zeros(n_points, dtype=torch.int64, device=device)
+        self.count, self.per_example, self.classify = 0, True, True
+
+    def add(self, logits: Tensor, losses: Tensor, y: Tensor) -> None:
+        b = y.shape[0]
+        losses = losses.double()
+        if losses.ndim == 2 and losses.shape[1] == b:
+            self.loss += losses.sum(1)
+            self.sq += losses.square().sum(1)
+        elif losses.ndim == 1:  # a batch mean
+            self.loss += losses * b
+            self.per_example = False
+        else:
+            raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
+                             f"got shape {tuple(losses.shape[1:])}")
+        self.classify = (self.classify and logits.ndim == 3 and y.ndim == 1
+                         and not y.is_floating_point())
+        if self.classify:
+            self.correct += (logits.argmax(-1) == y).sum(1)
+        self.count += b
+
+    def result(self) -> Tensor:
+        """(3, M) float64 CPU: mean loss, accuracy, standard error of the mean loss."""
+        n = self.count
+        mean = self.loss / n
+        if self.per_example and n > 1:
+            var = (self.sq / n - mean.square()).clamp_min(0) * (n / (n - 1))
+            se = (var / n).sqrt()
         else:
             se = torch.full_like(mean, float("nan"))
-        acc = correct.double() / count if classify else torch.full_like(mean, float("nan"))
+        acc = (self.correct.double() / n if self.classify
+               else torch.full_like(mean, float("nan")))
         return torch.stack([mean, acc, se]).cpu()
 
 
@@ -264,6 +285,7 @@ def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDic
                     batches: Batches, *, loss_fn: Callable = cross_entropy_per_example,
                     bn: str = "keep", recompute_batches: Iterable | None = None,
                     points_per_call: int = 1, device: torch.device | str | None = None,
+                    memory_format: str = "auto", fuse: bool = True,
                     return_stderr: bool = False) -> tuple[Tensor, ...]:
     """Mean loss and accuracy at ``θ_n = center + Σ_d coords[n, d] · directions[d]``.
 
@@ -273,13 +295,17 @@ def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDic
     re-estimated at each point under ``bn="recompute"`` (see the module docstring).
     ``points_per_call > 1`` evaluates that many points per forward with ``torch.vmap`` over
     stacked parameter dicts (more memory; on a 2-core CPU one point per forward was faster
-    for a small CNN, hence the default 1). The model is never changed.
+    for a small CNN, hence the default 1). ``memory_format`` and ``fuse`` choose how the
+    private copy runs (:mod:`~losslab.landscape.inference`: channels-last on a CPU, BatchNorm
+    folded, convolutions fused with their ReLU; ``fuse=False`` reproduces the model's own
+    forward bit for bit). The model is never changed.
     """
     dirs = list(directions)
     coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
     ev = _Evaluator(model, as_params(center), _buffers_for(center, model, buffers), dirs,
                     batches, loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
-                    points_per_call=points_per_call, device=device)
+                    points_per_call=points_per_call, device=device,
+                    memory_format=memory_format, fuse=fuse)
     loss, acc, se = ev.evaluate(coords)
     return (loss, acc, se) if return_stderr else (loss, acc)
 
@@ -289,7 +315,8 @@ def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None =
          batches: Batches, buffers: ParamDict | None = None,
          loss_fn: Callable = cross_entropy_per_example, bn: str = "keep",
          recompute_batches: Iterable | None = None, points_per_call: int = 1,
-         device: torch.device | str | None = None) -> LineResult:
+         device: torch.device | str | None = None, memory_format: str = "auto",
+         fuse: bool = True) -> LineResult:
     """Loss along ``θ(α) = (1 − α) start + α end`` (or ``start + α direction``).
 
     ``alphas`` default to 41 points on [-0.5, 1.5] (Li et al.'s extrapolated range, step 0.05)
@@ -318,11 +345,13 @@ def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None =
         formula = "θ(α) = start + α·direction"
     ev = _Evaluator(model, center, _buffers_for(start, model, buffers), dirs, batches,
                     loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
-                    points_per_call=points_per_call, device=device)
+                    points_per_call=points_per_call, device=device,
+                    memory_format=memory_format, fuse=fuse)
     loss, acc, se = ev.evaluate(coords)
     meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": _name(loss_fn),
             "num_examples": ev.num_examples, "data": _data_meta(batches),
-            "points_per_call": points_per_call, "reference": "Li et al. 2018, arXiv:1712.09913"}
+            "points_per_call": points_per_call, "inference": ev.fast.describe(),
+            "reference": "Li et al. 2018, arXiv:1712.09913"}
     return LineResult(a, loss, acc, meta, se)
 
 
@@ -344,6 +373,7 @@ def surface(model: nn.Module, center: ParamDict | Any,
             buffers: ParamDict | None = None, loss_fn: Callable = cross_entropy_per_example,
             bn: str = "keep", recompute_batches: Iterable | None = None,
             points_per_call: int = 1, device: torch.device | str | None = None,
+            memory_format: str = "auto", fuse: bool = True,
             path: str | None = None, save_every: int = 10,
             callback: Callable[[int, int], None] | None = None) -> SurfaceResult:
     """``f(α, β) = L(θ* + α δ + β η)`` on the grid ``xrange × yrange`` (Li et al. 2018, §4).
@@ -370,12 +400,13 @@ def surface(model: nn.Module, center: ParamDict | Any,
     bufs = _buffers_for(center, model, buffers)
     ev = _Evaluator(model, center_p, bufs, dirs, batches, loss_fn=loss_fn, bn=bn,
                     recompute_batches=recompute_batches, points_per_call=points_per_call,
-                    device=device)
+                    device=device, memory_format=memory_format, fuse=fuse)
     dir_meta = (directions.metadata() if isinstance(directions, Directions)
                 else {"kind": "user", "count": 2})
     meta = {"kind": "surface", "axis_convention": AXIS_CONVENTION, "indexing": "xy",
             "shape": [ny, nx], "bn": bn, "loss_fn": _name(loss_fn), "directions": dir_meta,
             "data": _data_meta(batches), "formula": "f(x, y) = L(θ* + x·d1 + y·d2)",
+            "inference": ev.fast.describe(),
             "reference": "Li et al. 2018, arXiv:1712.09913"}
     loss = torch.full((ny * nx,), float("nan"), dtype=torch.float64)
     acc, se = loss.clone(), loss.clone()
