@@ -9,7 +9,7 @@
     losslab report STUDY_DIR
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
-    losslab landscape surface|line|trajectory|hessian|ratio_map RUN_DIR [RUN_DIR] [--out DIR]
+    losslab landscape surface|line|trajectory|hessian|ratio_map RUN_OR_CKPT [RUN_OR_CKPT] [--out DIR]
     losslab models
     losslab datasets
 
@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "
                        "Hessian spectra of trained runs")
     p.add_argument("kind", choices=["surface", "line", "trajectory", "hessian", "ratio_map"])
-    p.add_argument("runs", nargs="+", help="run directories (two for line: start and end)")
+    p.add_argument("runs", nargs="+", help="run directories (their final model) or checkpoint "
+                   "files (two for line: start and end)")
     p.add_argument("--out", default=".", help="directory for landscape_<kind>.json")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--examples", type=int, default=0, help="a fixed random subset (0: all)")

@@ -141,8 +141,10 @@ class _Evaluator:
         self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
                                 fuse=fuse)
         lay = self.fast.layout  # points inherit the layout of the centre and directions
+        self.batches = _resident(batches, dev, lay)
         self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
         self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
+        self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
         self.bn_prefixes = []
         for name, m in self.net.named_modules():
             if isinstance(m, _BatchNorm) and m.track_running_stats:
@@ -157,14 +159,12 @@ class _Evaluator:
         self.evaluations = 0
 
     def _point(self, c: list[float]) -> ParamDict:
-        out = {}
-        for k, t in self.center.items():
-            p = t
-            for cd, d in zip(c, self.dirs, strict=True):
-                if cd != 0.0:  # a zero coordinate leaves θ exactly as it is
-                    p = p + cd * d[k]
-            out[k] = p
-        return out
+        """``center + Σ_d c_d · dirs[d]``, one fused multi-tensor op per direction."""
+        values = list(self.center.values())
+        for cd, d in zip(c, self._dir_values, strict=True):
+            if cd != 0.0:  # a zero coordinate leaves θ exactly as it is
+                values = torch._foreach_add(values, d, alpha=cd)
+        return dict(zip(self.center, values, strict=True))
 
     @torch.no_grad()
     def _recomputed(self, params: ParamDict) -> ParamDict:
@@ -221,6 +221,23 @@ class _Evaluator:
             raise ValueError("batches is empty")
         self.num_examples = acc.count
         return acc.result()
+
+
+RESIDENT_BYTES = 1 << 30
+
+
+def _resident(batches: Batches, device: torch.device, layout: Callable) -> Batches:
+    """The evaluation batches read once into a list on ``device``, in the evaluation layout
+    (normalized by a DeviceLoader once rather than at every point), when they fit in
+    ``RESIDENT_BYTES``; else ``batches`` as they are, read again at every point."""
+    out, total = [], 0
+    for x, y in batches:
+        x, y = layout(x.to(device)), y.to(device)
+        total += x.numel() * x.element_size() + y.numel() * y.element_size()
+        if total > RESIDENT_BYTES:
+            return batches
+        out.append((x, y))
+    return out
 
 
 class _Sums:

@@ -16,6 +16,7 @@ Options (beside ``name: landscape``):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
 from losslab.landscape.directions import Directions
 from losslab.landscape.evaluate import line, subset_batches, surface
-from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
@@ -41,8 +42,21 @@ def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[
     return {r.variant: r.run_dir for r in runs.itertuples()}
 
 
-def _setup(run_dir: str, split: str, examples: int, seed: int):
-    final = CheckpointSet.from_run(run_dir, role="final")[0]
+def _checkpoint(path: str) -> CheckpointRef:
+    """A run directory's final model, or the checkpoint file ``path`` (with or without
+    ``.safetensors``) inside a run directory."""
+    if Path(path).is_dir():
+        return CheckpointSet.from_run(path, role="final")[0]
+    return CheckpointRef.from_path(path)
+
+
+def _run_of(path: str) -> str:
+    """The run directory of a run directory or of a checkpoint file in one."""
+    return path if Path(path).is_dir() else str(_checkpoint(path).path.parent.parent)
+
+
+def _setup(path: str, split: str, examples: int, seed: int):
+    final = _checkpoint(path)
     config = run_config_of(final)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loader = split_loader(dataset_of(config), split, 1024, device)
@@ -68,7 +82,7 @@ def _surface(run_dir, o) -> dict[str, Any]:
 
 def _line(run_a, run_b, o) -> dict[str, Any]:
     a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
-    b = CheckpointSet.from_run(run_b, role="final")[0].load(device)
+    b = _checkpoint(run_b).load(device)
     r = line(model, a.params, b.params, batches=batches, buffers=a.buffers, bn=o["bn"],
              device=device)
     return {"alphas": _list(r.alphas), "loss": _list(r.loss), "acc": _list(r.acc), "bn": o["bn"]}
@@ -77,6 +91,7 @@ def _line(run_a, run_b, o) -> dict[str, Any]:
 def _trajectory(run_dir, o) -> dict[str, Any]:
     from losslab.landscape.trajectory import trajectory_plane
 
+    run_dir = _run_of(run_dir)  # the path of the run a given checkpoint belongs to
     ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
     trajectory = CheckpointSet.from_run(run_dir, role="epoch")
     final = CheckpointSet.from_run(run_dir, role="final")
@@ -137,7 +152,8 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str = "keep") -> dict[str, Any]:
-    """One landscape computation on run directories (two for ``line``): what the CLI runs."""
+    """One landscape computation on run directories or checkpoint files (two for ``line``;
+    a run directory stands for its final model): what the CLI runs."""
     if kind not in KINDS:
         raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     options = {"split": split, "examples": examples, "points": points, "span": span,
