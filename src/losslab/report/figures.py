@@ -86,12 +86,15 @@ class LineFigure:
 
 @dataclass
 class ScatterSeries:
-    """A set of points; ``labels`` are per-point hover texts (annotated statically when few)."""
+    """A set of points; ``labels`` are per-point hover texts (annotated statically when few).
+    Drawn over a heat map, a ``connected`` series is a path (a line through its points) and
+    any other one marks single points (stars: ensemble members on a trajectory)."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
     labels: list[str] | None = None
+    connected: bool = True
 
     def __post_init__(self) -> None:
         self.x = _vector(self.x, f"{self.name}.x")

@@ -33,7 +33,7 @@ def _trajectory_figure(name: str, r: dict[str, Any]) -> HeatmapFigure:
     if r.get("members"):
         members = np.array(r["members"])
         paths.append(ScatterSeries(f"{name} members", members[:, 0], members[:, 1],
-                                   labels=r["member_labels"]))
+                                   labels=r["member_labels"], connected=False))
     ev = r["explained_variance"]
     return HeatmapFigure(f"{name}: trajectory on its PCA plane", np.array(r["x"]),
                          np.array(r["y"]), np.array(r["loss"]),
@@ -73,7 +73,8 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
         tables.append(pd.DataFrame([{
             "variant": n, "top eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][-3:]),
             "bottom eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][:3]),
-            "converged": r["converged"], "trace (Hutch++)": f"{r['trace']:.4g} ± "
+            "converged (top, bottom)": f"{r.get('converged_top', r['converged'])}, "
+            f"{r.get('converged_bottom', r['converged'])}", "trace (Hutch++)": f"{r['trace']:.4g} ± "
             f"{r['trace_std_error']:.2g}", "Hessian-vector products": r["total_products"]}
             for n, r in good.items()]))
     subset = f"a fixed random subset of {data['examples']} examples" if data["examples"] else \

@@ -171,8 +171,12 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
                  colorbar={"title": {"text": fig.zlabel}}, **options)
     out = go.Figure(trace)
     for path in fig.paths:
-        out.add_trace(go.Scatter(x=path.x, y=path.y, name=path.name, mode="lines+markers",
-                                 text=path.labels, line={"color": palette[path.name]}))
+        style = ({"mode": "lines+markers", "line": {"color": palette[path.name]}}
+                 if path.connected else
+                 {"mode": "markers", "marker": {"symbol": "star", "size": 14,
+                                                "color": palette[path.name],
+                                                "line": {"color": "black", "width": 1}}})
+        out.add_trace(go.Scatter(x=path.x, y=path.y, name=path.name, text=path.labels, **style))
     out.update_xaxes(title_text=fig.xlabel)
     out.update_yaxes(title_text=fig.ylabel)
     return out

@@ -130,8 +130,10 @@ def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
     bar = ax.figure.colorbar(mappable, ax=ax)
     bar.set_label(_text(fig.zlabel))
     for path in fig.paths:
-        ax.plot(path.x, path.y, marker="o", markersize=3, label=_text(path.name),
-                color=palette[path.name])
+        style = ({"marker": "o", "markersize": 3} if path.connected else
+                 {"marker": "*", "markersize": 13, "linestyle": "none",
+                  "markeredgecolor": "black", "markeredgewidth": 0.6})
+        ax.plot(path.x, path.y, label=_text(path.name), color=palette[path.name], **style)
     _axes_labels(ax, fig.xlabel, fig.ylabel)
     ax.grid(False)
 
