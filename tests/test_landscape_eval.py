@@ -80,7 +80,7 @@ def test_line_endpoints_are_exact_and_start_is_not_mutated():
     assert (res.loss_se > 0).all()
     assert start.training  # mode untouched
     assert all(torch.equal(before[k], v) for k, v in start.state_dict().items())
-    assert res.metadata["bn"] == "keep" and res.metadata["num_examples"] == 64
+    assert res.metadata["bn"] == "interpolate" and res.metadata["num_examples"] == 64
 
 
 def test_line_along_a_direction_and_explicit_alphas():
@@ -246,3 +246,32 @@ def test_loaded_checkpoint_like_start_supplies_buffers():
     other = bn_net(1)
     res = line(other, ckpt, ckpt, alphas=[0.0, 1.0], batches=batches)
     assert float(res.loss[0]) == direct_loss(model, model.state_dict(), batches)
+
+
+def test_line_between_two_batchnorm_models_ends_exactly_at_each():
+    """Under the default ``interpolate`` policy the BN statistics follow the line, so α = 1 is
+    the end model with its own statistics; ``keep`` runs it on the start's (another value)."""
+    start, end = bn_net(0), bn_net(1)
+    with torch.no_grad():
+        end[1].running_mean.fill_(-1.0)
+        end[1].running_var.fill_(4.0)
+    batches = data()
+    res = line(start, start, end, batches=batches)
+    a = res.alphas
+    i0, i1 = int(torch.nonzero(a == 0.0)[0]), int(torch.nonzero(a == 1.0)[0])
+    assert res.metadata["bn"] == "interpolate"
+    assert float(res.loss[i0]) == pytest.approx(direct_loss(start, start.state_dict(), batches),
+                                                rel=1e-12)
+    assert float(res.loss[i1]) == pytest.approx(direct_loss(end, end.state_dict(), batches),
+                                                rel=1e-12)
+    half = int(torch.nonzero(a == 0.5)[0])
+    mixed = {k: (start.state_dict()[k] + end.state_dict()[k]) / 2
+             if v.is_floating_point() else v for k, v in start.state_dict().items()}
+    assert float(res.loss[half]) == pytest.approx(direct_loss(start, mixed, batches), rel=1e-12)
+    kept = line(start, start, end, batches=batches, bn="keep")
+    assert abs(float(kept.loss[i1]) - float(res.loss[i1])) > 1e-3
+    with pytest.raises(ValueError, match="needs the end model's buffers"):
+        line(start, start, parameters_of(end), batches=batches, bn="interpolate")
+    with pytest.raises(ValueError, match="for a line between two models"):
+        surface(start, start, Directions.random(parameters_of(start), n=2, seed=0),
+                xrange=(-1, 1, 3), yrange=(-1, 1, 3), batches=batches, bn="interpolate")

@@ -236,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=int, default=11, help="grid points per axis (odd)")
     p.add_argument("--span", type=float, default=1.0, help="grid half width")
     p.add_argument("--normalization", default="filter", choices=["filter", "layer", "none"])
-    p.add_argument("--bn", default="keep", choices=["keep", "recompute"])
+    p.add_argument("--bn", default=None, choices=["keep", "recompute", "interpolate"],
+                   help="BatchNorm statistics at each point (default: interpolate for line, "
+                   "keep otherwise)")
     p.set_defaults(func=cmd_landscape)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)

@@ -23,7 +23,11 @@ BatchNorm policy is an explicit, recorded option:
   pass over ``recompute_batches`` (default: the evaluation batches) in train mode, with a
   cumulative average (``momentum=None``) as :func:`torch.optim.swa_utils.update_bn` does:
   running_mean is the mean of the per-batch means, running_var the mean of the per-batch
-  unbiased variances. The pass runs through ``functional_call`` on a copy of the buffers.
+  unbiased variances. The pass runs through ``functional_call`` on a copy of the buffers;
+* ``bn="interpolate"`` (a line between two models, the default there when both models'
+  buffers are known): the floating-point buffers follow the same convex combination as the
+  parameters, ``(1 − α)·b_start + α·b_end``, so α = 0 and α = 1 are exactly the two models,
+  statistics included (under ``keep`` the end model would run on the start's statistics).
 
 Data are any re-iterable collection of ``(x, y)`` batches already on the device (a list, a
 :class:`~losslab.data.loader.DeviceLoader` without shuffling or augmentation, or
@@ -35,18 +39,14 @@ data set's loss); a loss function returning a scalar batch mean gives ``nan`` er
 
 from __future__ import annotations
 
-import copy
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from losslab.cpu_allocator import keep_freed_memory
 from losslab.landscape.directions import Directions, as_params
 from losslab.landscape.grid_io import (
     AXIS_CONVENTION,
@@ -58,13 +58,12 @@ from losslab.landscape.grid_io import (
     make_axis,
     save_grid,
 )
-from losslab.landscape.inference import FastForward
+from losslab.landscape.points import BN_POLICIES, PointEvaluator
 from losslab.params import ParamDict, buffers_of, check_same_keys
 
 __all__ = ["cross_entropy_per_example", "evaluate_points", "line", "surface", "make_axis",
            "subset_batches", "SubsetBatches", "BN_POLICIES"]
 
-BN_POLICIES = ("keep", "recompute")
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
@@ -112,181 +111,21 @@ def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None
     return SubsetBatches(batches, n=n, seed=int(seed), population=total)
 
 
-class _Evaluator:
-    """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model."""
-
-    def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
-                 directions: list[ParamDict], batches: Batches, *, loss_fn: Callable,
-                 bn: str, recompute_batches: Iterable | None, points_per_call: int,
-                 device: torch.device | str | None, memory_format: str = "auto",
-                 fuse: bool = True):
-        if bn not in BN_POLICIES:
-            raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
-        if points_per_call < 1:
-            raise ValueError(f"points_per_call must be >= 1, got {points_per_call}")
-        for data, what in ((batches, "batches"), (recompute_batches, "recompute_batches")):
-            if isinstance(data, Iterator):
-                raise TypeError(f"{what} must be re-iterable (a list, a DeviceLoader), not an "
-                                "iterator: it is read once per point")
-        for d in directions:
-            check_same_keys(center, d)
-        dev = torch.device(device) if device is not None else next(iter(center.values())).device
-        self.device, self.bn, self.loss_fn, self.batches = dev, bn, loss_fn, batches
-        self.recompute_batches = recompute_batches if recompute_batches is not None else batches
-        self.points_per_call = points_per_call
-        if dev.type == "cpu":
-            keep_freed_memory()  # large activations otherwise page-fault in at every layer
-        self.buffers = {k: v.detach().to(dev) for k, v in buffers.items()}
-        self.net = copy.deepcopy(model).to(dev).eval()  # ours: modes and momenta may change
-        self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
-                                fuse=fuse)
-        lay = self.fast.layout  # points inherit the layout of the centre and directions
-        self.batches = _resident(batches, dev, lay)
-        self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
-        self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
-        self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
-        self.bn_prefixes = []
-        for name, m in self.net.named_modules():
-            if isinstance(m, _BatchNorm) and m.track_running_stats:
-                m.momentum = None  # cumulative average in the recompute pass (our copy only)
-                self.bn_prefixes.append(f"{name}." if name else "")
-        if bn == "recompute":
-            for p in self.bn_prefixes:
-                for b in ("running_mean", "running_var", "num_batches_tracked"):
-                    if p + b not in self.buffers:
-                        raise KeyError(f"bn='recompute' needs buffer {p + b!r}")
-        self.num_examples: int | None = None
-        self.evaluations = 0
-
-    def _point(self, c: list[float]) -> ParamDict:
-        """``center + Σ_d c_d · dirs[d]``, one fused multi-tensor op per direction."""
-        values = list(self.center.values())
-        for cd, d in zip(c, self._dir_values, strict=True):
-            if cd != 0.0:  # a zero coordinate leaves θ exactly as it is
-                values = torch._foreach_add(values, d, alpha=cd)
-        return dict(zip(self.center, values, strict=True))
-
-    @torch.no_grad()
-    def _recomputed(self, params: ParamDict) -> ParamDict:
-        bufs = {k: v.clone() for k, v in self.buffers.items()}
-        for p in self.bn_prefixes:
-            bufs[p + "running_mean"].zero_()
-            bufs[p + "running_var"].fill_(1.0)
-            bufs[p + "num_batches_tracked"].zero_()
-        seen = 0
-        self.net.train()
-        try:
-            for batch in self.recompute_batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                functional_call(self.net, {**params, **bufs},
-                                (self.fast.layout(x.to(self.device)),))
-                seen += 1
-        finally:
-            self.net.eval()
-        if seen == 0:
-            raise ValueError("recompute_batches is empty: BatchNorm statistics need data")
-        return bufs
-
-    @torch.no_grad()
-    def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D)."""
-        rows = coords.tolist()
-        out = torch.empty(3, len(rows), dtype=torch.float64)
-        step = self.points_per_call
-        for s in range(0, len(rows), step):
-            out[:, s:s + step] = self._chunk(rows[s:s + step])
-        return out[0], out[1], out[2]
-
-    def _chunk(self, rows: list[list[float]]) -> Tensor:
-        points = [self._point(r) for r in rows]
-        if self.bn == "recompute":
-            states = [self.fast.fold({**p, **self._recomputed(p)}) for p in points]
-        else:
-            states = [self.fast.fold({**p, **self.buffers}) for p in points]
-        if len(points) > 1:  # (M, ...) stacked points, one vmapped forward
-            state = {k: torch.stack([s[k] for s in states]) for k in states[0]}
-            fwd = vmap(self.fast, in_dims=(0, None))
-            loss_of = vmap(self.loss_fn, in_dims=(0, None))
-        else:  # one point: the plain forward, viewed as M = 1
-            state = states[0]
-            fwd = lambda st, x: self.fast(st, x).unsqueeze(0)  # noqa: E731
-            loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
-        acc = _Sums(len(points), self.device)
-        for x, y in self.batches:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = fwd(state, x)
-            acc.add(logits, loss_of(logits, y), y)
-        self.evaluations += len(points)
-        if acc.count == 0:
-            raise ValueError("batches is empty")
-        self.num_examples = acc.count
-        return acc.result()
-
-
-RESIDENT_BYTES = 1 << 30
-
-
-def _resident(batches: Batches, device: torch.device, layout: Callable) -> Batches:
-    """The evaluation batches read once into a list on ``device``, in the evaluation layout
-    (normalized by a DeviceLoader once rather than at every point), when they fit in
-    ``RESIDENT_BYTES``; else ``batches`` as they are, read again at every point."""
-    out, total = [], 0
-    for x, y in batches:
-        x, y = layout(x.to(device)), y.to(device)
-        total += x.numel() * x.element_size() + y.numel() * y.element_size()
-        if total > RESIDENT_BYTES:
-            return batches
-        out.append((x, y))
-    return out
-
-
-class _Sums:
-    """Running sums of M points' losses, squared losses and correct predictions."""
-
-    def __init__(self, n_points: int, device: torch.device):
-        self.loss = torch.zeros(n_points, dtype=torch.float64, device=device)
-        self.sq = torch.zeros_like(self.loss)
-        self.correct = torch.zeros(n_points, dtype=torch.int64, device=device)
-        self.count, self.per_example, self.classify = 0, True, True
-
-    def add(self, logits: Tensor, losses: Tensor, y: Tensor) -> None:
-        b = y.shape[0]
-        losses = losses.double()
-        if losses.ndim == 2 and losses.shape[1] == b:
-            self.loss += losses.sum(1)
-            self.sq += losses.square().sum(1)
-        elif losses.ndim == 1:  # a batch mean
-            self.loss += losses * b
-            self.per_example = False
-        else:
-            raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
-                             f"got shape {tuple(losses.shape[1:])}")
-        self.classify = (self.classify and logits.ndim == 3 and y.ndim == 1
-                         and not y.is_floating_point())
-        if self.classify:
-            self.correct += (logits.argmax(-1) == y).sum(1)
-        self.count += b
-
-    def result(self) -> Tensor:
-        """(3, M) float64 CPU: mean loss, accuracy, standard error of the mean loss."""
-        n = self.count
-        mean = self.loss / n
-        if self.per_example and n > 1:
-            var = (self.sq / n - mean.square()).clamp_min(0) * (n / (n - 1))
-            se = (var / n).sqrt()
-        else:
-            se = torch.full_like(mean, float("nan"))
-        acc = (self.correct.double() / n if self.classify
-               else torch.full_like(mean, float("nan")))
-        return torch.stack([mean, acc, se]).cpu()
-
-
 def _buffers_for(source: Any, model: nn.Module, buffers: ParamDict | None) -> ParamDict:
     if buffers is not None:
         return dict(buffers)
     if hasattr(source, "buffers") and isinstance(source.buffers, dict):
         return dict(source.buffers)
     return buffers_of(model)
+
+
+def _own_buffers(source: Any) -> ParamDict | None:
+    """The buffers that come with ``source`` (a LoadedCheckpoint or a module), else None."""
+    if isinstance(source, nn.Module):
+        return buffers_of(source)
+    if hasattr(source, "buffers") and isinstance(source.buffers, dict):
+        return dict(source.buffers)
+    return None
 
 
 def _data_meta(batches: Any) -> dict[str, Any]:
@@ -319,7 +158,7 @@ def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDic
     """
     dirs = list(directions)
     coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
-    ev = _Evaluator(model, as_params(center), _buffers_for(center, model, buffers), dirs,
+    ev = PointEvaluator(model, as_params(center), _buffers_for(center, model, buffers), dirs,
                     batches, loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
                     points_per_call=points_per_call, device=device,
                     memory_format=memory_format, fuse=fuse)
@@ -330,7 +169,8 @@ def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDic
 def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None = None, *,
          direction: ParamDict | None = None, alphas: Tensor | Sequence[float] | None = None,
          batches: Batches, buffers: ParamDict | None = None,
-         loss_fn: Callable = cross_entropy_per_example, bn: str = "keep",
+         end_buffers: ParamDict | None = None,
+         loss_fn: Callable = cross_entropy_per_example, bn: str | None = None,
          recompute_batches: Iterable | None = None, points_per_call: int = 1,
          device: torch.device | str | None = None, memory_format: str = "auto",
          fuse: bool = True) -> LineResult:
@@ -340,8 +180,11 @@ def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None =
     with 0 and 1 exactly on the grid; user ``alphas`` must contain every one of 0 (and 1 with
     ``end``) that lies in their range. The interpolation is written as a convex combination
     so α = 0 evaluates exactly ``start`` and α = 1 exactly ``end`` (``start + 1·(end −
-    start)`` would be off by rounding). Buffers default to the start's (``bn="keep"``); for two
-    models with BatchNorm use ``bn="recompute"``. Neither model is changed.
+    start)`` would be off by rounding). ``buffers`` and ``end_buffers`` default to the start's
+    and the end's own (a LoadedCheckpoint's or a module's). ``bn`` defaults to
+    ``"interpolate"`` between two models whose buffers are both known, so both endpoints are
+    exact, statistics included, and to ``"keep"`` (the start's buffers everywhere) otherwise;
+    ``"recompute"`` re-estimates them at every α. Neither model is changed.
     """
     if (end is None) == (direction is None):
         raise ValueError("line needs exactly one of end and direction")
@@ -351,19 +194,30 @@ def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None =
     else:
         a = _snap(torch.as_tensor(alphas, dtype=torch.float64).reshape(-1), (0.0, 1.0),
                   "alphas")
+    start_b = _buffers_for(start, model, buffers)
+    end_b = end_buffers if end_buffers is not None else _own_buffers(end)
+    if bn is None:
+        bn = "interpolate" if end is not None and end_b is not None else "keep"
+    buffer_dirs = None
     if end is not None:
         end_p = as_params(end)
         check_same_keys(start_p, end_p)
         center = {k: torch.zeros_like(v) for k, v in start_p.items()}
         dirs, coords = [start_p, end_p], torch.stack([1.0 - a, a], dim=1)
         formula = "θ(α) = (1 − α)·start + α·end"
+        if bn == "interpolate":
+            if end_b is None:
+                raise ValueError("bn='interpolate' needs the end model's buffers: pass "
+                                 "end_buffers, or a checkpoint or module as end")
+            check_same_keys(start_b, end_b)
+            buffer_dirs = [start_b, end_b]
     else:
         center, dirs, coords = start_p, [as_params(direction)], a[:, None]
         formula = "θ(α) = start + α·direction"
-    ev = _Evaluator(model, center, _buffers_for(start, model, buffers), dirs, batches,
+    ev = PointEvaluator(model, center, start_b, dirs, batches,
                     loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
                     points_per_call=points_per_call, device=device,
-                    memory_format=memory_format, fuse=fuse)
+                    memory_format=memory_format, fuse=fuse, buffer_dirs=buffer_dirs)
     loss, acc, se = ev.evaluate(coords)
     meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": _name(loss_fn),
             "num_examples": ev.num_examples, "data": _data_meta(batches),
@@ -415,7 +269,7 @@ def surface(model: nn.Module, center: ParamDict | Any,
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     center_p = as_params(center)
     bufs = _buffers_for(center, model, buffers)
-    ev = _Evaluator(model, center_p, bufs, dirs, batches, loss_fn=loss_fn, bn=bn,
+    ev = PointEvaluator(model, center_p, bufs, dirs, batches, loss_fn=loss_fn, bn=bn,
                     recompute_batches=recompute_batches, points_per_call=points_per_call,
                     device=device, memory_format=memory_format, fuse=fuse)
     dir_meta = (directions.metadata() if isinstance(directions, Directions)

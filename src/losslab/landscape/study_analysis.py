@@ -11,7 +11,9 @@ Options (beside ``name: landscape``):
 * ``variants`` (default: all), ``seed`` (which seed's runs; default the first);
 * ``split`` (``test``), ``examples`` (evaluate on a fixed random subset of this many examples;
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
-  ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep`` or ``recompute``).
+  ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep``, ``recompute``, or for
+  lines ``interpolate``; default: ``interpolate`` for lines, so both endpoints are exactly the
+  two models, statistics included, and ``keep`` otherwise).
 """
 
 from __future__ import annotations
@@ -74,18 +76,20 @@ def _surface(run_dir, o) -> dict[str, Any]:
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, buffers=ckpt.buffers, xrange=(-s, s, n),
-                yrange=(-s, s, n), batches=batches, bn=o["bn"], device=device)
+                yrange=(-s, s, n), batches=batches, bn=o["bn"] or "keep", device=device)
     return {"x": _list(r.x), "y": _list(r.y), "loss": _list(r.loss), "acc": _list(r.acc),
-            "axis_convention": r.metadata.get("axis_convention"), "bn": o["bn"],
+            "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
             "normalization": o["normalization"]}
 
 
 def _line(run_a, run_b, o) -> dict[str, Any]:
     a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
     b = _checkpoint(run_b).load(device)
-    r = line(model, a.params, b.params, batches=batches, buffers=a.buffers, bn=o["bn"],
+    r = line(model, a.params, b.params, batches=batches, buffers=a.buffers,
+             end_buffers=b.buffers, bn=o["bn"],
              device=device)
-    return {"alphas": _list(r.alphas), "loss": _list(r.loss), "acc": _list(r.acc), "bn": o["bn"]}
+    return {"alphas": _list(r.alphas), "loss": _list(r.loss), "acc": _list(r.acc),
+            "bn": r.metadata["bn"]}
 
 
 def _trajectory(run_dir, o) -> dict[str, Any]:
@@ -101,7 +105,8 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
         raise ValueError(f"{run_dir}: a trajectory needs saved epoch checkpoints "
                          "(checkpoints.every)")
     members = CheckpointSet.from_run(run_dir, role=["snapshot", "fge"])
-    plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"], bn=o["bn"],
+    plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"],
+                             bn=o["bn"] or "keep",
                              members=members if len(members) else None)
     return {"x": _list(plane.surface.x), "y": _list(plane.surface.y),
             "loss": _list(plane.surface.loss), "path": _list(plane.path_coords),
@@ -159,7 +164,7 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
 
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
-                      bn: str = "keep") -> dict[str, Any]:
+                      bn: str | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs."""
     if kind not in KINDS:
@@ -182,7 +187,7 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        variants: list[str] | None = None, seed: int | None = None,
                        split: str = "test", examples: int = 0, points: int = 11,
                        span: float = 1.0, normalization: str = "filter",
-                       bn: str = "keep") -> dict[str, Any]:
+                       bn: str | None = None) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     if kind not in KINDS:
         raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")

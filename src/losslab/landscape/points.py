@@ -1,0 +1,221 @@
+"""Evaluating points ``center + Σ_d c_d · directions[d]`` of weight space on a private copy.
+
+The engine behind :func:`~losslab.landscape.evaluate.line`, :func:`~losslab.landscape.evaluate.surface`
+and :func:`~losslab.landscape.evaluate.evaluate_points` (see that module for the policies):
+it copies the model once (the user's model, modes and buffers are never touched), runs the copy
+through :class:`~losslab.landscape.inference.FastForward`, keeps the evaluation batches on the
+device, builds each point with multi-tensor ops, applies the BatchNorm policy (``keep``,
+``recompute``, ``interpolate``) and accumulates per-point sums of the loss, its square and the
+correct predictions in float64 on the device, read back once per chunk of points.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from losslab.cpu_allocator import keep_freed_memory
+from losslab.landscape.inference import FastForward
+from losslab.params import ParamDict, check_same_keys
+
+__all__ = ["BN_POLICIES", "PointEvaluator"]
+
+BN_POLICIES = ("keep", "recompute", "interpolate")
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+class PointEvaluator:
+    """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model."""
+
+    def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
+                 directions: list[ParamDict], batches: Batches, *, loss_fn: Callable,
+                 bn: str, recompute_batches: Iterable | None, points_per_call: int,
+                 device: torch.device | str | None, memory_format: str = "auto",
+                 fuse: bool = True, buffer_dirs: list[ParamDict] | None = None):
+        if bn not in BN_POLICIES:
+            raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
+        if (bn == "interpolate") != (buffer_dirs is not None):
+            raise ValueError("bn='interpolate' is for a line between two models, which gives "
+                             "both models' buffers")
+        if points_per_call < 1:
+            raise ValueError(f"points_per_call must be >= 1, got {points_per_call}")
+        for data, what in ((batches, "batches"), (recompute_batches, "recompute_batches")):
+            if isinstance(data, Iterator):
+                raise TypeError(f"{what} must be re-iterable (a list, a DeviceLoader), not an "
+                                "iterator: it is read once per point")
+        for d in directions:
+            check_same_keys(center, d)
+        dev = torch.device(device) if device is not None else next(iter(center.values())).device
+        self.device, self.bn, self.loss_fn, self.batches = dev, bn, loss_fn, batches
+        self.recompute_batches = recompute_batches if recompute_batches is not None else batches
+        self.points_per_call = points_per_call
+        if dev.type == "cpu":
+            keep_freed_memory()  # large activations otherwise page-fault in at every layer
+        self.buffers = {k: v.detach().to(dev) for k, v in buffers.items()}
+        self.net = copy.deepcopy(model).to(dev).eval()  # ours: modes and momenta may change
+        self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
+                                fuse=fuse)
+        lay = self.fast.layout  # points inherit the layout of the centre and directions
+        self.batches = _resident(batches, dev, lay)
+        self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
+        self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
+        self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
+        self._float_buffers = [k for k, v in self.buffers.items() if v.is_floating_point()]
+        self._buffer_dirs = [[b[k].detach().to(dev) for k in self._float_buffers]
+                             for b in buffer_dirs or []]
+        self.bn_prefixes = []
+        for name, m in self.net.named_modules():
+            if isinstance(m, _BatchNorm) and m.track_running_stats:
+                m.momentum = None  # cumulative average in the recompute pass (our copy only)
+                self.bn_prefixes.append(f"{name}." if name else "")
+        if bn == "recompute":
+            for p in self.bn_prefixes:
+                for b in ("running_mean", "running_var", "num_batches_tracked"):
+                    if p + b not in self.buffers:
+                        raise KeyError(f"bn='recompute' needs buffer {p + b!r}")
+        self.num_examples: int | None = None
+        self.evaluations = 0
+
+    def _point(self, c: list[float]) -> ParamDict:
+        """``center + Σ_d c_d · dirs[d]``, one fused multi-tensor op per direction."""
+        values = list(self.center.values())
+        for cd, d in zip(c, self._dir_values, strict=True):
+            if cd != 0.0:  # a zero coordinate leaves θ exactly as it is
+                values = torch._foreach_add(values, d, alpha=cd)
+        return dict(zip(self.center, values, strict=True))
+
+    def _point_buffers(self, c: list[float]) -> ParamDict:
+        """``Σ_d c_d · buffer_dirs[d]`` for the floating-point buffers (``bn="interpolate"``);
+        integer ones (``num_batches_tracked``) are the first model's."""
+        if not self._float_buffers:
+            return self.buffers
+        values = None
+        for cd, b in zip(c, self._buffer_dirs, strict=True):
+            if cd != 0.0:  # c = (1, 0) and (0, 1) give the endpoints' buffers exactly
+                term = b if cd == 1.0 else torch._foreach_mul(b, cd)
+                values = term if values is None else torch._foreach_add(values, term)
+        if values is None:
+            values = [torch.zeros_like(t) for t in self._buffer_dirs[0]]
+        return {**self.buffers, **dict(zip(self._float_buffers, values, strict=True))}
+
+    @torch.no_grad()
+    def _recomputed(self, params: ParamDict) -> ParamDict:
+        bufs = {k: v.clone() for k, v in self.buffers.items()}
+        for p in self.bn_prefixes:
+            bufs[p + "running_mean"].zero_()
+            bufs[p + "running_var"].fill_(1.0)
+            bufs[p + "num_batches_tracked"].zero_()
+        seen = 0
+        self.net.train()
+        try:
+            for batch in self.recompute_batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                functional_call(self.net, {**params, **bufs},
+                                (self.fast.layout(x.to(self.device)),))
+                seen += 1
+        finally:
+            self.net.eval()
+        if seen == 0:
+            raise ValueError("recompute_batches is empty: BatchNorm statistics need data")
+        return bufs
+
+    @torch.no_grad()
+    def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D)."""
+        rows = coords.tolist()
+        out = torch.empty(3, len(rows), dtype=torch.float64)
+        step = self.points_per_call
+        for s in range(0, len(rows), step):
+            out[:, s:s + step] = self._chunk(rows[s:s + step])
+        return out[0], out[1], out[2]
+
+    def _chunk(self, rows: list[list[float]]) -> Tensor:
+        points = [self._point(r) for r in rows]
+        if self.bn == "recompute":
+            states = [self.fast.fold({**p, **self._recomputed(p)}) for p in points]
+        elif self.bn == "interpolate":
+            states = [self.fast.fold({**p, **self._point_buffers(r)})
+                      for p, r in zip(points, rows, strict=True)]
+        else:
+            states = [self.fast.fold({**p, **self.buffers}) for p in points]
+        if len(points) > 1:  # (M, ...) stacked points, one vmapped forward
+            state = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+            fwd = vmap(self.fast, in_dims=(0, None))
+            loss_of = vmap(self.loss_fn, in_dims=(0, None))
+        else:  # one point: the plain forward, viewed as M = 1
+            state = states[0]
+            fwd = lambda st, x: self.fast(st, x).unsqueeze(0)  # noqa: E731
+            loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
+        acc = _Sums(len(points), self.device)
+        for x, y in self.batches:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits = fwd(state, x)
+            acc.add(logits, loss_of(logits, y), y)
+        self.evaluations += len(points)
+        if acc.count == 0:
+            raise ValueError("batches is empty")
+        self.num_examples = acc.count
+        return acc.result()
+
+
+RESIDENT_BYTES = 1 << 30
+
+
+def _resident(batches: Batches, device: torch.device, layout: Callable) -> Batches:
+    """The evaluation batches read once into a list on ``device``, in the evaluation layout
+    (normalized by a DeviceLoader once rather than at every point), when they fit in
+    ``RESIDENT_BYTES``; else ``batches`` as they are, read again at every point."""
+    out, total = [], 0
+    for x, y in batches:
+        x, y = layout(x.to(device)), y.to(device)
+        total += x.numel() * x.element_size() + y.numel() * y.element_size()
+        if total > RESIDENT_BYTES:
+            return batches
+        out.append((x, y))
+    return out
+
+
+class _Sums:
+    """Running sums of M points' losses, squared losses and correct predictions."""
+
+    def __init__(self, n_points: int, device: torch.device):
+        self.loss = torch.zeros(n_points, dtype=torch.float64, device=device)
+        self.sq = torch.zeros_like(self.loss)
+        self.correct = torch.zeros(n_points, dtype=torch.int64, device=device)
+        self.count, self.per_example, self.classify = 0, True, True
+
+    def add(self, logits: Tensor, losses: Tensor, y: Tensor) -> None:
+        b = y.shape[0]
+        losses = losses.double()
+        if losses.ndim == 2 and losses.shape[1] == b:
+            self.loss += losses.sum(1)
+            self.sq += losses.square().sum(1)
+        elif losses.ndim == 1:  # a batch mean
+            self.loss += losses * b
+            self.per_example = False
+        else:
+            raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
+                             f"got shape {tuple(losses.shape[1:])}")
+        self.classify = (self.classify and logits.ndim == 3 and y.ndim == 1
+                         and not y.is_floating_point())
+        if self.classify:
+            self.correct += (logits.argmax(-1) == y).sum(1)
+        self.count += b
+
+    def result(self) -> Tensor:
+        """(3, M) float64 CPU: mean loss, accuracy, standard error of the mean loss."""
+        n = self.count
+        mean = self.loss / n
+        if self.per_example and n > 1:
+            var = (self.sq / n - mean.square()).clamp_min(0) * (n / (n - 1))
+            se = (var / n).sqrt()
+        else:
+            se = torch.full_like(mean, float("nan"))
+        acc = (self.correct.double() / n if self.classify
+               else torch.full_like(mean, float("nan")))
+        return torch.stack([mean, acc, se]).cpu()
