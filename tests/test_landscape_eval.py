@@ -264,10 +264,15 @@ def test_line_between_two_batchnorm_models_ends_exactly_at_each():
                                                 rel=1e-12)
     assert float(res.loss[i1]) == pytest.approx(direct_loss(end, end.state_dict(), batches),
                                                 rel=1e-12)
-    half = int(torch.nonzero(a == 0.5)[0])
-    mixed = {k: (start.state_dict()[k] + end.state_dict()[k]) / 2
-             if v.is_floating_point() else v for k, v in start.state_dict().items()}
-    assert float(res.loss[half]) == pytest.approx(direct_loss(start, mixed, batches), rel=1e-12)
+    s, e = start.state_dict(), end.state_dict()
+    for alpha in (0.5, -0.5):  # means mix linearly, variances log-linearly (positive outside)
+        i = int(torch.nonzero(a == alpha)[0])
+        mixed = {k: (1 - alpha) * v + alpha * e[k] for k, v in s.items() if v.is_floating_point()}
+        mixed["1.running_var"] = s["1.running_var"] ** (1 - alpha) * e["1.running_var"] ** alpha
+        assert (1 - alpha) * s["1.running_var"][0] + alpha * e["1.running_var"][0] < 0 or \
+            alpha == 0.5  # at -0.5 the linear mix of these variances would be negative
+        assert float(res.loss[i]) == pytest.approx(direct_loss(start, mixed, batches),
+                                                   rel=1e-10)
     kept = line(start, start, end, batches=batches, bn="keep")
     assert abs(float(kept.loss[i1]) - float(res.loss[i1])) > 1e-3
     with pytest.raises(ValueError, match="needs the end model's buffers"):

@@ -25,9 +25,11 @@ BatchNorm policy is an explicit, recorded option:
   running_mean is the mean of the per-batch means, running_var the mean of the per-batch
   unbiased variances. The pass runs through ``functional_call`` on a copy of the buffers;
 * ``bn="interpolate"`` (a line between two models, the default there when both models'
-  buffers are known): the floating-point buffers follow the same convex combination as the
-  parameters, ``(1 − α)·b_start + α·b_end``, so α = 0 and α = 1 are exactly the two models,
-  statistics included (under ``keep`` the end model would run on the start's statistics).
+  buffers are known): running means follow the parameters' combination
+  ``(1 − α)·μ_start + α·μ_end`` and running variances its log-linear analogue
+  ``σ²_start^(1−α) · σ²_end^α`` (positive when α leaves [0, 1]), so α = 0 and α = 1 are
+  exactly the two models, statistics included (under ``keep`` the end model would run on the
+  start's statistics).
 
 Data are any re-iterable collection of ``(x, y)`` batches already on the device (a list, a
 :class:`~losslab.data.loader.DeviceLoader` without shuffling or augmentation, or

@@ -90,17 +90,26 @@ class PointEvaluator:
         return dict(zip(self.center, values, strict=True))
 
     def _point_buffers(self, c: list[float]) -> ParamDict:
-        """``Σ_d c_d · buffer_dirs[d]`` for the floating-point buffers (``bn="interpolate"``);
-        integer ones (``num_batches_tracked``) are the first model's."""
+        """The buffers at coordinates ``c`` (``bn="interpolate"``): at an endpoint (one
+        coordinate 1, the others 0) exactly that model's; elsewhere running means (and other
+        floating-point buffers) ``Σ_d c_d · b_d`` and running variances ``Π_d b_d^{c_d}``
+        (log-linear: it equals the linear mix at the ends and stays positive when α leaves
+        [0, 1], where a linear mix of variances can turn negative). Integer buffers
+        (``num_batches_tracked``) are the first model's."""
         if not self._float_buffers:
             return self.buffers
-        values = None
-        for cd, b in zip(c, self._buffer_dirs, strict=True):
-            if cd != 0.0:  # c = (1, 0) and (0, 1) give the endpoints' buffers exactly
-                term = b if cd == 1.0 else torch._foreach_mul(b, cd)
-                values = term if values is None else torch._foreach_add(values, term)
-        if values is None:
-            values = [torch.zeros_like(t) for t in self._buffer_dirs[0]]
+        nonzero = [i for i, cd in enumerate(c) if cd != 0.0]
+        if len(nonzero) == 1 and c[nonzero[0]] == 1.0:
+            values = self._buffer_dirs[nonzero[0]]
+        else:
+            values = []
+            for j, key in enumerate(self._float_buffers):
+                parts = [(cd, b[j]) for cd, b in zip(c, self._buffer_dirs, strict=True)]
+                if key.endswith("running_var"):
+                    log = sum(cd * torch.log(t.clamp_min(1e-30)) for cd, t in parts)
+                    values.append(torch.exp(log))
+                else:
+                    values.append(sum(cd * t for cd, t in parts))
         return {**self.buffers, **dict(zip(self._float_buffers, values, strict=True))}
 
     @torch.no_grad()

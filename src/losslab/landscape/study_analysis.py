@@ -157,6 +157,7 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
                              xrange=(-s, s, n), yrange=(-s, s, n), batches=batches,
                              loss_fn=F.cross_entropy)
     return {"x": _list(r.x), "y": _list(r.y), "ratio": _list(r.ratio),
+            "normalization": o["normalization"],
             "lambda_max": _list(r.lambda_max), "lambda_min": _list(r.lambda_min),
             "all_converged": bool(torch.as_tensor(r.converged).all()),
             "num_products": r.num_products}

@@ -86,4 +86,14 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
     if errors:
         html += "<ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in errors.items()) \
             + "</ul>"
-    return Section(title=f"Landscape: {kind}", html=html, figures=figures, tables=tables)
+    return Section(title=_title(kind, data, good), html=html, figures=figures, tables=tables)
+
+
+def _title(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
+    """"Landscape: surface (train split, filter-normalized)": one study can hold several."""
+    details = [f"{data['split']} split"] if kind in ("line", "surface", "trajectory") else []
+    norms = {r.get("normalization") for r in results.values()} - {None}
+    if kind in ("surface", "ratio_map") and len(norms) == 1:
+        norm = norms.pop()
+        details.append("unnormalized" if norm == "none" else f"{norm}-normalized")
+    return f"Landscape: {kind}" + (f" ({', '.join(details)})" if details else "")
