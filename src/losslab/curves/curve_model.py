@@ -1,0 +1,150 @@
+"""A mode-connecting curve between two trained models, for any ``nn.Module``.
+
+``CurveModel(model, start, end, bends=1, kind="bezier")`` holds the endpoints ŵ1 = φ(0) and
+ŵ2 = φ(1) as fixed buffers and the ``bends`` interior control points θ as one trainable
+parameter, initialized on the straight line between the endpoints (Garipov et al. 2018, §3:
+θ_i = ŵ1 + i/(n+1) · (ŵ2 − ŵ1)). The curve's point
+
+    φ(t) = c_0(t) · ŵ1 + Σ_i c_i(t) · θ_i + c_{n+1}(t) · ŵ2          (losslab.curves.bases)
+
+is one (n+2)-by-P matrix product of the coefficients with the stacked flat points, split back
+into a name-keyed parameter dict; the network runs at φ(t) through ``functional_call`` on a
+private copy of ``model`` (no architecture is rewritten as "curve layers", the reference
+implementation's approach). Gradients reach only the bends.
+
+Training (``model.train()``) draws one t ~ U[0, 1] per forward from the curve's own seeded
+generator (saved in ``state_dict``), which minimizes E_t L(φ(t)) by SGD, one t per minibatch;
+``curve(x, t=0.3)`` evaluates a given t. The copy's BatchNorm layers use batch statistics while
+training; their running statistics mix every t and are meaningless for any one point, so
+evaluation recomputes them at each t (``losslab.curves.evaluate``).
+
+Weight decay: the paper decays the curve's point, ½·wd·‖φ(t)‖² at the sampled t
+(``point_l2()`` of the last forward; ``weight_decay_on="point"``); ``"bends"`` decays θ alone,
+as an optimizer's ``weight_decay`` on ``curve.parameters()`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from losslab.curves.bases import CURVE_KINDS, curve_coefficients
+from losslab.params import ParamDict, buffers_of, check_same_keys, flatten, parameters_of
+
+__all__ = ["CurveModel"]
+
+
+def _params(source: Any) -> ParamDict:
+    if isinstance(source, nn.Module):
+        return parameters_of(source)
+    if hasattr(source, "params") and isinstance(source.params, dict):
+        return dict(source.params)
+    return dict(source)
+
+
+class CurveModel(nn.Module):
+    """φ(t) between ``start`` and ``end`` (modules, LoadedCheckpoints or parameter dicts with
+    the trainable parameters of ``model``) through ``bends`` trainable points."""
+
+    def __init__(self, model: nn.Module, start: Any, end: Any, *, bends: int = 1,
+                 kind: str = "bezier", seed: int = 0):
+        super().__init__()
+        if kind not in CURVE_KINDS:
+            raise ValueError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")
+        if isinstance(bends, bool) or not isinstance(bends, int) or bends < 0:
+            raise ValueError(f"bends must be a non-negative integer, got {bends!r}")
+        self.kind, self.num_bends = kind, bends
+        self.net = copy.deepcopy(model)
+        for p in self.net.parameters():  # the copy's weights are never used: φ(t) replaces them
+            p.requires_grad_(False)
+        like = parameters_of(model)
+        start_p, end_p = _params(start), _params(end)
+        check_same_keys(like, start_p)
+        check_same_keys(like, end_p)
+        self._shapes = {k: v.shape for k, v in like.items()}
+        device, dtype = next(iter(like.values())).device, next(iter(like.values())).dtype
+        w1 = flatten(start_p, like).detach().to(device, dtype)
+        w2 = flatten(end_p, like).detach().to(device, dtype)
+        self.register_buffer("endpoints", torch.stack([w1, w2]))
+        frac = torch.arange(1, bends + 1, dtype=dtype, device=device)[:, None] / (bends + 1)
+        self.bends = nn.Parameter(w1 + frac * (w2 - w1))  # (bends, P) on the straight line
+        self.generator = torch.Generator("cpu").manual_seed(int(seed))
+        self._last_l2: Tensor | None = None
+        self.last_t: float | None = None
+
+    # -- the curve -----------------------------------------------------------------------------
+    def coefficients(self, t: float) -> Tensor:
+        """c(t) over (ŵ1, θ_1 … θ_n, ŵ2), float64."""
+        return curve_coefficients(self.kind, float(t), self.num_bends + 2)
+
+    def control_points(self) -> Tensor:
+        """(n + 2, P): ŵ1, the bends, ŵ2, as flat vectors."""
+        return torch.cat([self.endpoints[:1], self.bends, self.endpoints[1:]])
+
+    def flat_point(self, t: float) -> Tensor:
+        """φ(t) as one flat vector (differentiable in the bends)."""
+        c = self.coefficients(t).to(self.bends.dtype).to(self.bends.device)
+        if c[0] == 1.0:  # exactly the endpoints, without rounding
+            return self.endpoints[0]
+        if c[-1] == 1.0:
+            return self.endpoints[1]
+        return c @ self.control_points()
+
+    def _unflatten(self, flat: Tensor) -> ParamDict:
+        out, offset = {}, 0
+        for k, shape in self._shapes.items():
+            out[k] = flat[offset:offset + shape.numel()].view(shape)
+            offset += shape.numel()
+        return out
+
+    def point(self, t: float) -> ParamDict:
+        """φ(t) as a parameter dict for ``functional_call`` on the wrapped model."""
+        return self._unflatten(self.flat_point(t))
+
+    def control_point_dicts(self) -> list[ParamDict]:
+        """ŵ1, θ_1 … θ_n, ŵ2 as detached parameter dicts (for evaluation engines)."""
+        return [self._unflatten(row) for row in self.control_points().detach()]
+
+    # -- as a module ---------------------------------------------------------------------------
+    def sample_t(self) -> float:
+        return float(torch.rand((), generator=self.generator, dtype=torch.float64))
+
+    def forward(self, x: Tensor, t: float | None = None) -> Tensor:
+        """The network at φ(t); in training mode and without ``t``, t ~ U[0, 1]."""
+        if t is None:
+            if not self.training:
+                raise ValueError("in eval mode give t: curve(x, t=0.5)")
+            t = self.sample_t()
+        self.last_t = float(t)
+        flat = self.flat_point(t)
+        self._last_l2 = flat.square().sum()
+        state = {**self._unflatten(flat), **buffers_of(self.net)}
+        return functional_call(self.net, state, (x,))
+
+    def point_l2(self) -> Tensor:
+        """‖φ(t)‖² at the t of the last forward (the paper's weight-decay term is ½·wd·this)."""
+        if self._last_l2 is None:
+            raise RuntimeError("point_l2() needs a forward pass first")
+        return self._last_l2
+
+    def length(self, points: int = 201) -> float:
+        """∫_0^1 ‖φ'(t)‖ dt, as the length of the polygon through ``points`` values of t."""
+        with torch.no_grad():
+            ts = torch.linspace(0, 1, points, dtype=torch.float64).tolist()
+            pts = torch.stack([self.flat_point(t) for t in ts])
+            return float((pts[1:] - pts[:-1]).norm(dim=1).sum())
+
+    # -- resume --------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "kind": self.kind,
+                "bends": self.num_bends}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if state["kind"] != self.kind or state["bends"] != self.num_bends:
+            raise ValueError(f"state of a {state['kind']} curve with {state['bends']} bends "
+                             f"cannot load into a {self.kind} curve with {self.num_bends}")
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,105 @@
+"""Loss and accuracy along a curve, against the straight line (Garipov et al. 2018, §4).
+
+``evaluate_curve(curve, train=..., test=...)`` evaluates φ(t) at ``ts`` (default 61 points on
+[0, 1], as the paper) on the train and test batches, and the straight line
+(1 − t)·ŵ1 + t·ŵ2 at the same t. Every point goes through the landscape engine
+(:func:`losslab.landscape.evaluate_points`): the curve's point is the linear combination
+Σ_j c_j(t)·w_j of its control points, so the control points are the "directions" and the
+coefficients the coordinates; the network runs on a private copy (fused, data resident on the
+device). BatchNorm statistics are recomputed at every t on the training batches
+(``bn="recompute"``, the paper's ``update_bn``), since the curve model's running statistics mix
+all t; a model without BatchNorm is evaluated as it is.
+
+Summaries, on the training loss as the paper's plots: the **barrier**, max_t L(φ(t)) minus the
+mean of the endpoints' losses; the **length-weighted mean loss**
+∫ L(φ(t)) ‖φ'(t)‖ dt / ∫ ‖φ'(t)‖ dt (the "uniform on the curve" objective the seed discusses;
+trapezoids on the polygon through the ts); and the curve's **length**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from losslab.curves.curve_model import CurveModel
+from losslab.landscape.evaluate import evaluate_points
+from losslab.params import buffers_of
+
+__all__ = ["CurveEvaluation", "evaluate_curve", "default_ts"]
+
+
+def default_ts(n: int = 61) -> Tensor:
+    """``n`` equally spaced t on [0, 1], 0 and 1 exact."""
+    return torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+
+
+@dataclass
+class CurveEvaluation:
+    """Values along t (float64, shape (T,)) for the curve and the straight line."""
+
+    ts: Tensor
+    curve: dict[str, Tensor]   # train_loss, train_acc, test_loss, test_acc (those evaluated)
+    line: dict[str, Tensor]
+    barrier: dict[str, float]  # "curve", "line": max train loss minus the endpoints' mean
+    mean_loss: dict[str, float]  # length-weighted mean train loss
+    length: dict[str, float]
+    metadata: dict = field(default_factory=dict)
+
+
+def _has_batchnorm(curve: CurveModel) -> bool:
+    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in curve.net.modules())
+
+
+def _along(curve: CurveModel, points: list, coords: Tensor, batches, bn: str,
+           recompute, device) -> tuple[Tensor, Tensor]:
+    zero = {k: torch.zeros_like(v) for k, v in points[0].items()}
+    return evaluate_points(curve.net, zero, buffers_of(curve.net), points, coords, batches,
+                           bn=bn, recompute_batches=recompute, device=device)
+
+
+def _path_stats(flat_points: Tensor, loss: Tensor) -> tuple[float, float]:
+    """(length, length-weighted mean of ``loss``) of the polygon through ``flat_points``."""
+    seg = (flat_points[1:] - flat_points[:-1]).double().norm(dim=1)
+    length = float(seg.sum())
+    if length == 0.0:
+        return 0.0, float(loss.mean())
+    mid = (loss[1:] + loss[:-1]) / 2
+    return length, float((mid * seg.cpu()).sum() / length)
+
+
+@torch.no_grad()
+def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None = None,
+                   ts: Sequence[float] | Tensor | None = None,
+                   device: torch.device | str | None = None) -> CurveEvaluation:
+    """Train (and test) loss and accuracy along the curve and the straight line; see the
+    module docstring. ``train`` and ``test`` are re-iterable batches on the device."""
+    ts = default_ts() if ts is None else torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
+    if float(ts.min()) < 0 or float(ts.max()) > 1:
+        raise ValueError("ts must lie in [0, 1]")
+    bn = "recompute" if _has_batchnorm(curve) else "keep"
+    points = curve.control_point_dicts()
+    coeffs = torch.stack([curve.coefficients(float(t)) for t in ts])
+    line_coords = torch.stack([1.0 - ts, ts], dim=1)
+    ends = [points[0], points[-1]]
+    out: dict[str, dict[str, Tensor]] = {"curve": {}, "line": {}}
+    for split, batches in (("train", train), ("test", test)):
+        if batches is None:
+            continue
+        for name, pts, coords in (("curve", points, coeffs), ("line", ends, line_coords)):
+            loss, acc = _along(curve, pts, coords, batches, bn, train, device)
+            out[name][f"{split}_loss"], out[name][f"{split}_acc"] = loss, acc
+    flat_curve = torch.stack([curve.flat_point(float(t)) for t in ts])
+    w1, w2 = curve.endpoints[0], curve.endpoints[1]
+    flat_line = torch.stack([(1 - float(t)) * w1 + float(t) * w2 for t in ts])
+    barrier, mean_loss, length = {}, {}, {}
+    for name, flat in (("curve", flat_curve), ("line", flat_line)):
+        loss = out[name]["train_loss"]
+        barrier[name] = float(loss.max() - (loss[0] + loss[-1]) / 2)
+        length[name], mean_loss[name] = _path_stats(flat, loss)
+    meta = {"kind": curve.kind, "bends": curve.num_bends, "bn": bn, "points": len(ts),
+            "reference": "Garipov et al. 2018, arXiv:1802.10026"}
+    return CurveEvaluation(ts, out["curve"], out["line"], barrier, mean_loss, length, meta)
