@@ -13,7 +13,7 @@ private copy of ``model`` (no architecture is rewritten as "curve layers", the r
 implementation's approach). Gradients reach only the bends.
 
 Training (``model.train()``) draws one t ~ U[0, 1] per forward from the curve's own seeded
-generator (saved in ``state_dict``), which minimizes E_t L(φ(t)) by SGD, one t per minibatch;
+sequence (its position is a buffer, so checkpoints resume it), which minimizes E_t L(φ(t)) by SGD, one t per minibatch;
 ``curve(x, t=0.3)`` evaluates a given t. The copy's BatchNorm layers use batch statistics while
 training; their running statistics mix every t and are meaningless for any one point, so
 evaluation recomputes them at each t (``losslab.curves.evaluate``).
@@ -51,13 +51,13 @@ class CurveModel(nn.Module):
     the trainable parameters of ``model``) through ``bends`` trainable points."""
 
     def __init__(self, model: nn.Module, start: Any, end: Any, *, bends: int = 1,
-                 kind: str = "bezier", seed: int = 0):
+                 kind: str = "bezier", seed: int = 0, eval_t: float | None = None):
         super().__init__()
         if kind not in CURVE_KINDS:
             raise ValueError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")
         if isinstance(bends, bool) or not isinstance(bends, int) or bends < 0:
             raise ValueError(f"bends must be a non-negative integer, got {bends!r}")
-        self.kind, self.num_bends = kind, bends
+        self.kind, self.num_bends, self.eval_t = kind, bends, eval_t
         self.net = copy.deepcopy(model)
         for p in self.net.parameters():  # the copy's weights are never used: φ(t) replaces them
             p.requires_grad_(False)
@@ -72,7 +72,10 @@ class CurveModel(nn.Module):
         self.register_buffer("endpoints", torch.stack([w1, w2]))
         frac = torch.arange(1, bends + 1, dtype=dtype, device=device)[:, None] / (bends + 1)
         self.bends = nn.Parameter(w1 + frac * (w2 - w1))  # (bends, P) on the straight line
-        self.generator = torch.Generator("cpu").manual_seed(int(seed))
+        # t_k comes from a generator seeded by (seed, k): the draw count is all the state, a
+        # tensor that checkpoints and resumes with the weights.
+        self.register_buffer("t_seed", torch.tensor(int(seed), dtype=torch.int64))
+        self.register_buffer("t_draws", torch.tensor(0, dtype=torch.int64))
         self._last_l2: Tensor | None = None
         self.last_t: float | None = None
 
@@ -111,14 +114,19 @@ class CurveModel(nn.Module):
 
     # -- as a module ---------------------------------------------------------------------------
     def sample_t(self) -> float:
-        return float(torch.rand((), generator=self.generator, dtype=torch.float64))
+        """The next t ~ U[0, 1] of this curve's seeded sequence."""
+        k = int(self.t_draws)
+        self.t_draws += 1
+        gen = torch.Generator("cpu").manual_seed(int(self.t_seed) * 1_000_003 + k)
+        return float(torch.rand((), generator=gen, dtype=torch.float64))
 
     def forward(self, x: Tensor, t: float | None = None) -> Tensor:
-        """The network at φ(t); in training mode and without ``t``, t ~ U[0, 1]."""
+        """The network at φ(t); without ``t``: t ~ U[0, 1] in training mode, ``eval_t`` in
+        eval mode (how a trainer's per-epoch evaluation sees the curve)."""
         if t is None:
-            if not self.training:
-                raise ValueError("in eval mode give t: curve(x, t=0.5)")
-            t = self.sample_t()
+            if not self.training and self.eval_t is None:
+                raise ValueError("in eval mode give t: curve(x, t=0.5), or set eval_t")
+            t = self.sample_t() if self.training else self.eval_t
         self.last_t = float(t)
         flat = self.flat_point(t)
         self._last_l2 = flat.square().sum()
@@ -137,14 +145,3 @@ class CurveModel(nn.Module):
             ts = torch.linspace(0, 1, points, dtype=torch.float64).tolist()
             pts = torch.stack([self.flat_point(t) for t in ts])
             return float((pts[1:] - pts[:-1]).norm(dim=1).sum())
-
-    # -- resume --------------------------------------------------------------------------------
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "kind": self.kind,
-                "bends": self.num_bends}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        if state["kind"] != self.kind or state["bends"] != self.num_bends:
-            raise ValueError(f"state of a {state['kind']} curve with {state['bends']} bends "
-                             f"cannot load into a {self.kind} curve with {self.num_bends}")
-        self.generator.set_state(state["generator"])

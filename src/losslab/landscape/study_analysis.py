@@ -27,7 +27,7 @@ import torch
 from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
 from losslab.landscape.directions import Directions
 from losslab.landscape.evaluate import line, subset_batches, surface
-from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet
+from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
@@ -44,21 +44,13 @@ def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[
     return {r.variant: r.run_dir for r in runs.itertuples()}
 
 
-def _checkpoint(path: str) -> CheckpointRef:
-    """A run directory's final model, or the checkpoint file ``path`` (with or without
-    ``.safetensors``) inside a run directory."""
-    if Path(path).is_dir():
-        return CheckpointSet.from_run(path, role="final")[0]
-    return CheckpointRef.from_path(path)
-
-
 def _run_of(path: str) -> str:
     """The run directory of a run directory or of a checkpoint file in one."""
-    return path if Path(path).is_dir() else str(_checkpoint(path).path.parent.parent)
+    return path if Path(path).is_dir() else str(resolve_checkpoint(path).path.parent.parent)
 
 
 def _setup(path: str, split: str, examples: int, seed: int):
-    final = _checkpoint(path)
+    final = resolve_checkpoint(path)
     config = run_config_of(final)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loader = split_loader(dataset_of(config), split, 1024, device)
@@ -84,7 +76,7 @@ def _surface(run_dir, o) -> dict[str, Any]:
 
 def _line(run_a, run_b, o) -> dict[str, Any]:
     a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
-    b = _checkpoint(run_b).load(device)
+    b = resolve_checkpoint(run_b).load(device)
     r = line(model, a.params, b.params, batches=batches, buffers=a.buffers,
              end_buffers=b.buffers, bn=o["bn"],
              device=device)

@@ -27,7 +27,7 @@ from torch import nn
 from losslab.params import ParamDict
 from losslab.runs.checkpoints import CheckpointMeta, load_checkpoint_tensors, read_meta
 
-__all__ = ["CheckpointRef", "LoadedCheckpoint", "CheckpointSet"]
+__all__ = ["CheckpointRef", "LoadedCheckpoint", "CheckpointSet", "resolve_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,14 @@ class CheckpointSet(Sequence[CheckpointRef]):
     @property
     def roles(self) -> list[str]:
         return [r.role for r in self.refs]
+
+
+def resolve_checkpoint(path: str | Path) -> CheckpointRef:
+    """A run directory's final model, or the checkpoint file ``path`` (with or without
+    ``.safetensors``): how commands and configs name one model."""
+    if Path(path).is_dir():
+        final = CheckpointSet.from_run(path, role="final")
+        if not len(final):
+            raise FileNotFoundError(f"{path} has no final checkpoint: the run has not finished")
+        return final[0]
+    return CheckpointRef.from_path(path)

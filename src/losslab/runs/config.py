@@ -184,6 +184,34 @@ class LogConfig(_Strict):
     sharpness_batches: int = Field(2, ge=1, description="training batches of that Hessian")
 
 
+class CurveConfig(_Strict):
+    """Mode connectivity: train a curve between two trained models instead of a network.
+
+    ``start`` and ``end`` are run directories (their final model) or checkpoint files of the
+    same architecture as ``model``; the run trains the ``bends`` interior points of a Bezier
+    or PolyChain curve (Garipov et al. 2018), one t ~ U[0, 1] per minibatch.
+    """
+
+    start: str | None = Field(None, description="run directory or checkpoint file of φ(0)")
+    end: str | None = Field(None, description="run directory or checkpoint file of φ(1)")
+    bends: int = Field(1, ge=0, description="trainable interior points (the paper: 1)")
+    kind: Literal["bezier", "polychain"] = "bezier"
+    weight_decay_on: Literal["point", "bends"] = Field(
+        "point", description="point: ½·wd·‖φ(t)‖² at the sampled t (the paper); bends: "
+        "optimizer weight decay on the bends")
+    eval_t: float = Field(0.5, ge=0, le=1, description="t of the per-epoch val/test metrics")
+
+    @model_validator(mode="after")
+    def _both_ends(self) -> CurveConfig:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("a curve needs both curve.start and curve.end")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.start is not None
+
+
 class TrainConfig(_Strict):
     """Everything that defines a training run."""
 
@@ -198,6 +226,7 @@ class TrainConfig(_Strict):
     repulsion: RepulsionConfig = RepulsionConfig()
     restarts: RestartConfig = RestartConfig()
     log: LogConfig = LogConfig()
+    curve: CurveConfig = CurveConfig()
 
     @model_validator(mode="after")
     def _annealing_sets_its_own_steps(self) -> TrainConfig:

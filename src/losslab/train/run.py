@@ -101,16 +101,21 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
                          **config.model.options).to(device)
     if config.model.init_scale != 1.0:
         _scale_init(model, config.model.init_scale)
+    optimizer_config, all_callbacks = config.optimizer, list(callbacks)
+    if config.curve.enabled:  # the run trains a curve's bends between two trained models
+        from losslab.curves.training import build_curve
+
+        model, optimizer_config, curve_callbacks = build_curve(config, model, device)
+        all_callbacks.extend(curve_callbacks)
     train_loader, eval_loaders = make_loaders(
         splits, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
         augment=Augment(crop_padding=d.augment.crop_padding, flip=d.augment.flip),
         seed=config.seed, device=device)
-    optimizer = build_optimizer(config.optimizer, model, seed=config.seed, batch_size=d.batch_size)
+    optimizer = build_optimizer(optimizer_config, model, seed=config.seed, batch_size=d.batch_size)
     annealing = config.optimizer.name in ("ssa", "sgdsa")
     scheduler = None if annealing else build_schedule(
         config.schedule.name, optimizer, steps_per_epoch=len(train_loader), epochs=config.epochs,
         **config.schedule.params)
-    all_callbacks = list(callbacks)
     if annealing:
         all_callbacks.append(AnnealingLog())
     if config.log.sharpness_every:

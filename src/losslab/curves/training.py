@@ -1,0 +1,62 @@
+"""Fitting a curve with the trainer: what a run with a ``curve:`` config section trains.
+
+The run's model becomes a :class:`~losslab.curves.CurveModel` around the configured
+architecture, with the endpoints read from ``curve.start`` and ``curve.end`` (run directories or
+checkpoint files); the optimizer sees the bends alone, so the trainer's records, schedules,
+checkpoints and exact resume apply unchanged. Weight decay follows ``curve.weight_decay_on``:
+``point`` (Garipov et al.'s choice) adds ½·wd·‖φ(t)‖² at the sampled t through
+:class:`CurveWeightDecay` and gives the optimizer none; ``bends`` leaves it to the optimizer.
+Per-epoch val/test metrics are at t = ``curve.eval_t`` with the running BatchNorm statistics
+of training, a monitor only: :func:`losslab.curves.evaluate_curve` recomputes them at every t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from losslab.curves.curve_model import CurveModel
+from losslab.runs.checkpoint_set import resolve_checkpoint
+from losslab.runs.config import ConfigError, OptimizerConfig, TrainConfig
+from losslab.train.callbacks import Callback
+
+__all__ = ["CurveWeightDecay", "build_curve"]
+
+
+class CurveWeightDecay(Callback):
+    """½·wd·‖φ(t)‖² at the t of the step's forward, added to the loss."""
+
+    def __init__(self, weight_decay: float):
+        self.weight_decay = float(weight_decay)
+
+    def extra_loss(self, trainer) -> Tensor | None:
+        if self.weight_decay == 0.0:
+            return None
+        return 0.5 * self.weight_decay * trainer.model.point_l2()
+
+
+def build_curve(config: TrainConfig, template: nn.Module,
+                device: torch.device) -> tuple[CurveModel, OptimizerConfig, list[Callback]]:
+    """The curve model, the optimizer config to use for it, and its callbacks."""
+    c = config.curve
+    ends = []
+    for which, path in (("start", c.start), ("end", c.end)):
+        try:
+            ends.append(resolve_checkpoint(path).load(device))
+        except FileNotFoundError as e:
+            raise ConfigError(f"curve.{which}: {e}") from None
+    params = {k for k, p in template.named_parameters() if p.requires_grad}
+    for which, ckpt in zip(("start", "end"), ends, strict=True):
+        if set(ckpt.params) != params:
+            raise ConfigError(f"curve.{which} ({ckpt.ref.path}) does not hold the parameters of "
+                              f"model {config.model.name!r}: "
+                              f"{sorted(params ^ set(ckpt.params))[:5]} differ")
+    template.load_state_dict({**ends[0].params, **ends[0].buffers}, strict=False)
+    curve = CurveModel(template, ends[0], ends[1], bends=c.bends, kind=c.kind, seed=config.seed,
+                       eval_t=c.eval_t).to(device)
+    optimizer = config.optimizer
+    callbacks: list[Callback] = []
+    if c.weight_decay_on == "point":
+        optimizer = optimizer.model_copy(update={"weight_decay": 0.0})
+        callbacks.append(CurveWeightDecay(config.optimizer.weight_decay))
+    return curve, optimizer, callbacks
