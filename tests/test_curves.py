@@ -14,6 +14,7 @@ from torch.func import functional_call
 from losslab.curves import (
     CurveModel,
     bezier_coefficients,
+    curve_plane,
     evaluate_curve,
     polychain_coefficients,
 )
@@ -168,3 +169,38 @@ def test_evaluation_recomputes_batchnorm_at_every_t():
             direct = F.cross_entropy(torch.cat([net(x) for x, _ in train]),
                                      torch.cat([y for _, y in train])).item()
         assert float(res.curve["train_loss"][i]) == pytest.approx(direct, rel=1e-10)
+
+
+def test_plane_through_the_endpoints_and_the_bend():
+    a, b = mlp(0), mlp(1)
+    curve = CurveModel(a, a, b, bends=1)
+    train = data()
+    with pytest.raises(ValueError, match="lies on the straight line"):
+        curve_plane(curve, batches=train)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        curve.bends.add_(0.3 * torch.randn(curve.bends.shape, generator=g, dtype=torch.float64))
+    plane = curve_plane(curve, batches=train, grid=5)
+    w1, w2 = flatten(parameters_of(a)), flatten(parameters_of(b))
+    torch.testing.assert_close(plane.control_xy[0], torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(plane.control_xy[-1], torch.tensor([float((w2 - w1).norm()), 0.0],
+                                                                  dtype=torch.float64))
+    assert float(plane.control_xy[1, 1]) > 0  # the bend is off the line, on the +e2 side
+    assert plane.curve_off_plane < 1e-9  # a one-bend Bezier curve lies in its plane
+    # a grid value against the loss of the point rebuilt from its coordinates
+    u = w2 - w1
+    e1 = u / u.norm()
+    v = curve.bends[0].detach() - w1
+    e2 = (v - (v @ e1) * e1) / (v - (v @ e1) * e1).norm()
+    i, j = 3, 1
+    point = w1 + plane.x[j] * e1 + plane.y[i] * e2
+    net = copy.deepcopy(a)
+    state, offset = {}, 0
+    for k, p in parameters_of(a).items():
+        state[k] = point[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    with torch.no_grad():
+        direct = F.cross_entropy(torch.cat([functional_call(net, state, (x,)) for x, _ in train]),
+                                 torch.cat([y for _, y in train])).item()
+    assert float(plane.loss[i, j]) == pytest.approx(direct, rel=1e-10)
+    assert plane.metadata["axis_convention"] == "loss[i, j] is at (x[j], y[i])"

@@ -60,3 +60,22 @@ def build_curve(config: TrainConfig, template: nn.Module,
         optimizer = optimizer.model_copy(update={"weight_decay": 0.0})
         callbacks.append(CurveWeightDecay(config.optimizer.weight_decay))
     return curve, optimizer, callbacks
+
+
+def load_curve(path, device: torch.device | str = "cpu") -> tuple[CurveModel, TrainConfig]:
+    """A fitted curve back from its run directory (its final checkpoint) or a checkpoint file
+    of a curve run, with the run's config (architecture, data, curve options)."""
+    from losslab.ensembles.members import run_config_of, template_model
+
+    ref = resolve_checkpoint(path)
+    config = run_config_of(ref)
+    if not config.curve.enabled:
+        raise ValueError(f"{ref.path} is not from a curve run (its config has no curve.start)")
+    state = ref.load(device)
+    template = template_model(config).to(device)
+    placeholder = {k: v for k, v in template.named_parameters() if v.requires_grad}
+    c = config.curve
+    curve = CurveModel(template, placeholder, placeholder, bends=c.bends, kind=c.kind,
+                       seed=config.seed, eval_t=c.eval_t).to(device)
+    curve.load_state_dict({**state.params, **state.buffers})
+    return curve.eval(), config
