@@ -10,6 +10,8 @@
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
     losslab landscape surface|line|trajectory|hessian|ratio_map RUN_OR_CKPT [RUN_OR_CKPT] [--out DIR]
+    losslab curve fit START END [--bends 1] [--kind bezier] [--out DIR] [--set KEY=VALUE ...]
+    losslab curve evaluate|plane CURVE_RUN [--points 61] [--grid 21] [--out DIR]
     losslab models
     losslab datasets
 
@@ -125,6 +127,38 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    from losslab.curves import commands
+    from losslab.runs.atomic import atomic_write_json
+
+    if args.action == "fit":
+        if len(args.paths) != 2:
+            raise ValueError("curve fit needs START and END (run directories or checkpoints)")
+        out = Path(args.out) if args.out else Path("runs") / (
+            f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-curve")
+        run_dir = commands.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
+                                     overrides=args.set)
+        print(_summary(run_dir))
+        return 0
+    if len(args.paths) != 1:
+        raise ValueError(f"curve {args.action} takes one curve run (or its checkpoint)")
+    if args.action == "evaluate":
+        result = commands.evaluate_curve_run(args.paths[0], points=args.points)
+        for name in ("curve", "line"):
+            err = 100 * (1 - max(result[name]["test_acc"]))
+            worst = 100 * (1 - min(result[name]["test_acc"]))
+            print(f"{name:<5} barrier (train loss) {result['barrier'][name]:.4f}, length "
+                  f"{result['length'][name]:.4g}, test error {err:.2f}-{worst:.2f}%")
+    else:
+        result = commands.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
+        print(f"plane: {args.grid}x{args.grid} grid, loss {min(map(min, result['loss'])):.4f} "
+              f"to {max(map(max, result['loss'])):.4f}")
+    path = Path(args.out or ".") / f"curve_{args.action}.json"
+    atomic_write_json(path, {"run": args.paths[0], **result})
+    print(f"written: {path}")
+    return 0
+
+
 def cmd_landscape(args: argparse.Namespace) -> int:
     from losslab.landscape.study_analysis import compute_landscape
     from losslab.runs.atomic import atomic_write_json
@@ -224,6 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average probabilities (default) or logits")
     p.add_argument("--no-swa", action="store_true", help="skip the weight-averaged model")
     p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("curve", help="mode-connecting curves: fit between two models, "
+                       "evaluate along t, the plane with the path")
+    p.add_argument("action", choices=["fit", "evaluate", "plane"])
+    p.add_argument("paths", nargs="+", help="fit: START END (run directories or checkpoints); "
+                   "evaluate/plane: the curve run")
+    p.add_argument("--out", help="fit: the curve's run directory; else where the JSON goes")
+    p.add_argument("--bends", type=int, default=1, help="fit: trainable interior points")
+    p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fit: override the start run's config (e.g. epochs=20)")
+    p.add_argument("--points", type=int, default=61, help="evaluate: values of t")
+    p.add_argument("--grid", type=int, default=21, help="plane: grid points per axis")
+    p.add_argument("--split", default="train", choices=["train", "test", "val"],
+                   help="plane: the split of the loss grid")
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "
                        "Hessian spectra of trained runs")
