@@ -26,15 +26,17 @@ def test_demo_runs_the_whole_study_and_reports(tmp_path, capsys):
     assert list(records.analyses) == ["compare", "ensembles_from_one_run", "ensembles_independent",
                                       "ensembles_repulsion", "repulsion_cost",
                                       "landscape_surface", "landscape_line",
-                                      "landscape_trajectory", "landscape_spectra"]
+                                      "landscape_trajectory", "landscape_spectra", "curve"]
     for section in ("Compare: final test_acc", "warm_restarts", "Curves: Accuracy",
                     "Ensembles (run, auto)", "Does distance in weight space mean different",
                     "Repulsion: cost per checkpoint", "dist_ckpt_3", "worsening_accepted",
                     "mean_acceptance_prob", "Landscape: surface", "Landscape: line",
                     "trajectory on its PCA plane", "Spectral density of the Hessian",
-                    "sharpness"):
+                    "sharpness", "Curve: cosine-s0 → cosine-s1", "plane through"):
         assert section in html
     _check_landscape(records, out)
+    curve = records.analyses["curve"]["evaluation"]
+    assert curve["barrier"]["curve"] < curve["barrier"]["line"]
 
 
 def _check_landscape(records, out) -> None:

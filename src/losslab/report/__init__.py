@@ -11,6 +11,7 @@ analysis gets its own section), and the figure descriptions.
 from losslab.report import (  # noqa: F401  (these modules register analysis sections)
     annealing_sections,
     compare_section,
+    curve_sections,
     ensemble_sections,
     landscape_sections,
     repulsion_section,

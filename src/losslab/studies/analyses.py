@@ -39,6 +39,7 @@ def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
 
 def _load_builtin() -> None:
     """Import the capabilities that register analyses (lazily: they import this module)."""
+    import losslab.curves.study_analysis  # noqa: F401
     import losslab.ensembles.budgets  # noqa: F401
     import losslab.ensembles.study_analysis  # noqa: F401
     import losslab.landscape.study_analysis  # noqa: F401

@@ -1,0 +1,83 @@
+"""The study analysis ``curve``: fit a mode-connecting curve between two variants' final models,
+evaluate it along t against the straight line, and draw the plane (Garipov et al. 2018).
+
+Options (beside ``name: curve``):
+
+* ``variants``: the two variants whose final models are the endpoints (the same variant twice
+  with two ``seeds`` connects independently trained networks, the paper's setting); ``seeds``:
+  the seed of each endpoint (default: the study's first seed for both);
+* ``bends`` (1), ``kind`` (``bezier`` or ``polychain``), ``set`` (overrides of the start run's
+  config for the curve's training, e.g. ``{epochs: 30, optimizer.lr: 0.02}``);
+* ``points`` (61 values of t), ``grid`` (21 points per axis of the plane; 0: no plane);
+* ``published``: numbers to print beside ours, e.g. the reference README's test error (%)
+  ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``.
+
+The curve is trained as a run of its own under ``STUDY/curves/`` (a finished one is reused, an
+interrupted one resumed), so re-running the study does not refit it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from losslab.curves.commands import evaluate_curve_run, fit_curve, plane_of_curve_run
+from losslab.runs.rundir import RunDir
+from losslab.studies.analyses import register_analysis
+from losslab.studies.records import StudyRecords
+
+__all__ = ["curve_analysis"]
+
+
+def _endpoint_runs(records: StudyRecords, variants: list[str],
+                   seeds: list[int] | None) -> list[str]:
+    runs = records.runs[records.runs["status"] == "finished"]
+    if seeds is None:
+        first = int(runs["seed"].min()) if len(runs) else 0
+        seeds = [first, first]
+    out = []
+    for variant, seed in zip(variants, seeds, strict=True):
+        match = runs[(runs["variant"] == variant) & (runs["seed"] == seed)]
+        if not len(match):
+            raise ValueError(f"curve: no finished run of variant {variant!r} with seed {seed}")
+        out.append(str(match["run_dir"].iloc[0]))
+    return out
+
+
+def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
+            overrides: dict[str, Any]) -> Path:
+    """The curve run in ``directory``: reused when finished, resumed when interrupted."""
+    from losslab.train.run import resume
+
+    run = RunDir(directory)
+    if run.exists():
+        if run.read_meta().get("status") != "finished":
+            resume(directory)
+        return directory
+    sets = [f"{k}={v}" for k, v in overrides.items()]
+    return fit_curve(start, end, directory, bends=bends, kind=kind, overrides=sets)
+
+
+@register_analysis("curve")
+def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
+                   seeds: list[int] | None = None, bends: int = 1, kind: str = "bezier",
+                   set: dict[str, Any] | None = None, points: int = 61, grid: int = 21,
+                   published: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """A curve between two variants' final models: loss and error along t, barrier, plane."""
+    if not variants or len(variants) != 2:
+        raise ValueError("curve: give exactly two variants (the endpoints)")
+    if seeds is not None and len(seeds) != 2:
+        raise ValueError("curve: seeds gives one seed per endpoint (two)")
+    start, end = _endpoint_runs(records, list(variants), seeds)
+    tags = [Path(start).name, Path(end).name]
+    name = f"{tags[0]}--{tags[1]}-{kind}{bends}"
+    run = _fitted(records.directory / "curves" / name, start, end, bends, kind, dict(set or {}))
+    out: dict[str, Any] = {"pair": f"{tags[0]} → {tags[1]}", "run": str(run),
+                           "kind": kind, "bends": bends, "published": published,
+                           "evaluation": evaluate_curve_run(run, points=points)}
+    if grid:
+        try:
+            out["plane"] = plane_of_curve_run(run, grid=grid)
+        except ValueError as e:  # e.g. a curve that did not move off the line
+            out["plane"] = {"error": str(e)}
+    return out

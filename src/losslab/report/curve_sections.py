@@ -1,0 +1,73 @@
+"""The report section of the ``curve`` analysis: loss and error along t, the plane, the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import escape
+
+from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series
+from losslab.report.sections import Section, register_section
+
+__all__ = ["curve_section"]
+
+
+def _error_range(acc: list[float]) -> str:
+    err = 100 * (1 - np.asarray(acc))
+    return f"{err.min():.2f}-{err.max():.2f}"
+
+
+def _table(data: dict[str, Any]) -> pd.DataFrame:
+    e = data["evaluation"]
+    ends = [e["curve"]["test_acc"][0], e["curve"]["test_acc"][-1]]
+    rows = [{"path": "endpoints", "test error (%) min-max": _error_range(ends)}]
+    for name in ("curve", "line"):
+        rows.append({"path": f"{data['kind']} ({data['bends']} bend)" if name == "curve"
+                     else "straight line",
+                     "test error (%) min-max": _error_range(e[name]["test_acc"]),
+                     "barrier (train loss)": f"{e['barrier'][name]:.4f}",
+                     "length-weighted mean train loss": f"{e['mean_loss'][name]:.4f}",
+                     "length": f"{e['length'][name]:.4g}"})
+    published = data.get("published") or {}
+    for row, key in zip(rows, ("endpoints", data["kind"], "line"), strict=True):
+        if key in published:
+            lo, hi = published[key]
+            row["published test error (%)"] = f"{lo}-{hi}"
+    return pd.DataFrame(rows)
+
+
+def _plane_figure(pair: str, p: dict[str, Any]) -> HeatmapFigure:
+    curve, line, control = (np.asarray(p[k]) for k in ("curve_xy", "line_xy", "control_xy"))
+    paths = [ScatterSeries("curve", curve[:, 0], curve[:, 1]),
+             ScatterSeries("straight line", line[:, 0], line[:, 1]),
+             ScatterSeries("endpoints and bends", control[:, 0], control[:, 1],
+                           labels=["ŵ1", *[f"θ{i}" for i in range(1, len(control) - 1)], "ŵ2"],
+                           connected=False)]
+    return HeatmapFigure(f"{pair}: {p.get('split', 'train')} loss on the plane through ŵ1, θ, ŵ2",
+                         np.asarray(p["x"]), np.asarray(p["y"]), np.asarray(p["loss"]),
+                         "along ŵ2 − ŵ1", "towards the bend", contour=True, zlabel="loss",
+                         paths=paths)
+
+
+@register_section("curve")
+def curve_section(records, data: dict[str, Any]) -> Section:
+    e, pair = data["evaluation"], data["pair"]
+    ts = np.asarray(e["ts"])
+    figures: list = [
+        LineFigure(f"{pair}: train loss along t", "t", "train loss",
+                   [Series(n, ts, np.asarray(e[n]["train_loss"])) for n in ("curve", "line")]),
+        LineFigure(f"{pair}: test error along t", "t", "test error (%)",
+                   [Series(n, ts, 100 * (1 - np.asarray(e[n]["test_acc"])))
+                    for n in ("curve", "line")])]
+    html = (f"<p>A {escape(data['kind'])} curve with {data['bends']} trainable bend(s) between "
+            f"the final models of {escape(pair)} (Garipov et al. 2018), trained as the run "
+            f"<code>{escape(data['run'])}</code>; BatchNorm statistics are recomputed at every t. "
+            "The barrier is the largest train loss along the path minus the endpoints' mean.</p>")
+    plane = data.get("plane")
+    if plane and "error" not in plane:
+        figures.append(_plane_figure(pair, plane))
+    elif plane:
+        html += f"<p>No plane: {escape(plane['error'])}</p>"
+    return Section(title=f"Curve: {pair}", html=html, figures=figures, tables=[_table(data)])

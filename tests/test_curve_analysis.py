@@ -1,0 +1,38 @@
+"""The study analysis `curve`: a curve between two seeds' final models, fitted once as a run of
+its own, evaluated along t and drawn on its plane in the report."""
+
+import yaml
+
+from losslab.studies import load_records, run_study
+
+
+def test_curve_analysis_in_a_study(tmp_path):
+    study = {
+        "name": "connect",
+        "base": {"epochs": 3, "log": {"progress": False, "tensorboard": False}},
+        "seeds": [0, 1],
+        "analyses": [{"name": "curve", "variants": ["base", "base"], "seeds": [0, 1],
+                      "set": {"epochs": 3, "optimizer.lr": 0.05}, "points": 5, "grid": 3,
+                      "published": {"endpoints": [6.79, 6.94], "bezier": [6.79, 7.75]}}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    assert outcome.counts == {"finished": 2}
+    result = load_records(outcome.directory).analyses["curve"]
+    assert "error" not in result and "error" not in result["plane"]
+    assert result["pair"] == "base-s0 → base-s1"
+    e = result["evaluation"]
+    assert e["ts"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert e["curve"]["train_loss"][0] == e["line"]["train_loss"][0]  # the same endpoint
+    assert e["barrier"]["curve"] < e["barrier"]["line"]  # the curve goes around the barrier
+    assert len(result["plane"]["loss"]) == 3
+    html = (outcome.directory / "report.html").read_text()
+    for text in ("Curve: base-s0 → base-s1", "train loss along t", "test error along t",
+                 "plane through", "published test error", "6.79-7.75"):
+        assert text in html
+    # running the study again reuses the fitted curve instead of training it anew
+    curve_run = outcome.directory / "curves" / "base-s0--base-s1-bezier1"
+    stamp = (curve_run / "metrics.jsonl").stat().st_mtime_ns
+    run_study(path, tmp_path / "out", workers=2)
+    assert (curve_run / "metrics.jsonl").stat().st_mtime_ns == stamp
