@@ -27,9 +27,16 @@ def test_curve_analysis_in_a_study(tmp_path):
     assert e["curve"]["train_loss"][0] == e["line"]["train_loss"][0]  # the same endpoint
     assert e["barrier"]["curve"] < e["barrier"]["line"]  # the curve goes around the barrier
     assert len(result["plane"]["loss"]) == 3
+    ens = result["ensemble"]
+    assert ens["ts"] == [0.0, 0.25, 0.5, 0.75, 1.0] and len(ens["member_acc"]) == 5
+    # the members are the evaluated points: same weights, same recomputed statistics
+    for t, acc in zip(ens["ts"], ens["member_acc"], strict=True):
+        assert acc == e["curve"]["test_acc"][e["ts"].index(t)]
+    assert ens["ensemble_acc"] >= min(ens["member_acc"])
     html = (outcome.directory / "report.html").read_text()
     for text in ("Curve: base-s0 → base-s1", "train loss along t", "test error along t",
-                 "plane through", "published test error", "6.79-7.75"):
+                 "plane through", "published test error", "6.79-7.75",
+                 "Ensemble of 5 points along the curve"):
         assert text in html
     # running the study again reuses the fitted curve instead of training it anew
     curve_run = outcome.directory / "curves" / "base-s0--base-s1-bezier1"

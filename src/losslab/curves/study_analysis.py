@@ -9,6 +9,8 @@ Options (beside ``name: curve``):
 * ``bends`` (1), ``kind`` (``bezier`` or ``polychain``), ``set`` (overrides of the start run's
   config for the curve's training, e.g. ``{epochs: 30, optimizer.lr: 0.02}``);
 * ``points`` (61 values of t), ``grid`` (21 points per axis of the plane; 0: no plane);
+* ``ensemble``: the t of the points ensembled through the ensemble analytics (default 0, 0.25,
+  0.5, 0.75, 1; saved as ``curve_point`` checkpoints of the curve run; empty: none);
 * ``published``: numbers to print beside ours, e.g. the reference README's test error (%)
   ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``.
 
@@ -58,10 +60,28 @@ def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
     return fit_curve(start, end, directory, bends=bends, kind=kind, overrides=sets)
 
 
+def _ensemble_along(run: Path, ts: list[float]) -> dict[str, Any]:
+    """Members φ(t) for t in ``ts`` (BatchNorm recomputed), through the ensemble analytics."""
+    import torch
+
+    from losslab.curves.members import save_curve_points
+    from losslab.ensembles.analyze import analyze_ensemble
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    result = analyze_ensemble(save_curve_points(run, ts, device), swa=False, device=device)
+    return {"ts": ts, "member_acc": [m["acc"] for m in result["member_metrics"]],
+            "cumulative_acc": [c["acc"] for c in result["cumulative"]],
+            "ensemble_acc": result["ensemble"]["acc"],
+            "mean_member_acc": result["mean_member_acc"],
+            "all_agree": result["diversity"]["agreement"]["all_agree"],
+            "n_examples": result["n_examples"], "combination": result["combination"]}
+
+
 @register_analysis("curve")
 def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
                    seeds: list[int] | None = None, bends: int = 1, kind: str = "bezier",
                    set: dict[str, Any] | None = None, points: int = 61, grid: int = 21,
+                   ensemble: list[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
                    published: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """A curve between two variants' final models: loss and error along t, barrier, plane."""
     if not variants or len(variants) != 2:
@@ -75,6 +95,8 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
     out: dict[str, Any] = {"pair": f"{tags[0]} → {tags[1]}", "run": str(run),
                            "kind": kind, "bends": bends, "published": published,
                            "evaluation": evaluate_curve_run(run, points=points)}
+    if ensemble:
+        out["ensemble"] = _ensemble_along(run, list(ensemble))
     if grid:
         try:
             out["plane"] = plane_of_curve_run(run, grid=grid)

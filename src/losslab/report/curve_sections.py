@@ -70,4 +70,15 @@ def curve_section(records, data: dict[str, Any]) -> Section:
         figures.append(_plane_figure(pair, plane))
     elif plane:
         html += f"<p>No plane: {escape(plane['error'])}</p>"
-    return Section(title=f"Curve: {pair}", html=html, figures=figures, tables=[_table(data)])
+    tables = [_table(data)]
+    ens = data.get("ensemble")
+    if ens:
+        tables.append(pd.DataFrame(
+            [{"t": t, "member test acc": f"{a:.4f}", "first members together": f"{c:.4f}"}
+             for t, a, c in zip(ens["ts"], ens["member_acc"], ens["cumulative_acc"],
+                                strict=True)]))
+        html += (f"<p>Ensemble of {len(ens['ts'])} points along the curve "
+                 f"({escape(ens['combination'])}): test accuracy {ens['ensemble_acc']:.4f} "
+                 f"against {ens['mean_member_acc']:.4f} for the mean member; all members agree "
+                 f"on {ens['all_agree']} of {ens['n_examples']} test examples.</p>")
+    return Section(title=f"Curve: {pair}", html=html, figures=figures, tables=tables)
