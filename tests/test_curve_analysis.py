@@ -34,7 +34,7 @@ def test_curve_analysis_in_a_study(tmp_path):
         assert acc == e["curve"]["test_acc"][e["ts"].index(t)]
     assert ens["ensemble_acc"] >= min(ens["member_acc"])
     html = (outcome.directory / "report.html").read_text()
-    for text in ("Curve: base-s0 → base-s1", "train loss along t", "test error along t",
+    for text in ("Curve: base-s0 → base-s1 (bezier)", "train loss along t", "test error along t",
                  "plane through", "published test error", "6.79-7.75",
                  "Ensemble of 5 points along the curve"):
         assert text in html

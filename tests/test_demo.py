@@ -32,7 +32,7 @@ def test_demo_runs_the_whole_study_and_reports(tmp_path, capsys):
                     "Repulsion: cost per checkpoint", "dist_ckpt_3", "worsening_accepted",
                     "mean_acceptance_prob", "Landscape: surface", "Landscape: line",
                     "trajectory on its PCA plane", "Spectral density of the Hessian",
-                    "sharpness", "Curve: cosine-s0 → cosine-s1", "plane through"):
+                    "sharpness", "Curve: cosine-s0 → cosine-s1 (bezier)", "plane through"):
         assert section in html
     _check_landscape(records, out)
     curve = records.analyses["curve"]["evaluation"]

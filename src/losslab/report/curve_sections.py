@@ -53,7 +53,8 @@ def _plane_figure(pair: str, p: dict[str, Any]) -> HeatmapFigure:
 
 @register_section("curve")
 def curve_section(records, data: dict[str, Any]) -> Section:
-    e, pair = data["evaluation"], data["pair"]
+    e = data["evaluation"]
+    pair = f"{data['pair']} ({data['kind']})"
     ts = np.asarray(e["ts"])
     figures: list = [
         LineFigure(f"{pair}: train loss along t", "t", "train loss",
@@ -62,7 +63,7 @@ def curve_section(records, data: dict[str, Any]) -> Section:
                    [Series(n, ts, 100 * (1 - np.asarray(e[n]["test_acc"])))
                     for n in ("curve", "line")])]
     html = (f"<p>A {escape(data['kind'])} curve with {data['bends']} trainable bend(s) between "
-            f"the final models of {escape(pair)} (Garipov et al. 2018), trained as the run "
+            f"the final models of {escape(data['pair'])} (Garipov et al. 2018), trained as the run "
             f"<code>{escape(data['run'])}</code>; BatchNorm statistics are recomputed at every t. "
             "The barrier is the largest train loss along the path minus the endpoints' mean.</p>")
     plane = data.get("plane")
