@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.curves.bases import CURVE_KINDS, curve_coefficients
-from losslab.params import ParamDict, buffers_of, check_same_keys, flatten, parameters_of
+from losslab.params import ParamDict, check_same_keys, flatten, parameters_of
 
 __all__ = ["CurveModel"]
 
@@ -90,12 +90,14 @@ class CurveModel(nn.Module):
 
     def flat_point(self, t: float) -> Tensor:
         """φ(t) as one flat vector (differentiable in the bends)."""
-        c = self.coefficients(t).to(self.bends.dtype).to(self.bends.device)
-        if c[0] == 1.0:  # exactly the endpoints, without rounding
+        c64 = self.coefficients(t)
+        if c64[0] == 1.0:  # exactly the endpoints, without rounding
             return self.endpoints[0]
-        if c[-1] == 1.0:
+        if c64[-1] == 1.0:
             return self.endpoints[1]
-        return c @ self.control_points()
+        c = c64.to(self.bends.dtype).to(self.bends.device)
+        # c_0·ŵ1 + c_{n+1}·ŵ2 + Σ c_i·θ_i without stacking the (n + 2, P) control points
+        return c[[0, -1]] @ self.endpoints + c[1:-1] @ self.bends
 
     def _unflatten(self, flat: Tensor) -> ParamDict:
         out, offset = {}, 0
@@ -130,8 +132,9 @@ class CurveModel(nn.Module):
         self.last_t = float(t)
         flat = self.flat_point(t)
         self._last_l2 = flat.square().sum()
-        state = {**self._unflatten(flat), **buffers_of(self.net)}
-        return functional_call(self.net, state, (x,))
+        # only the parameters are substituted: the copy's own buffers (BatchNorm statistics)
+        # serve, as they would in the plain network
+        return functional_call(self.net, self._unflatten(flat), (x,))
 
     def point_l2(self) -> Tensor:
         """‖φ(t)‖² at the t of the last forward (the paper's weight-decay term is ½·wd·this)."""
