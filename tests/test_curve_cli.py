@@ -3,6 +3,7 @@
 import json
 
 from losslab.cli import main
+from losslab.curves.members import save_curve_points
 from losslab.runs.config import load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.run import train
@@ -29,5 +30,11 @@ def test_curve_fit_evaluate_plane(tmp_path, capsys):
     assert main(["curve", "plane", str(curve), "--grid", "3", "--out", str(tmp_path)]) == 0
     plane = json.loads((tmp_path / "curve_plane.json").read_text())
     assert len(plane["loss"]) == 3 and plane["control_xy"][0] == [0.0, 0.0]
+    # points along the curve are ordinary checkpoints: the ensemble command takes them
+    points = save_curve_points(curve, [0.0, 0.5, 1.0])
+    assert [r.meta.extra["t"] for r in points] == [0.0, 0.5, 1.0]
+    assert main(["ensemble", str(curve), "--role", "curve_point", "--out", str(tmp_path)]) == 0
+    ensemble = json.loads((tmp_path / "ensemble.json").read_text())
+    assert ensemble["n_members"] == 3
     assert main(["curve", "evaluate", str(runs[0]), "--out", str(tmp_path)]) == 2  # not a curve
     assert main(["curve", "fit", str(runs[0]), "--out", str(tmp_path / "x")]) == 2

@@ -1,8 +1,11 @@
 """Mode connectivity (Garipov et al. 2018): curves between trained models, for any module.
 
-In progress (issue 9): the curve bases, :class:`CurveModel`, fitting through the trainer (a run
-with a ``curve:`` config section), the evaluation along t and the plane are in place and
-tested; the CLI, the study analysis, the recipes, the demo part and the benchmark are to come.
+:class:`CurveModel` (bases in :mod:`~losslab.curves.bases`) wraps any network; a run with a
+``curve:`` config section fits it with the trainer (:mod:`~losslab.curves.training`);
+:func:`evaluate_curve` and :func:`curve_plane` measure it through the landscape engine;
+:mod:`~losslab.curves.members` turns points along it into ensemble members;
+:mod:`~losslab.curves.commands` and :mod:`~losslab.curves.study_analysis` serve
+``losslab curve`` and the study analysis ``curve``. See docs/curves.md.
 """
 
 from losslab.curves.bases import (
