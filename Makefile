@@ -28,8 +28,8 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
-	$(BIN)/python benchmarks/bench_trainer.py
-	$(BIN)/python benchmarks/bench_loader.py
+	for b in trainer loader ensemble repulsion annealing hessian landscape curve; do \
+		$(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache
