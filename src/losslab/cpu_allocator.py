@@ -14,7 +14,9 @@ blocks up to ``mmap_threshold`` come from the heap and up to ``trim_threshold`` 
 kept for reuse (what PyTorch's CPU performance guide achieves by preloading jemalloc or
 tcmalloc). The cost is resident memory: up to ``trim_threshold`` that the process has freed
 stays mapped. It does nothing off glibc, and nothing when ``LOSSLAB_KEEP_FREED_MEMORY=0``.
-Landscape evaluation on a CPU calls it.
+Landscape evaluation and the :class:`~losslab.train.trainer.Trainer` call it on a CPU
+(training a ResNet-20 on 1024 CIFAR-shaped images: 2.25-2.3 s per epoch with 150-300k page
+faults, 1.93-2.0 s and none with it). In your own CPU loop, call it once at start.
 """
 
 from __future__ import annotations

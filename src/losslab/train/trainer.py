@@ -7,7 +7,9 @@ methods it runs. Repulsion, restarts, annealing and snapshot collection are obje
 in a user's own loop too; here they are attached as :class:`~losslab.train.callbacks.Callback`.
 
 Speed: the inner loop never reads a value back to the host. Loss, accuracy and gradient
-norms accumulate in device tensors and are read once per epoch, so a GPU is never stalled.
+norms accumulate in device tensors and are read once per epoch, so a GPU is never stalled. On a
+CPU the trainer calls :func:`losslab.cpu_allocator.keep_freed_memory` (ResNet-20 epochs: about
+2.25 s with 150-300k page faults, 1.95 s with none; ``LOSSLAB_KEEP_FREED_MEMORY=0`` opts out).
 
 Resume: after every epoch the complete state (model, optimizer, schedule, callbacks, RNG
 states, counters) is written atomically to ``state_path``. Loaders that expose ``set_epoch``
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslab.cpu_allocator import keep_freed_memory
 from losslab.runs.atomic import atomic_write
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
@@ -95,6 +98,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epochs = epochs
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        if self.device.type == "cpu":  # multi-MiB activations otherwise page-fault in every step
+            keep_freed_memory()
         self.metrics_log = metrics_log
         self.state_path = Path(state_path) if state_path is not None else None
         self.grad_norm = grad_norm
