@@ -13,7 +13,9 @@ Options (beside ``name: landscape``):
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
   ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep``, ``recompute``, or for
   lines ``interpolate``; default: ``interpolate`` for lines, so both endpoints are exactly the
-  two models, statistics included, and ``keep`` otherwise).
+  two models, statistics included, and ``keep`` otherwise); ``lanczos_steps`` (30): the most
+  Hessian-vector products per grid point of a ``ratio_map`` (its result says whether every
+  point converged).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
     n, s = o["points"], o["span"]
     r = eigenvalue_ratio_map(model, ckpt.params, ckpt.buffers, dirs.directions,
                              xrange=(-s, s, n), yrange=(-s, s, n), batches=batches,
-                             loss_fn=F.cross_entropy)
+                             loss_fn=F.cross_entropy, max_iter=o["lanczos_steps"])
     return {"x": _list(r.x), "y": _list(r.y), "ratio": _list(r.ratio),
             "normalization": o["normalization"],
             "lambda_max": _list(r.lambda_max), "lambda_min": _list(r.lambda_min),
@@ -157,13 +159,14 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
 
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
-                      bn: str | None = None) -> dict[str, Any]:
+                      bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs."""
     if kind not in KINDS:
         raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     options = {"split": split, "examples": examples, "points": points, "span": span,
-               "normalization": normalization, "bn": bn, "seed_data": 0}
+               "normalization": normalization, "bn": bn, "seed_data": 0,
+               "lanczos_steps": lanczos_steps}
     if kind == "line":
         if len(run_dirs) != 2:
             raise ValueError("landscape line needs exactly two runs (start and end)")
@@ -180,14 +183,15 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        variants: list[str] | None = None, seed: int | None = None,
                        split: str = "test", examples: int = 0, points: int = 11,
                        span: float = 1.0, normalization: str = "filter",
-                       bn: str | None = None) -> dict[str, Any]:
+                       bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     if kind not in KINDS:
         raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     chosen = list(variants) if variants else list(records.variants)
     runs = _runs(records, chosen, seed)
     options = {"split": split, "examples": examples, "points": points, "span": span,
-               "normalization": normalization, "bn": bn, "seed_data": 0}
+               "normalization": normalization, "bn": bn, "seed_data": 0,
+               "lanczos_steps": lanczos_steps}
     out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {}}
     if kind == "line":
         if len(chosen) != 2:
