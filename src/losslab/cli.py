@@ -31,9 +31,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _stamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def _default_out(config) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{config.model.name}-{config.data.name}-s{config.seed}"
+    return Path("runs") / f"{_stamp()}-{config.model.name}-{config.data.name}-s{config.seed}"
 
 
 def _summary(run_dir: Path) -> str:
@@ -134,8 +137,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     if args.action == "fit":
         if len(args.paths) != 2:
             raise ValueError("curve fit needs START and END (run directories or checkpoints)")
-        out = Path(args.out) if args.out else Path("runs") / (
-            f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-curve")
+        out = Path(args.out) if args.out else Path("runs") / f"{_stamp()}-curve"
         run_dir = commands.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
                                      overrides=args.set)
         print(_summary(run_dir))

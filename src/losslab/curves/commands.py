@@ -13,27 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from losslab.curves.evaluate import default_ts, evaluate_curve
 from losslab.curves.plane import curve_plane
 from losslab.curves.training import load_curve
 from losslab.ensembles.members import dataset_of, run_config_of, split_loader
+from losslab.landscape.study_analysis import as_list
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.config import apply_overrides, config_to_dict, parse_overrides, validate_config
+from losslab.train.run import resolve_device
 
 __all__ = ["fit_curve", "evaluate_curve_run", "plane_of_curve_run"]
 
 EVAL_BATCH = 1024
-
-
-def _list(t: Any) -> Any:
-    return np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t).tolist()
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int = 1,
@@ -51,28 +42,28 @@ def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int
 
 def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
     """Train and test loss and accuracy along the fitted curve and the straight line."""
-    device = _device()
+    device = resolve_device("auto")
     curve, config = load_curve(path, device)
     data = dataset_of(config)
     train = split_loader(data, "train", EVAL_BATCH, device)
     test = split_loader(data, "test", EVAL_BATCH, device)
     r = evaluate_curve(curve, train=train, test=test, ts=default_ts(points), device=device)
-    return {"ts": _list(r.ts), "curve": {k: _list(v) for k, v in r.curve.items()},
-            "line": {k: _list(v) for k, v in r.line.items()}, "barrier": r.barrier,
+    return {"ts": as_list(r.ts), "curve": {k: as_list(v) for k, v in r.curve.items()},
+            "line": {k: as_list(v) for k, v in r.line.items()}, "barrier": r.barrier,
             "mean_loss": r.mean_loss, "length": r.length, "metadata": r.metadata}
 
 
 def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train",
                        margin: float = 0.2) -> dict[str, Any]:
     """The loss over the plane through the endpoints and the middle bend, paths projected."""
-    device = _device()
+    device = resolve_device("auto")
     curve, config = load_curve(path, device)
     data = dataset_of(config)
     batches = split_loader(data, split, EVAL_BATCH, device)
     train = split_loader(data, "train", EVAL_BATCH, device)
     p = curve_plane(curve, batches=batches, recompute_batches=train, grid=grid, margin=margin,
                     device=device)
-    return {"x": _list(p.x), "y": _list(p.y), "loss": _list(p.loss), "acc": _list(p.acc),
-            "curve_xy": _list(p.curve_xy), "line_xy": _list(p.line_xy),
-            "control_xy": _list(p.control_xy), "curve_off_plane": p.curve_off_plane,
+    return {"x": as_list(p.x), "y": as_list(p.y), "loss": as_list(p.loss), "acc": as_list(p.acc),
+            "curve_xy": as_list(p.curve_xy), "line_xy": as_list(p.line_xy),
+            "control_xy": as_list(p.control_xy), "curve_off_plane": p.curve_off_plane,
             "split": split, "metadata": p.metadata}

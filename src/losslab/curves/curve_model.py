@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.curves.bases import CURVE_KINDS, curve_coefficients
-from losslab.params import ParamDict, check_same_keys, flatten, parameters_of
+from losslab.params import ParamDict, check_same_keys, flatten, parameters_of, unflatten
 
 __all__ = ["CurveModel"]
 
@@ -65,10 +65,10 @@ class CurveModel(nn.Module):
         start_p, end_p = _params(start), _params(end)
         check_same_keys(like, start_p)
         check_same_keys(like, end_p)
-        self._shapes = {k: v.shape for k, v in like.items()}
+        self._like = {k: torch.empty(v.shape, device="meta") for k, v in like.items()}
         device, dtype = next(iter(like.values())).device, next(iter(like.values())).dtype
-        w1 = flatten(start_p, like).detach().to(device, dtype)
-        w2 = flatten(end_p, like).detach().to(device, dtype)
+        w1 = flatten(start_p, self._like).detach().to(device, dtype)
+        w2 = flatten(end_p, self._like).detach().to(device, dtype)
         self.register_buffer("endpoints", torch.stack([w1, w2]))
         frac = torch.arange(1, bends + 1, dtype=dtype, device=device)[:, None] / (bends + 1)
         self.bends = nn.Parameter(w1 + frac * (w2 - w1))  # (bends, P) on the straight line
@@ -76,7 +76,7 @@ class CurveModel(nn.Module):
         # tensor that checkpoints and resumes with the weights.
         self.register_buffer("t_seed", torch.tensor(int(seed), dtype=torch.int64))
         self.register_buffer("t_draws", torch.tensor(0, dtype=torch.int64))
-        self._last_l2: Tensor | None = None
+        self._last_flat: Tensor | None = None  # φ(t) of the last forward, for point_l2
         self.last_t: float | None = None
 
     # -- the curve -----------------------------------------------------------------------------
@@ -99,20 +99,17 @@ class CurveModel(nn.Module):
         # c_0·ŵ1 + c_{n+1}·ŵ2 + Σ c_i·θ_i without stacking the (n + 2, P) control points
         return c[[0, -1]] @ self.endpoints + c[1:-1] @ self.bends
 
-    def _unflatten(self, flat: Tensor) -> ParamDict:
-        out, offset = {}, 0
-        for k, shape in self._shapes.items():
-            out[k] = flat[offset:offset + shape.numel()].view(shape)
-            offset += shape.numel()
-        return out
+    def unflatten(self, flat: Tensor) -> ParamDict:
+        """A flat weight vector as the wrapped model's parameter dict (views)."""
+        return unflatten(flat, self._like)
 
     def point(self, t: float) -> ParamDict:
         """φ(t) as a parameter dict for ``functional_call`` on the wrapped model."""
-        return self._unflatten(self.flat_point(t))
+        return self.unflatten(self.flat_point(t))
 
     def control_point_dicts(self) -> list[ParamDict]:
         """ŵ1, θ_1 … θ_n, ŵ2 as detached parameter dicts (for evaluation engines)."""
-        return [self._unflatten(row) for row in self.control_points().detach()]
+        return [self.unflatten(row) for row in self.control_points().detach()]
 
     # -- as a module ---------------------------------------------------------------------------
     def sample_t(self) -> float:
@@ -131,16 +128,16 @@ class CurveModel(nn.Module):
             t = self.sample_t() if self.training else self.eval_t
         self.last_t = float(t)
         flat = self.flat_point(t)
-        self._last_l2 = flat.square().sum()
+        self._last_flat = flat
         # only the parameters are substituted: the copy's own buffers (BatchNorm statistics)
         # serve, as they would in the plain network
-        return functional_call(self.net, self._unflatten(flat), (x,))
+        return functional_call(self.net, self.unflatten(flat), (x,))
 
     def point_l2(self) -> Tensor:
         """‖φ(t)‖² at the t of the last forward (the paper's weight-decay term is ½·wd·this)."""
-        if self._last_l2 is None:
+        if self._last_flat is None:
             raise RuntimeError("point_l2() needs a forward pass first")
-        return self._last_l2
+        return self._last_flat.square().sum()
 
     def length(self, points: int = 201) -> float:
         """∫_0^1 ‖φ'(t)‖ dt, as the length of the polygon through ``points`` values of t."""

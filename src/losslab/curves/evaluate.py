@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from losslab.curves.curve_model import CurveModel
+from losslab.ensembles.swa import has_batchnorm
 from losslab.landscape.evaluate import evaluate_points
 from losslab.params import buffers_of
 
@@ -48,10 +48,6 @@ class CurveEvaluation:
     mean_loss: dict[str, float]  # length-weighted mean train loss
     length: dict[str, float]
     metadata: dict = field(default_factory=dict)
-
-
-def _has_batchnorm(curve: CurveModel) -> bool:
-    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in curve.net.modules())
 
 
 def _along(curve: CurveModel, points: list, coords: Tensor, batches, bn: str,
@@ -80,7 +76,7 @@ def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None 
     ts = default_ts() if ts is None else torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     if float(ts.min()) < 0 or float(ts.max()) > 1:
         raise ValueError("ts must lie in [0, 1]")
-    bn = "recompute" if _has_batchnorm(curve) else "keep"
+    bn = "recompute" if has_batchnorm(curve.net) else "keep"
     points = curve.control_point_dicts()
     coeffs = torch.stack([curve.coefficients(float(t)) for t in ts])
     line_coords = torch.stack([1.0 - ts, ts], dim=1)

@@ -62,12 +62,11 @@ def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
 
 def _ensemble_along(run: Path, ts: list[float]) -> dict[str, Any]:
     """Members φ(t) for t in ``ts`` (BatchNorm recomputed), through the ensemble analytics."""
-    import torch
-
     from losslab.curves.members import save_curve_points
     from losslab.ensembles.analyze import analyze_ensemble
+    from losslab.train.run import resolve_device
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     result = analyze_ensemble(save_curve_points(run, ts, device), swa=False, device=device)
     return {"ts": ts, "member_acc": [m["acc"] for m in result["member_metrics"]],
             "cumulative_acc": [c["acc"] for c in result["cumulative"]],

@@ -88,7 +88,8 @@ def average_weights(checkpoints: Checkpoints,
             for k, t in first.items()}
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer that tracks running statistics."""
     return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in model.modules())
 
 
@@ -135,7 +136,7 @@ def recompute_batchnorm(model: nn.Module, state: Mapping[str, Tensor],
     exact unbiased variance for a single batch); ``num_batches_tracked`` counts the batches.
     A model without BatchNorm (tracking running statistics) gets ``state`` back unchanged.
     """
-    if not _has_batchnorm(model):
+    if not has_batchnorm(model):
         return dict(state)
     device = torch.device(device) if device is not None else _infer_device(state, model)
     net = module_from_state(model, {k: v.detach().clone() for k, v in state.items()}).to(device)
@@ -157,7 +158,7 @@ def swa_model(model: nn.Module, checkpoints: Checkpoints,
     """
     net = copy.deepcopy(model)
     net.load_state_dict(average_weights(checkpoints, weights), strict=True)
-    if batches is not None and _has_batchnorm(net):
+    if batches is not None and has_batchnorm(net):
         where = torch.device(device) if device is not None else _infer_device({}, net)
         _update_bn(net, batches, where)
     return net.eval()

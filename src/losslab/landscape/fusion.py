@@ -24,6 +24,7 @@ import copy
 import functools
 import logging
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -98,9 +99,10 @@ def fold_batchnorms(gm: fx.GraphModule) -> list[BatchNormPair]:
     return pairs
 
 
-def folded_state(state: ParamDict, pairs: list[BatchNormPair]) -> ParamDict:
+def folded_state(state: ParamDict, pairs: list[BatchNormPair],
+                 layout: Callable[[Tensor], Tensor] = lambda t: t) -> ParamDict:
     """``state`` (a point's parameters and buffers) with each pair's layer replaced by
-    ``W' = W·s``, ``b' = (b − μ)·s + β``, ``s = γ / √(σ² + ε)``; W' keeps W's memory layout."""
+    ``W' = W·s``, ``b' = (b − μ)·s + β``, ``s = γ / √(σ² + ε)``; W' is put in ``layout``."""
     out = dict(state)
     for p in pairs:
         w = state[f"{p.layer}.weight"]
@@ -112,10 +114,7 @@ def folded_state(state: ParamDict, pairs: list[BatchNormPair]) -> ParamDict:
         bias = (state[f"{p.layer}.bias"] - mean if p.has_bias else -mean) * scale
         if beta is not None:
             bias = bias + beta
-        fmt = torch.channels_last if w.ndim == 4 and w.is_contiguous(
-            memory_format=torch.channels_last) and not w.is_contiguous() else torch.contiguous_format
-        folded = w * scale.reshape(-1, *[1] * (w.ndim - 1))
-        out[f"{p.layer}.weight"] = folded.contiguous(memory_format=fmt)
+        out[f"{p.layer}.weight"] = layout(w * scale.reshape(-1, *[1] * (w.ndim - 1)))
         out[f"{p.layer}.bias"] = bias
     return out
 

@@ -78,7 +78,8 @@ class FastForward:
         """The (fused) network's parameters and buffers for the point ``state``."""
         if not self.pairs and not self.fused_convs:
             return state
-        return {k: v for k, v in folded_state(state, self.pairs).items() if k in self._keys}
+        folded = folded_state(state, self.pairs, self.layout)
+        return {k: v for k, v in folded.items() if k in self._keys}
 
     def __call__(self, state: ParamDict, x: Tensor) -> Tensor:
         """Outputs of the network at ``state`` (from :meth:`fold`) on the batch ``x``."""

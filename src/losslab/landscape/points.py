@@ -51,8 +51,7 @@ class PointEvaluator:
         for d in directions:
             check_same_keys(center, d)
         dev = torch.device(device) if device is not None else next(iter(center.values())).device
-        self.device, self.bn, self.loss_fn, self.batches = dev, bn, loss_fn, batches
-        self.recompute_batches = recompute_batches if recompute_batches is not None else batches
+        self.device, self.bn, self.loss_fn = dev, bn, loss_fn
         self.points_per_call = points_per_call
         if dev.type == "cpu":
             keep_freed_memory()  # large activations otherwise page-fault in at every layer
@@ -62,6 +61,9 @@ class PointEvaluator:
                                 fuse=fuse)
         lay = self.fast.layout  # points inherit the layout of the centre and directions
         self.batches = _resident(batches, dev, lay)
+        # the BatchNorm pass reads the same resident batches (or its own, made resident too)
+        self.recompute_batches = (self.batches if recompute_batches is None
+                                  else _resident(recompute_batches, dev, lay))
         self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
         self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
         self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
@@ -125,7 +127,7 @@ class PointEvaluator:
             for batch in self.recompute_batches:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 functional_call(self.net, {**params, **bufs},
-                                (self.fast.layout(x.to(self.device)),))
+                                (self.fast.layout(x.to(self.device)),))  # no-ops if resident
                 seen += 1
         finally:
             self.net.eval()
@@ -175,17 +177,19 @@ class PointEvaluator:
 RESIDENT_BYTES = 1 << 30
 
 
-def _resident(batches: Batches, device: torch.device, layout: Callable) -> Batches:
-    """The evaluation batches read once into a list on ``device``, in the evaluation layout
+def _resident(batches: Iterable, device: torch.device, layout: Callable) -> Iterable:
+    """The batches read once into a list on ``device``, inputs in the evaluation layout
     (normalized by a DeviceLoader once rather than at every point), when they fit in
-    ``RESIDENT_BYTES``; else ``batches`` as they are, read again at every point."""
+    ``RESIDENT_BYTES``; else ``batches`` as they are, read again at every point. A batch is
+    ``(x, y, ...)`` or an input tensor alone (BatchNorm recomputation needs no targets)."""
     out, total = [], 0
-    for x, y in batches:
-        x, y = layout(x.to(device)), y.to(device)
-        total += x.numel() * x.element_size() + y.numel() * y.element_size()
+    for batch in batches:
+        parts = [batch] if isinstance(batch, Tensor) else list(batch)
+        parts = [layout(parts[0].to(device)), *(t.to(device) for t in parts[1:])]
+        total += sum(t.numel() * t.element_size() for t in parts)
         if total > RESIDENT_BYTES:
             return batches
-        out.append((x, y))
+        out.append(parts[0] if isinstance(batch, Tensor) else tuple(parts))
     return out
 
 

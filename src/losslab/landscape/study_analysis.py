@@ -61,7 +61,8 @@ def _setup(path: str, split: str, examples: int, seed: int):
     return final.load(device), template_model(config).to(device), batches, device
 
 
-def _list(t: Any) -> Any:
+def as_list(t: Any) -> Any:
+    """A tensor or array as nested Python lists (JSON-ready)."""
     return np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t).tolist()
 
 
@@ -71,7 +72,7 @@ def _surface(run_dir, o) -> dict[str, Any]:
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, buffers=ckpt.buffers, xrange=(-s, s, n),
                 yrange=(-s, s, n), batches=batches, bn=o["bn"] or "keep", device=device)
-    return {"x": _list(r.x), "y": _list(r.y), "loss": _list(r.loss), "acc": _list(r.acc),
+    return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
             "normalization": o["normalization"]}
 
@@ -82,7 +83,7 @@ def _line(run_a, run_b, o) -> dict[str, Any]:
     r = line(model, a.params, b.params, batches=batches, buffers=a.buffers,
              end_buffers=b.buffers, bn=o["bn"],
              device=device)
-    return {"alphas": _list(r.alphas), "loss": _list(r.loss), "acc": _list(r.acc),
+    return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "bn": r.metadata["bn"]}
 
 
@@ -102,11 +103,11 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
     plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"],
                              bn=o["bn"] or "keep",
                              members=members if len(members) else None)
-    return {"x": _list(plane.surface.x), "y": _list(plane.surface.y),
-            "loss": _list(plane.surface.loss), "path": _list(plane.path_coords),
+    return {"x": as_list(plane.surface.x), "y": as_list(plane.surface.y),
+            "loss": as_list(plane.surface.loss), "path": as_list(plane.path_coords),
             "path_epochs": list(plane.path_epochs),
-            "explained_variance": _list(plane.pca.explained_variance_ratio),
-            "members": None if plane.member_coords is None else _list(plane.member_coords),
+            "explained_variance": as_list(plane.pca.explained_variance_ratio),
+            "members": None if plane.member_coords is None else as_list(plane.member_coords),
             "member_labels": plane.member_labels}
 
 
@@ -129,14 +130,14 @@ def _hessian(run_dir, o) -> dict[str, Any]:
     bottom = lanczos(op, k=3, which="smallest", max_iter=150, tol=1e-3, seed=0)
     trace = hutch_plus_plus(op, num_products=30, seed=0)
     density = spectral_density(op, num_vectors=3, lanczos_steps=30, seed=0)
-    return {"eigenvalues": _list(torch.cat([torch.as_tensor(bottom.eigenvalues),
+    return {"eigenvalues": as_list(torch.cat([torch.as_tensor(bottom.eigenvalues),
                                             torch.as_tensor(top.eigenvalues)])),
             "converged": bool(top.converged and bottom.converged),
             "converged_top": bool(top.converged), "converged_bottom": bool(bottom.converged),
             "lanczos_products": top.num_products + bottom.num_products,
             "trace": float(trace.estimate),
-            "trace_std_error": float(trace.std_error), "grid": _list(density.grid),
-            "density": _list(density.density), "total_products": op.num_products}
+            "trace_std_error": float(trace.std_error), "grid": as_list(density.grid),
+            "density": as_list(density.density), "total_products": op.num_products}
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:
@@ -150,9 +151,9 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
     r = eigenvalue_ratio_map(model, ckpt.params, ckpt.buffers, dirs.directions,
                              xrange=(-s, s, n), yrange=(-s, s, n), batches=batches,
                              loss_fn=F.cross_entropy, max_iter=o["lanczos_steps"])
-    return {"x": _list(r.x), "y": _list(r.y), "ratio": _list(r.ratio),
+    return {"x": as_list(r.x), "y": as_list(r.y), "ratio": as_list(r.ratio),
             "normalization": o["normalization"],
-            "lambda_max": _list(r.lambda_max), "lambda_min": _list(r.lambda_min),
+            "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
             "all_converged": bool(torch.as_tensor(r.converged).all()),
             "num_products": r.num_products}
 
