@@ -218,7 +218,7 @@ class SSA(_Annealer):
     the only extra storage: Δ is drawn into the parameters themselves, the candidate w - εΔ is
     built as the mirror image b = 2w - a of the one evaluated first, a = w + εΔ. A rejected
     step leaves w bitwise unchanged and a kept b is bitwise the point evaluated; a kept a is
-    rebuilt as the mirror 2w - b, which equals the evaluated a up to one rounding (drawing Δ
+    rebuilt as the mirror 2w - b, which equals the evaluated a up to two roundings (drawing Δ
     again would make it exact, but the generator is the dearest part of a step on a small
     model: ``benchmarks/bench_annealing.py``).
     """
@@ -270,7 +270,7 @@ class SSA(_Annealer):
         keep_minus, keep_plus = accept & ~take_plus, accept & take_plus
 
         # p = b if b is kept, w if the move is rejected (both bitwise), and the mirror
-        # 2w - b if a is kept: that is a up to one rounding (a = 2w - (2w - a)), which spares a
+        # 2w - b if a is kept: that is a up to two roundings (of b and of 2w - b), which spares a
         # second draw of Δ (the generator is the dearest part of an SSA step on a small model).
         # The temporaries live one parameter at a time; the optimizer's state stays one buffer.
         for p, s in zip(params, saved, strict=True):
