@@ -154,6 +154,40 @@ def test_a_different_study_in_the_same_directory_is_refused(tmp_path):
     assert json.loads((out / "runs" / "a-s0" / "meta.json").read_text())["status"] == "finished"
 
 
+def _as_written_before_the_curve_section(out):
+    """Strip the `curve` config section from the plan and the run configs, as an older
+    release (before that section existed) wrote them."""
+    plan = json.loads((out / "plan.json").read_text())
+    for r in plan["runs"]:
+        r["config"].pop("curve")
+    plan["fingerprint"] = "written-by-an-older-release"
+    (out / "plan.json").write_text(json.dumps(plan))
+    for config_path in (out / "runs").glob("*/config.yaml"):
+        config = yaml.safe_load(config_path.read_text())
+        config.pop("curve", None)  # the second time: still as written
+        config_path.write_text(yaml.safe_dump(config))
+
+
+def test_a_study_written_before_a_config_section_existed_is_the_same_study(tmp_path):
+    out = tmp_path / "out"
+    path = _study(tmp_path, variants=[{"name": "a", "set": {}}, {"name": "b", "set": {}}])
+    run_study(path, out)
+    _as_written_before_the_curve_section(out)
+    metrics = out / "runs" / "a-s0" / "metrics.jsonl"
+    before = metrics.stat().st_mtime_ns
+    outcome = run_study(path, out)  # accepted without --force: nothing is retrained
+    assert outcome.counts == {"finished": 2} and metrics.stat().st_mtime_ns == before
+    # a real change archives only the run that changed, not the one stored in the older form
+    _as_written_before_the_curve_section(out)
+    changed = _study(tmp_path, variants=[{"name": "a", "set": {}},
+                                         {"name": "b", "set": {"optimizer.lr": 0.2}}])
+    with pytest.raises(ConfigError, match="different study"):
+        run_study(changed, out)
+    run_study(changed, out, force=True)
+    assert [p.name for p in (out / "archive").glob("*/*")] == ["b-s0"]
+    assert metrics.stat().st_mtime_ns == before
+
+
 def test_ray_backend_on_a_local_instance(tmp_path):
     path = _study(tmp_path, variants=[{"name": "a", "set": {}},
                                       {"name": "b", "set": {"optimizer.lr": 0.1}}],

@@ -35,7 +35,7 @@ from torch.func import functional_call
 from losslab.curves.bases import CURVE_KINDS, curve_coefficients
 from losslab.params import ParamDict, check_same_keys, flatten, parameters_of, unflatten
 
-__all__ = ["CurveModel"]
+__all__ = ["CurveModel", "segment_lengths"]
 
 
 def _params(source: Any) -> ParamDict:
@@ -144,4 +144,9 @@ class CurveModel(nn.Module):
         with torch.no_grad():
             ts = torch.linspace(0, 1, points, dtype=torch.float64).tolist()
             pts = torch.stack([self.flat_point(t) for t in ts])
-            return float((pts[1:] - pts[:-1]).norm(dim=1).sum())
+            return float(segment_lengths(pts).sum())
+
+
+def segment_lengths(points: Tensor) -> Tensor:
+    """‖p_{i+1} - p_i‖ in float64 for the rows of ``points``: the polygon's segments."""
+    return (points[1:] - points[:-1]).double().norm(dim=1)

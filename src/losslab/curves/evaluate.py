@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from losslab.curves.curve_model import CurveModel
+from losslab.curves.curve_model import CurveModel, segment_lengths
 from losslab.ensembles.swa import has_batchnorm
 from losslab.landscape.evaluate import evaluate_points
 from losslab.params import buffers_of
@@ -59,7 +59,7 @@ def _along(curve: CurveModel, points: list, coords: Tensor, batches, bn: str,
 
 def _path_stats(flat_points: Tensor, loss: Tensor) -> tuple[float, float]:
     """(length, length-weighted mean of ``loss``) of the polygon through ``flat_points``."""
-    seg = (flat_points[1:] - flat_points[:-1]).double().norm(dim=1)
+    seg = segment_lengths(flat_points)
     length = float(seg.sum())
     if length == 0.0:
         return 0.0, float(loss.mean())

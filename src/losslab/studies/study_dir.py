@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 
 from losslab.runs.atomic import atomic_write_json, atomic_write_text
-from losslab.runs.config import ConfigError
+from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.runs.rundir import RunDir
-from losslab.studies.spec import PlannedRun, StudySpec
+from losslab.studies.spec import PlannedRun, StudySpec, study_fingerprint
 
 __all__ = ["StudyDir"]
 
@@ -73,7 +73,8 @@ class StudyDir:
         """
         old = self.read_plan()
         archived: list[str] = []
-        if old is not None and old["fingerprint"] != fingerprint:
+        if old is not None and old["fingerprint"] != fingerprint \
+                and _current_fingerprint(old) != fingerprint:
             if not force:
                 raise ConfigError(
                     f"{self.path} holds results of a different study (its plan differs from this "
@@ -95,7 +96,7 @@ class StudyDir:
         moved = []
         for run_path in sorted(self.runs_dir.iterdir()) if self.runs_dir.is_dir() else []:
             run = RunDir(run_path)
-            same = run.exists() and wanted.get(run_path.name) == run.read_config()
+            same = run.exists() and wanted.get(run_path.name) == _current_form(run.read_config())
             if not same:
                 target = self.path / "archive" / stamp / run_path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -110,3 +111,27 @@ class StudyDir:
         if not run.exists():
             return "pending"
         return run.read_meta().get("status", "interrupted")
+
+
+def _current_form(config: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored run config as the current schema resolves it; None if it no longer validates.
+
+    Configs are stored with every default written out, so a config written before a section or
+    an option was added lacks only that; filling in its default (which keeps the earlier
+    behaviour) must not make a finished study count as a different one.
+    """
+    try:
+        return config_to_dict(validate_config(config))
+    except ConfigError:
+        return None
+
+
+def _current_fingerprint(plan: dict[str, Any]) -> str | None:
+    """The fingerprint of a stored plan with its configs in their current form."""
+    runs = []
+    for r in plan["runs"]:
+        config = _current_form(r["config"])
+        if config is None:
+            return None
+        runs.append(PlannedRun(**{**r, "config": config}))
+    return study_fingerprint(runs)
