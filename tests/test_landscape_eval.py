@@ -23,7 +23,9 @@ from losslab.landscape import (
     subset_batches,
     surface,
 )
+from losslab.landscape.evaluate import cross_entropy_per_example
 from losslab.landscape.grid_io import load_grid
+from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of, parameters_of
 
 
@@ -147,6 +149,31 @@ def test_bn_keep_uses_the_centre_buffers_and_recompute_differs():
                   bn="recompute")
     assert res.metadata["bn"] == "recompute"
     assert float(res.loss[1, 1]) == float(rec[0])
+
+
+@pytest.mark.parametrize("points_per_call", [1, 2])
+def test_named_evaluation_sets_share_one_batchnorm_pass_per_point(points_per_call):
+    model, train, test = bn_net(), data(seed=0), data(n=48, seed=1, batch=12)
+    center, bufs = parameters_of(model), buffers_of(model)
+    dirs = list(Directions.random(center, n=2, seed=1))
+    coords = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.1]], dtype=torch.float64)
+    ev = PointEvaluator(model, center, bufs, dirs, {"train": train, "test": test},
+                        loss_fn=cross_entropy_per_example, bn="recompute",
+                        recompute_batches=train, points_per_call=points_per_call, device="cpu")
+    assert ev.recompute_batches is ev.batch_sets["train"]  # read onto the device once
+    passes = []
+    recompute = ev._recomputed
+    ev._recomputed = lambda params: passes.append(1) or recompute(params)
+    together = ev.evaluate_sets(coords)
+    assert len(passes) == len(coords) and ev.examples == {"train": 64, "test": 48}
+    for name, batches in (("train", train), ("test", test)):
+        alone = evaluate_points(model, center, bufs, dirs, coords, batches, bn="recompute",
+                                recompute_batches=train, points_per_call=points_per_call,
+                                return_stderr=True)
+        for a, b in zip(together[name], alone, strict=True):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="evaluate_sets"):
+        ev.evaluate(coords)
 
 
 @pytest.mark.parametrize("make", [mlp, bn_net])

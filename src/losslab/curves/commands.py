@@ -40,13 +40,19 @@ def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int
     return train(config, out)
 
 
-def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
-    """Train and test loss and accuracy along the fitted curve and the straight line."""
+def _loaded(path: str | Path, splits: Sequence[str]):
+    """The fitted curve at ``path``, the device, and its data set's ``splits`` on it (a split
+    named twice is one loader, so the evaluation engine reads it onto the device once)."""
     device = resolve_device("auto")
     curve, config = load_curve(path, device)
     data = dataset_of(config)
-    train = split_loader(data, "train", EVAL_BATCH, device)
-    test = split_loader(data, "test", EVAL_BATCH, device)
+    loaders = {s: split_loader(data, s, EVAL_BATCH, device) for s in dict.fromkeys(splits)}
+    return curve, device, [loaders[s] for s in splits]
+
+
+def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
+    """Train and test loss and accuracy along the fitted curve and the straight line."""
+    curve, device, (train, test) = _loaded(path, ["train", "test"])
     r = evaluate_curve(curve, train=train, test=test, ts=default_ts(points), device=device)
     return {"ts": as_list(r.ts), "curve": {k: as_list(v) for k, v in r.curve.items()},
             "line": {k: as_list(v) for k, v in r.line.items()}, "barrier": r.barrier,
@@ -56,11 +62,7 @@ def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
 def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train",
                        margin: float = 0.2) -> dict[str, Any]:
     """The loss over the plane through the endpoints and the middle bend, paths projected."""
-    device = resolve_device("auto")
-    curve, config = load_curve(path, device)
-    data = dataset_of(config)
-    batches = split_loader(data, split, EVAL_BATCH, device)
-    train = split_loader(data, "train", EVAL_BATCH, device)
+    curve, device, (batches, train) = _loaded(path, [split, "train"])
     p = curve_plane(curve, batches=batches, recompute_batches=train, grid=grid, margin=margin,
                     device=device)
     return {"x": as_list(p.x), "y": as_list(p.y), "loss": as_list(p.loss), "acc": as_list(p.acc),

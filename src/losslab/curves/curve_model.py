@@ -33,17 +33,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.curves.bases import CURVE_KINDS, curve_coefficients
+from losslab.landscape.directions import as_params
 from losslab.params import ParamDict, check_same_keys, flatten, parameters_of, unflatten
 
 __all__ = ["CurveModel", "segment_lengths"]
-
-
-def _params(source: Any) -> ParamDict:
-    if isinstance(source, nn.Module):
-        return parameters_of(source)
-    if hasattr(source, "params") and isinstance(source.params, dict):
-        return dict(source.params)
-    return dict(source)
 
 
 class CurveModel(nn.Module):
@@ -62,7 +55,7 @@ class CurveModel(nn.Module):
         for p in self.net.parameters():  # the copy's weights are never used: φ(t) replaces them
             p.requires_grad_(False)
         like = parameters_of(model)
-        start_p, end_p = _params(start), _params(end)
+        start_p, end_p = as_params(start), as_params(end)
         check_same_keys(like, start_p)
         check_same_keys(like, end_p)
         self._like = {k: torch.empty(v.shape, device="meta") for k, v in like.items()}

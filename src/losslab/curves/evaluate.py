@@ -5,10 +5,11 @@
 (1 − t)·ŵ1 + t·ŵ2 at the same t. Every point goes through the landscape engine
 (:func:`losslab.landscape.evaluate_points`): the curve's point is the linear combination
 Σ_j c_j(t)·w_j of its control points, so the control points are the "directions" and the
-coefficients the coordinates; the network runs on a private copy (fused, data resident on the
-device). BatchNorm statistics are recomputed at every t on the training batches
-(``bn="recompute"``, the paper's ``update_bn``), since the curve model's running statistics mix
-all t; a model without BatchNorm is evaluated as it is.
+coefficients the coordinates (the line's are (1 − t, 0, …, 0, t)); the network runs on one
+private copy (fused, data resident on the device) for both paths and both splits. BatchNorm
+statistics are recomputed at every t on the training batches (``bn="recompute"``, the paper's
+``update_bn``), once per point for both splits, since the curve model's running statistics
+mix all t; a model without BatchNorm is evaluated as it is.
 
 Summaries, on the training loss as the paper's plots: the **barrier**, max_t L(φ(t)) minus the
 mean of the endpoints' losses; the **length-weighted mean loss**
@@ -26,10 +27,11 @@ from torch import Tensor
 
 from losslab.curves.curve_model import CurveModel, segment_lengths
 from losslab.ensembles.swa import has_batchnorm
-from losslab.landscape.evaluate import evaluate_points
+from losslab.landscape.evaluate import cross_entropy_per_example
+from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
 
-__all__ = ["CurveEvaluation", "evaluate_curve", "default_ts"]
+__all__ = ["CurveEvaluation", "evaluate_curve", "default_ts", "bn_policy"]
 
 
 def default_ts(n: int = 61) -> Tensor:
@@ -50,11 +52,10 @@ class CurveEvaluation:
     metadata: dict = field(default_factory=dict)
 
 
-def _along(curve: CurveModel, points: list, coords: Tensor, batches, bn: str,
-           recompute, device) -> tuple[Tensor, Tensor]:
-    zero = {k: torch.zeros_like(v) for k, v in points[0].items()}
-    return evaluate_points(curve.net, zero, buffers_of(curve.net), points, coords, batches,
-                           bn=bn, recompute_batches=recompute, device=device)
+def bn_policy(curve: CurveModel) -> str:
+    """``"recompute"`` for a network with BatchNorm (its running statistics mix every t),
+    else ``"keep"``."""
+    return "recompute" if has_batchnorm(curve.net) else "keep"
 
 
 def _path_stats(flat_points: Tensor, loss: Tensor) -> tuple[float, float]:
@@ -76,18 +77,21 @@ def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None 
     ts = default_ts() if ts is None else torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     if float(ts.min()) < 0 or float(ts.max()) > 1:
         raise ValueError("ts must lie in [0, 1]")
-    bn = "recompute" if has_batchnorm(curve.net) else "keep"
+    bn = bn_policy(curve)
     points = curve.control_point_dicts()
-    coeffs = torch.stack([curve.coefficients(float(t)) for t in ts])
-    line_coords = torch.stack([1.0 - ts, ts], dim=1)
-    ends = [points[0], points[-1]]
+    curve_coords = torch.stack([curve.coefficients(float(t)) for t in ts])
+    line_coords = torch.zeros_like(curve_coords)
+    line_coords[:, 0], line_coords[:, -1] = 1.0 - ts, ts
+    splits = {"train": train} if test is None else {"train": train, "test": test}
+    zero = {k: torch.zeros_like(v) for k, v in points[0].items()}
+    ev = PointEvaluator(curve.net, zero, buffers_of(curve.net), points, splits,
+                        loss_fn=cross_entropy_per_example, bn=bn, recompute_batches=train,
+                        points_per_call=1, device=device)
+    results = ev.evaluate_sets(torch.cat([curve_coords, line_coords]))
     out: dict[str, dict[str, Tensor]] = {"curve": {}, "line": {}}
-    for split, batches in (("train", train), ("test", test)):
-        if batches is None:
-            continue
-        for name, pts, coords in (("curve", points, coeffs), ("line", ends, line_coords)):
-            loss, acc = _along(curve, pts, coords, batches, bn, train, device)
-            out[name][f"{split}_loss"], out[name][f"{split}_acc"] = loss, acc
+    for split, (loss, acc, _) in results.items():
+        for name, rows in (("curve", slice(0, len(ts))), ("line", slice(len(ts), None))):
+            out[name][f"{split}_loss"], out[name][f"{split}_acc"] = loss[rows], acc[rows]
     flat_curve = torch.stack([curve.flat_point(float(t)) for t in ts])
     w1, w2 = curve.endpoints[0], curve.endpoints[1]
     flat_line = torch.stack([(1 - float(t)) * w1 + float(t) * w2 for t in ts])

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from losslab.curves.curve_model import CurveModel
-from losslab.ensembles.swa import has_batchnorm
+from losslab.curves.evaluate import bn_policy
 from losslab.landscape.evaluate import evaluate_points
 from losslab.params import buffers_of
 
@@ -87,7 +87,7 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, recompute_batches: Iter
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     dtype = curve.endpoints.dtype
     as_dict = [curve.unflatten(v.to(dtype)) for v in (w1, e1, e2)]
-    bn = "recompute" if has_batchnorm(curve.net) else "keep"
+    bn = bn_policy(curve)
     loss, acc = evaluate_points(curve.net, as_dict[0], buffers_of(curve.net), as_dict[1:], coords,
                                 batches, bn=bn, recompute_batches=recompute_batches,
                                 device=device)

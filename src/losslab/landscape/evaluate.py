@@ -113,20 +113,23 @@ def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None
     return SubsetBatches(batches, n=n, seed=int(seed), population=total)
 
 
-def _own_buffers(source: Any) -> ParamDict | None:
-    """The buffers that come with ``source`` (a LoadedCheckpoint or a module), else None."""
-    if isinstance(source, nn.Module):
-        return buffers_of(source)
+def _checkpoint_buffers(source: Any) -> ParamDict | None:
+    """The buffers a LoadedCheckpoint ``source`` carries, else None."""
     if hasattr(source, "buffers") and isinstance(source.buffers, dict):
         return dict(source.buffers)
     return None
+
+
+def _own_buffers(source: Any) -> ParamDict | None:
+    """The buffers that come with ``source`` (a LoadedCheckpoint or a module), else None."""
+    return buffers_of(source) if isinstance(source, nn.Module) else _checkpoint_buffers(source)
 
 
 def _buffers_for(source: Any, model: nn.Module, buffers: ParamDict | None) -> ParamDict:
     """``buffers``, else a checkpoint ``source``'s own, else the model's."""
     if buffers is not None:
         return dict(buffers)
-    own = None if isinstance(source, nn.Module) else _own_buffers(source)
+    own = _checkpoint_buffers(source)
     return own if own is not None else buffers_of(model)
 
 

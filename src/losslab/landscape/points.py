@@ -6,13 +6,15 @@ it copies the model once (the user's model, modes and buffers are never touched)
 through :class:`~losslab.landscape.inference.FastForward`, keeps the evaluation batches on the
 device, builds each point with multi-tensor ops, applies the BatchNorm policy (``keep``,
 ``recompute``, ``interpolate``) and accumulates per-point sums of the loss, its square and the
-correct predictions in float64 on the device, read back once per chunk of points.
+correct predictions in float64 on the device, read back once per chunk of points. Several
+named evaluation sets (``{"train": ..., "test": ...}``) share one copy, one residency of their
+data and one BatchNorm pass per point (:meth:`PointEvaluator.evaluate_sets`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -30,11 +32,17 @@ Batches = Iterable[tuple[Tensor, Tensor]]
 
 
 class PointEvaluator:
-    """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model."""
+    """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model.
+
+    ``batches`` is one evaluation set or a mapping of named sets. ``recompute_batches`` (the
+    BatchNorm pass) defaults to the first set; one that is also an evaluation set is read onto
+    the device once for both uses.
+    """
 
     def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
-                 directions: list[ParamDict], batches: Batches, *, loss_fn: Callable,
-                 bn: str, recompute_batches: Iterable | None, points_per_call: int,
+                 directions: list[ParamDict], batches: Batches | Mapping[str, Batches], *,
+                 loss_fn: Callable, bn: str, recompute_batches: Iterable | None,
+                 points_per_call: int,
                  device: torch.device | str | None, memory_format: str = "auto",
                  fuse: bool = True, buffer_dirs: list[ParamDict] | None = None):
         if bn not in BN_POLICIES:
@@ -44,7 +52,11 @@ class PointEvaluator:
                              "both models' buffers")
         if points_per_call < 1:
             raise ValueError(f"points_per_call must be >= 1, got {points_per_call}")
-        for data, what in ((batches, "batches"), (recompute_batches, "recompute_batches")):
+        sets = dict(batches) if isinstance(batches, Mapping) else {"": batches}
+        if not sets:
+            raise ValueError("batches is empty: no evaluation set")
+        named = [(b, "batches") for b in sets.values()] + [(recompute_batches, "recompute_batches")]
+        for data, what in named:
             if isinstance(data, Iterator):
                 raise TypeError(f"{what} must be re-iterable (a list, a DeviceLoader), not an "
                                 "iterator: it is read once per point")
@@ -60,10 +72,15 @@ class PointEvaluator:
         self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
                                 fuse=fuse)
         lay = self.fast.layout  # points inherit the layout of the centre and directions
-        self.batches = _resident(batches, dev, lay)
-        # the BatchNorm pass reads the same resident batches (or its own, made resident too)
-        self.recompute_batches = (self.batches if recompute_batches is None
-                                  else _resident(recompute_batches, dev, lay))
+        self.batch_sets = {name: _resident(b, dev, lay) for name, b in sets.items()}
+        # the BatchNorm pass reads an evaluation set's resident batches when it is one of
+        # them (the first by default), else its own, made resident too
+        resident = {id(b): self.batch_sets[name] for name, b in sets.items()}
+        if recompute_batches is None:
+            recompute_batches = next(iter(sets.values()))
+        self.recompute_batches = resident.get(id(recompute_batches))
+        if self.recompute_batches is None:
+            self.recompute_batches = _resident(recompute_batches, dev, lay)
         self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
         self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
         self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
@@ -80,8 +97,13 @@ class PointEvaluator:
                 for b in ("running_mean", "running_var", "num_batches_tracked"):
                     if p + b not in self.buffers:
                         raise KeyError(f"bn='recompute' needs buffer {p + b!r}")
-        self.num_examples: int | None = None
+        self.examples: dict[str, int] = {}  # examples per evaluation set, once evaluated
         self.evaluations = 0
+
+    @property
+    def num_examples(self) -> int | None:
+        """The number of examples of the (first) evaluation set, once evaluated."""
+        return next(iter(self.examples.values()), None)
 
     def _point(self, c: list[float]) -> ParamDict:
         """``center + Σ_d c_d · dirs[d]``, one fused multi-tensor op per direction."""
@@ -135,42 +157,63 @@ class PointEvaluator:
             raise ValueError("recompute_batches is empty: BatchNorm statistics need data")
         return bufs
 
-    @torch.no_grad()
     def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D)."""
+        """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D), on the
+        one evaluation set."""
+        if len(self.batch_sets) != 1:
+            raise ValueError("several evaluation sets: use evaluate_sets")
+        (result,) = self.evaluate_sets(coords).values()
+        return result
+
+    @torch.no_grad()
+    def evaluate_sets(self, coords: Tensor) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """(loss, acc, loss_se) per evaluation set, float64 CPU tensors (M,), for coordinate
+        rows (M, D); each point is built (and its BatchNorm pass run) once for all sets."""
         rows = coords.tolist()
-        out = torch.empty(3, len(rows), dtype=torch.float64)
+        out = torch.empty(len(self.batch_sets), 3, len(rows), dtype=torch.float64)
         step = self.points_per_call
         for s in range(0, len(rows), step):
-            out[:, s:s + step] = self._chunk(rows[s:s + step])
-        return out[0], out[1], out[2]
+            chunk = rows[s:s + step]
+            state = self._state(chunk)
+            for i, (name, batches) in enumerate(self.batch_sets.items()):
+                out[i, :, s:s + step] = self._measure(state, len(chunk), batches, name)
+            self.evaluations += len(chunk)
+        return {name: (o[0], o[1], o[2]) for name, o in zip(self.batch_sets, out, strict=True)}
 
-    def _chunk(self, rows: list[list[float]]) -> Tensor:
-        points = [self._point(r) for r in rows]
+    def _buffers_at(self, params: ParamDict, row: list[float]) -> ParamDict:
+        """The point's buffers under the BatchNorm policy."""
         if self.bn == "recompute":
-            states = [self.fast.fold({**p, **self._recomputed(p)}) for p in points]
-        elif self.bn == "interpolate":
-            states = [self.fast.fold({**p, **self._point_buffers(r)})
-                      for p, r in zip(points, rows, strict=True)]
-        else:
-            states = [self.fast.fold({**p, **self.buffers}) for p in points]
-        if len(points) > 1:  # (M, ...) stacked points, one vmapped forward
-            state = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+            return self._recomputed(params)
+        if self.bn == "interpolate":
+            return self._point_buffers(row)
+        return self.buffers
+
+    def _state(self, rows: list[list[float]]) -> ParamDict:
+        """The (folded) parameters and buffers of the points at ``rows``: one point's, or the
+        points' stacked along a new first dimension (M, ...) for a vmapped forward."""
+        states = [self.fast.fold({**p, **self._buffers_at(p, r)})
+                  for p, r in zip(map(self._point, rows), rows, strict=True)]
+        if len(states) == 1:
+            return states[0]
+        return {k: torch.stack([s[k] for s in states]) for k in states[0]}
+
+    def _measure(self, state: ParamDict, n_points: int, batches: Iterable, name: str) -> Tensor:
+        """(3, M): mean loss, accuracy and the loss's standard error of the points on
+        ``batches``."""
+        if n_points > 1:  # (M, ...) stacked points, one vmapped forward
             fwd = vmap(self.fast, in_dims=(0, None))
             loss_of = vmap(self.loss_fn, in_dims=(0, None))
         else:  # one point: the plain forward, viewed as M = 1
-            state = states[0]
             fwd = lambda st, x: self.fast(st, x).unsqueeze(0)  # noqa: E731
             loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
-        acc = _Sums(len(points), self.device)
-        for x, y in self.batches:
+        acc = _Sums(n_points, self.device)
+        for x, y in batches:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             logits = fwd(state, x)
             acc.add(logits, loss_of(logits, y), y)
-        self.evaluations += len(points)
         if acc.count == 0:
             raise ValueError("batches is empty")
-        self.num_examples = acc.count
+        self.examples[name] = acc.count
         return acc.result()
 
 

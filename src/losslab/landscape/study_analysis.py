@@ -32,6 +32,7 @@ from losslab.landscape.evaluate import line, subset_batches, surface
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
+from losslab.train.run import resolve_device
 
 __all__ = ["landscape_analysis", "compute_landscape"]
 
@@ -54,7 +55,7 @@ def _run_of(path: str) -> str:
 def _setup(path: str, split: str, examples: int, seed: int):
     final = resolve_checkpoint(path)
     config = run_config_of(final)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     loader = split_loader(dataset_of(config), split, 1024, device)
     batches = subset_batches(loader, examples, seed, batch_size=1024, device=device) \
         if examples else loader
@@ -158,25 +159,31 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
             "num_products": r.num_products}
 
 
+_COMPUTE = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
+            "ratio_map": _ratio_map}  # one model each; "line" takes two
+
+
+def _options(kind: str, **options: Any) -> dict[str, Any]:
+    """The options every computation reads (the data subset's seed fixed at 0)."""
+    if kind not in KINDS:
+        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
+    return {**options, "seed_data": 0}
+
+
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs."""
-    if kind not in KINDS:
-        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
-    options = {"split": split, "examples": examples, "points": points, "span": span,
-               "normalization": normalization, "bn": bn, "seed_data": 0,
-               "lanczos_steps": lanczos_steps}
+    options = _options(kind, split=split, examples=examples, points=points, span=span,
+                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps)
     if kind == "line":
         if len(run_dirs) != 2:
             raise ValueError("landscape line needs exactly two runs (start and end)")
         return _line(run_dirs[0], run_dirs[1], options)
     if len(run_dirs) != 1:
         raise ValueError(f"landscape {kind} takes one run")
-    compute = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
-               "ratio_map": _ratio_map}[kind]
-    return compute(run_dirs[0], options)
+    return _COMPUTE[kind](run_dirs[0], options)
 
 
 @register_analysis("landscape")
@@ -186,13 +193,10 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
-    if kind not in KINDS:
-        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     chosen = list(variants) if variants else list(records.variants)
     runs = _runs(records, chosen, seed)
-    options = {"split": split, "examples": examples, "points": points, "span": span,
-               "normalization": normalization, "bn": bn, "seed_data": 0,
-               "lanczos_steps": lanczos_steps}
+    options = _options(kind, split=split, examples=examples, points=points, span=span,
+                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps)
     out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {}}
     if kind == "line":
         if len(chosen) != 2:
@@ -200,12 +204,10 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
         out["results"][f"{chosen[0]} → {chosen[1]}"] = _line(runs[chosen[0]], runs[chosen[1]],
                                                              options)
         return out
-    compute = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
-               "ratio_map": _ratio_map}[kind]
     for variant in chosen:
         if variant in runs:
             try:
-                out["results"][variant] = compute(runs[variant], options)
+                out["results"][variant] = _COMPUTE[kind](runs[variant], options)
             except Exception as e:  # one variant's failure does not hide the others
                 out["results"][variant] = {"error": f"{type(e).__name__}: {e}"}
     return out
