@@ -43,3 +43,13 @@ def test_curve_analysis_in_a_study(tmp_path):
     stamp = (curve_run / "metrics.jsonl").stat().st_mtime_ns
     run_study(path, tmp_path / "out", workers=2)
     assert (curve_run / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert (curve_run / "curve_source.json").exists()
+    # other options: the old curve is archived (nothing lost) and the curve fitted anew
+    study["analyses"][0]["set"]["optimizer.lr"] = 0.04
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    run_study(path, tmp_path / "out", workers=2)
+    assert (curve_run / "metrics.jsonl").stat().st_mtime_ns != stamp
+    assert yaml.safe_load((curve_run / "config.yaml").read_text())["optimizer"]["lr"] == 0.04
+    (archived,) = (outcome.directory / "curves" / "archive").iterdir()
+    assert archived.name.endswith("base-s0--base-s1-bezier1")
+    assert (archived / "metrics.jsonl").stat().st_mtime_ns == stamp

@@ -15,20 +15,34 @@ Options (beside ``name: curve``):
   ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``.
 
 The curve is trained as a run of its own under ``STUDY/curves/`` (a finished one is reused, an
-interrupted one resumed), so re-running the study does not refit it.
+interrupted one resumed), so re-running the study does not refit it. What it was fitted from
+(the endpoints' checkpoint hashes, ``bends``, ``kind``, ``set``) is kept beside it in
+``curve_source.json``: when that changes (new options, or endpoints retrained with
+``--force``) the old curve is moved to ``STUDY/curves/archive/<time>-<name>/`` and the curve is
+fitted anew, so the report never shows a curve between other models or with other options.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from losslab.curves.commands import evaluate_curve_run, fit_curve, plane_of_curve_run
+from losslab.runs.atomic import atomic_write_json
+from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.rundir import RunDir
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
 __all__ = ["curve_analysis"]
+
+log = logging.getLogger(__name__)
+
+SOURCE_FILE = "curve_source.json"
 
 
 def _endpoint_runs(records: StudyRecords, variants: list[str],
@@ -46,17 +60,37 @@ def _endpoint_runs(records: StudyRecords, variants: list[str],
     return out
 
 
+def _source(start: str, end: str, bends: int, kind: str, sets: list[str]) -> dict[str, Any]:
+    """What a curve is fitted from: the endpoints (and their weights' hashes) and options."""
+    return {"start": start, "end": end,
+            "endpoints_sha256": [resolve_checkpoint(p).meta.sha256 for p in (start, end)],
+            "bends": bends, "kind": kind, "set": sets}
+
+
 def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
             overrides: dict[str, Any]) -> Path:
-    """The curve run in ``directory``: reused when finished, resumed when interrupted."""
+    """The curve run in ``directory``: reused when finished, resumed when interrupted, both
+    only if fitted from the same source; else archived and fitted anew."""
     from losslab.train.run import resume
 
-    run = RunDir(directory)
-    if run.exists():
-        if run.read_meta().get("status") != "finished":
-            resume(directory)
-        return directory
     sets = [f"{k}={v}" for k, v in overrides.items()]
+    source = _source(start, end, bends, kind, sets)
+    run, marker = RunDir(directory), directory / SOURCE_FILE
+    if run.exists():
+        # a curve fitted before the source was recorded is taken as it is
+        same = not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) == source
+        if same:
+            if run.read_meta().get("status") != "finished":
+                resume(directory)
+            return directory
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = directory.parent / "archive" / f"{stamp}-{directory.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(directory), str(target))
+        log.warning("curve %s was fitted from other endpoints or options: archived to %s, "
+                    "fitting it anew", directory.name, target)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, source)
     return fit_curve(start, end, directory, bends=bends, kind=kind, overrides=sets)
 
 
