@@ -61,9 +61,9 @@ def _endpoint_runs(records: StudyRecords, variants: list[str],
 
 
 def _source(start: str, end: str, bends: int, kind: str, sets: list[str]) -> dict[str, Any]:
-    """What a curve is fitted from: the endpoints (and their weights' hashes) and options."""
-    return {"start": start, "end": end,
-            "endpoints_sha256": [resolve_checkpoint(p).meta.sha256 for p in (start, end)],
+    """What a curve is fitted from: the endpoints' weights (by hash, not by path, so a study
+    run from another directory or moved is still the same) and the options."""
+    return {"endpoints_sha256": [resolve_checkpoint(p).meta.sha256 for p in (start, end)],
             "bends": bends, "kind": kind, "set": sets}
 
 
