@@ -123,10 +123,11 @@ def variants_table(records: StudyRecords) -> pd.DataFrame:
 
 
 def summary_table(summary: pd.DataFrame, variant_keys: list[str]) -> pd.DataFrame:
-    """The summary with each metric's mean and std merged into ``mean ± std`` cells.
+    """The summary with each metric's mean and spread merged into ``mean ± x`` cells.
 
-    Columns: variant, the variant keys, runs, finished, then ``final M`` and ``best M``
-    side by side for every metric M, in curve order.
+    ``x`` is the half-width of the 95% t-interval over seeds (``*_ci95``) where the summary
+    has it, else the standard deviation. Columns: variant, the variant keys, runs, finished,
+    then ``final M`` and ``best M`` side by side for every metric M, in curve order.
     """
     metrics: dict[str, None] = {}
     for col in summary.columns:
@@ -142,7 +143,9 @@ def summary_table(summary: pd.DataFrame, variant_keys: list[str]) -> pd.DataFram
             out[dst] = summary[src]
     for metric in sorted(metrics, key=metric_sort_key):
         for stat in ("final", "best"):
-            mean, std = f"{stat}_{metric}_mean", f"{stat}_{metric}_std"
+            mean, std = f"{stat}_{metric}_mean", f"{stat}_{metric}_ci95"
+            if std not in summary:
+                std = f"{stat}_{metric}_std"
             if mean in summary:
                 stds = summary[std] if std in summary else [None] * len(summary)
                 out[f"{stat} {metric}"] = [format_mean_std(m, s)
@@ -151,8 +154,8 @@ def summary_table(summary: pd.DataFrame, variant_keys: list[str]) -> pd.DataFram
 
 
 def _summary_section(records: StudyRecords) -> Section:
-    note = ('<p class="note">Mean ± standard deviation over seeds; <i>final</i> is the last '
-            "epoch, <i>best</i> the best epoch of each run (max for accuracies, min for "
+    note = ('<p class="note">Mean ± half-width of the 95% t-interval over seeds (a single '
+            "seed has none); <i>final</i> is the last epoch, <i>best</i> the best epoch of each run (max for accuracies, min for "
             "losses). Click a column header to sort.</p>")
     tables = [summary_table(records.summary, records.variant_keys)] \
         if len(records.summary) else []

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
 from losslab.studies.records import StudyRecords
+from losslab.studies.stats import difference, mean_ci
 
 __all__ = ["register_analysis", "list_analyses", "check_analysis", "run_analysis", "compare"]
 
@@ -77,38 +77,22 @@ def run_analysis(name: str, records: StudyRecords, options: dict[str, Any]) -> d
     return _REGISTRY[name](records, **options)
 
 
-def _variance(xs: list[float]) -> float:
-    mean = sum(xs) / len(xs)
-    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-
-
-def _welch(a: list[float], b: list[float]) -> dict[str, float | None]:
-    """Difference of means b − a with Welch's 95% interval and two-sided p-value.
-
-    Welch's t-test (unequal variances): se² = s_a²/n_a + s_b²/n_b, degrees of freedom by the
-    Welch–Satterthwaite equation. With fewer than two seeds a side, or no spread at all,
-    there is no interval.
-    """
-    from scipy import stats
-
-    diff = sum(b) / len(b) - sum(a) / len(a)
-    none = {"diff": diff, "ci_low": None, "ci_high": None, "p_value": None}
-    if len(a) < 2 or len(b) < 2:
-        return none
-    va, vb = _variance(a) / len(a), _variance(b) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return none
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, dof)) * se
-    p = 2 * float(stats.t.sf(abs(diff) / se, dof))
-    return {"diff": diff, "ci_low": diff - half, "ci_high": diff + half, "p_value": p}
+def _against(base: list[float], xs: list[float]) -> dict[str, Any]:
+    """Difference of means ``xs − base`` with Welch's 95% interval and two-sided p-value;
+    ``resolved`` when the interval excludes zero (None without an interval)."""
+    d = difference(xs, base)
+    resolved = None if d.low is None else bool(d.low > 0 or d.high < 0)
+    return {"diff": d.diff, "ci_low": d.low, "ci_high": d.high, "p_value": d.p_value,
+            "resolved": resolved}
 
 
 @register_analysis("compare")
 def compare(records: StudyRecords, *, metric: str = "test_acc", baseline: str | None = None,
             at: str = "final") -> dict[str, Any]:
-    """Each variant against a baseline: mean ± std over seeds, difference, Welch 95% CI, p-value.
+    """Each variant against a baseline: mean ± 95% CI over seeds, difference, Welch 95% CI.
+
+    The difference of means is tested with Welch's t-test (:func:`scipy.stats.ttest_ind`,
+    unequal variances); it is *resolved* when its 95% interval excludes zero.
 
     ``at`` is ``final`` (the last epoch) or ``best`` (the best epoch of each run: max for
     accuracies, min for losses). Seeds are the replicates; with one seed no interval is given.
@@ -135,8 +119,8 @@ def compare(records: StudyRecords, *, metric: str = "test_acc", baseline: str | 
     rows_out = []
     for v in order:
         xs = values[v]
-        mean = sum(xs) / len(xs)
-        std = math.sqrt(_variance(xs)) if len(xs) > 1 else None
-        rows_out.append({"variant": v, "n": len(xs), "mean": mean, "std": std, "values": xs,
-                         **({} if v == baseline else _welch(values[baseline], xs))})
+        m = mean_ci(xs)
+        rows_out.append({"variant": v, "n": m.n, "mean": m.mean, "std": m.std,
+                         "mean_ci_low": m.low, "mean_ci_high": m.high, "values": xs,
+                         **({} if v == baseline else _against(values[baseline], xs))})
     return {"metric": metric, "at": at, "baseline": baseline, "rows": rows_out}

@@ -6,9 +6,13 @@
 * ``runs``: one row per run (run_id, variant, seed, status, error, run_dir, variant keys);
 * ``results``: one row per run and epoch (the same keys plus every logged metric), saved as
   ``results.parquet``;
-* ``summary``: one row per variant with, for each standard metric M, ``final_M_mean/std``
-  (the last epoch) and ``best_M_mean/std`` (max for accuracies, min for losses) over the
-  finished seeds, saved as ``summary.csv``.
+* ``summary``: one row per variant with, for each standard metric M, ``final_M_mean/std/ci95``
+  (the last epoch) and ``best_M_mean/std/ci95`` (max for accuracies, min for losses) over the
+  finished seeds, saved as ``summary.csv``; ``ci95`` is the half-width of the 95% Student
+  t-interval of the mean (:func:`losslab.studies.stats.mean_ci`), NaN with one seed.
+
+A study with ``findings`` also has ``findings.json`` (each finding with its verdict), read into
+``findings``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import yaml
 
 from losslab.runs.metrics import read_metrics
 from losslab.runs.rundir import RunDir
+from losslab.studies.stats import mean_ci
 
 __all__ = ["StudyRecords", "load_records", "SUMMARY_METRICS"]
 
@@ -41,6 +46,7 @@ class StudyRecords:
     results: pd.DataFrame
     summary: pd.DataFrame
     analyses: dict[str, Any] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
     def run_dirs(self, *, variant: str | None = None, status: str = "finished") -> list[Path]:
         """Directories of the runs with ``status`` (of one variant, or all)."""
@@ -83,8 +89,10 @@ def _summary(results: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.D
             for kind in ("final", "best"):
                 col = f"{kind}_{m}"
                 values = mine[col].dropna() if col in mine else pd.Series(dtype=float)
-                row[f"{col}_mean"] = values.mean() if len(values) else float("nan")
-                row[f"{col}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+                ci = mean_ci(values.tolist())
+                row[f"{col}_mean"] = ci.mean
+                row[f"{col}_std"] = float("nan") if ci.std is None else ci.std
+                row[f"{col}_ci95"] = float("nan") if ci.half is None else ci.half
         out.append(row)
     return pd.DataFrame(out)
 
@@ -128,9 +136,13 @@ def load_records(directory: str | Path) -> StudyRecords:
                    key=lambda p: (listed.index(p.stem) if p.stem in listed else len(listed), p.stem))
     analyses = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
     base_config = plan.get("base_config", {})
+    findings_path = directory / "findings.json"
+    findings = (json.loads(findings_path.read_text(encoding="utf-8"))["findings"]
+                if findings_path.exists() else [])
     return StudyRecords(directory=directory, name=plan.get("name", directory.name), study=study,
                         base_config=base_config, variants=variants, variant_keys=keys, runs=runs,
-                        results=results, summary=_summary(results, runs, keys), analyses=analyses)
+                        results=results, summary=_summary(results, runs, keys), analyses=analyses,
+                        findings=findings)
 
 
 def write_aggregates(records: StudyRecords) -> None:

@@ -22,8 +22,16 @@ from losslab.runs.atomic import atomic_write_json
 from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.studies.analyses import check_analysis, run_analysis
 from losslab.studies.backends import make_backend
+from losslab.studies.findings import evaluate_findings
 from losslab.studies.records import StudyRecords, load_records, write_aggregates
-from losslab.studies.spec import StudySpec, base_tree, load_study, plan_runs, study_fingerprint
+from losslab.studies.spec import (
+    StudySpec,
+    base_tree,
+    check_study_findings,
+    load_study,
+    plan_runs,
+    study_fingerprint,
+)
 from losslab.studies.study_dir import StudyDir
 
 __all__ = ["StudyOutcome", "run_study", "run_study_spec", "finish_study"]
@@ -53,6 +61,7 @@ def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *
                    backend: str = "local", workers: int | None = None, force: bool = False,
                    address: str | None = None, progress: bool | None = None) -> StudyOutcome:
     runs = plan_runs(spec, root)
+    check_study_findings(spec)
     for analysis in spec.analyses:  # an unknown analysis fails now, not after hours of training
         try:
             check_analysis(analysis.name, analysis.options)
@@ -106,6 +115,8 @@ def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyO
     write_aggregates(records)
     _run_analyses(records, spec)
     records = load_records(directory)  # with the analyses just written
+    _write_findings(records, spec)
+    records = load_records(directory)
     report = _build_report(records)
     counts = records.runs["status"].value_counts().to_dict()
     return StudyOutcome(directory=directory, report=report, counts=counts, archived=[])
@@ -126,6 +137,16 @@ def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
             result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
         result.setdefault("analysis", analysis.name)  # the report finds its section by it
         atomic_write_json(out / f"{analysis.key}.json", result)
+
+
+def _write_findings(records: StudyRecords, spec: StudySpec) -> None:
+    """``findings.json``: every finding of the study with its verdict (none: no file)."""
+    path = records.directory / "findings.json"
+    if not spec.findings:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write_json(path, {"study": records.name,
+                             "findings": evaluate_findings(records, spec.findings)})
 
 
 def _build_report(records: StudyRecords) -> Path | None:

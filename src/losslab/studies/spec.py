@@ -18,12 +18,16 @@
     analyses:
       - name: compare
         baseline: constant
+    findings:                   # the claims the study tests, each with a verdict
+      - {id: cosine_wins, claim: "...", source: "...", metric: test_acc, at: final,
+         a: cosine, b: constant, expect: greater}
     resources: {cpus: 1, gpus: 0}   # what one run needs (used by the Ray backend)
 
 Variants and grid combine as a product: every listed variant is crossed with every grid
 point (a study with only one of them uses it alone; with neither, one variant ``base``). Each
 (variant, seed) is a run named ``<variant>-s<seed>``. Every run's config is validated before any
-run starts, and a failing variant is named.
+run starts, and a failing variant is named; so is every finding that names an unknown variant,
+metric or analysis (:mod:`losslab.studies.findings`).
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ from losslab.runs.config import (
     read_yaml,
     validate_config,
 )
+from losslab.studies.findings import FindingSpec, check_findings
 
 __all__ = ["StudySpec", "VariantSpec", "AnalysisSpec", "ResourceSpec", "PlannedRun",
-           "load_study", "plan_runs", "study_fingerprint"]
+           "load_study", "plan_runs", "study_fingerprint", "check_study_findings"]
 
 
 def _repeated(values: Iterable[Any]) -> list[Any]:
@@ -101,6 +106,7 @@ class StudySpec(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     analyses: list[AnalysisSpec] = Field(default_factory=list)
+    findings: list[FindingSpec] = Field(default_factory=list)
     resources: ResourceSpec = ResourceSpec()
 
     @field_validator("variants")
@@ -157,7 +163,16 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[St
         raise ConfigError(message.replace("invalid config", f"invalid study {path}", 1)) from None
     if overrides:
         spec = spec.model_copy(update={"base": apply_overrides(spec.base, parse_overrides(overrides))})
+    check_study_findings(spec, str(path))
     return spec, path.parent
+
+
+def check_study_findings(spec: StudySpec, where: str = "the study") -> None:
+    """Raise a one-line :class:`ConfigError` per bad finding (unknown variant, metric, ...)."""
+    problems = check_findings(spec.findings, variant_overrides(spec),
+                              [a.key for a in spec.analyses])
+    if problems:
+        raise ConfigError(f"invalid findings in {where}: " + "; ".join(problems))
 
 
 def _slug(value: Any) -> str:
