@@ -7,6 +7,7 @@
     losslab run STUDY.yaml [--out DIR] [--backend local|ray] [--workers N] [--address ADDR]
                 [--set KEY=VALUE ...] [--force]
     losslab report STUDY_DIR
+    losslab findings SUITE.yaml [--out DIR] [--only STUDY ...] [--backend local|ray] [--workers N]
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
     losslab landscape surface|line|trajectory|hessian|ratio_map RUN_OR_CKPT [RUN_OR_CKPT] [--out DIR]
@@ -88,6 +89,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                         overrides=args.set, force=args.force, address=args.address)
     print(_study_summary(outcome))
     return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    from losslab.studies import run_suite
+
+    outcome = run_suite(args.suite, args.out, backend=args.backend, workers=args.workers,
+                        only=args.only or None, force=args.force)
+    counts = ", ".join(f"{n} {v}" for v, n in sorted(outcome.counts.items()))
+    minutes = sum(outcome.times.values()) / 60
+    print(f"{len(outcome.findings)} findings: {counts or 'none'} ({minutes:.1f} min)\n"
+          f"table: {outcome.directory / 'findings.md'}")
+    return 0 if outcome.failed_runs == 0 else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -239,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key of the study's base config (all runs)")
     _backend_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("findings", help="run a suite of studies and write one table of their "
+                       "findings with verdicts (reproduced / not resolved / contradicted)")
+    p.add_argument("suite", help="suite file (YAML listing study files)")
+    p.add_argument("--out", help="suite directory (default: studies/<suite name>)")
+    p.add_argument("--only", action="append", default=[], metavar="STUDY",
+                   help="run only this study of the suite (repeatable); the table still "
+                        "gathers every study already in the directory")
+    _backend_args(p)
+    p.set_defaults(func=cmd_findings)
 
     p = sub.add_parser("report", help="rebuild a study's tables, analyses and report from its records")
     p.add_argument("study_dir")

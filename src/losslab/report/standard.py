@@ -13,6 +13,7 @@ import yaml
 from markupsafe import escape
 
 from losslab.report.curves import curve_figures, metric_sort_key, quantity_title
+from losslab.report.findings_section import findings_section
 from losslab.report.sections import Section
 from losslab.report.tables import MISSING, format_mean_std, format_value, table_html
 
@@ -163,13 +164,16 @@ def _summary_section(records: StudyRecords) -> Section:
 
 
 def standard_sections(records: StudyRecords) -> list[Section]:
-    """Status, study, variants, summary, then one curves section per quantity."""
+    """Status, study, variants, summary, findings, then one curves section per quantity."""
     sections = [
         _status_section(records),
         _study_section(records),
         Section(title="Variants", anchor="variants", tables=[variants_table(records)]),
         _summary_section(records),
     ]
+    findings = findings_section(records)
+    if findings is not None:
+        sections.append(findings)
     for quantity, figures in curve_figures(records).items():
         n_variants = max(len(f.series) for f in figures)
         note = (f'<p class="note">Mean over seeds per epoch ({n_variants} variants), shaded '
