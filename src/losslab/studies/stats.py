@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["MeanCI", "Difference", "mean_ci", "difference", "LEVEL"]
 
@@ -92,6 +91,8 @@ def mean_ci(values: Sequence[float], level: float = LEVEL) -> MeanCI:
     std = float(x.std(ddof=1))
     if std == 0:
         return MeanCI(mean, mean, mean, 0.0, n)
+    from scipy import stats  # lazily: every study worker imports this module
+
     low, high = stats.t.interval(level, n - 1, loc=mean, scale=std / math.sqrt(n))
     return MeanCI(mean, float(low), float(high), std, n)
 
@@ -105,6 +106,8 @@ def difference(a: Sequence[float], b: Sequence[float] | float, *, paired: bool =
     Identical replicates (zero spread on both sides) give a degenerate interval at the
     difference, which is exact then.
     """
+    from scipy import stats  # lazily: every study worker imports this module
+
     if isinstance(b, (int, float)):
         x = _clean(a)
         diff = float(x.mean() - b) if len(x) else math.nan
