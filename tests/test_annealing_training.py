@@ -31,7 +31,11 @@ def test_ssa_run_with_the_error_objective(tmp_path):
         "optimizer.annealing.eps=0.05"]), tmp_path / "r"))
     assert [r["temperature"] for r in records] == pytest.approx([1.0, 0.97, 0.97 ** 2])
     assert all("eps" in r and "improving_share" in r and "grad_norm" not in r for r in records)
-    assert records[-1]["train_loss"] < records[0]["train_loss"] * 1.5  # it moves, derivative-free
+    # It moves, derivative-free: some steps lowered the minibatch error. (The loss is not what
+    # it minimizes: judged in eval mode, with BatchNorm's initial statistics, it may grow.)
+    assert sum(r["improving_moves"] for r in records) > 0
+    assert all(r["worsening_accepted"] + r["worsening_rejected"] + r["improving_moves"]
+               + r["neutral_moves"] == r["steps"] for r in records)
 
 
 def test_annealing_runs_resume_exactly(tmp_path):

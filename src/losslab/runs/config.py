@@ -59,7 +59,9 @@ class AnnealingConfig(_Strict):
 
     The thesis's values (SSA: ε0 = 1e-2, T0 = 1, α = 0.97, improving-share bound 0.6; SGD-SA:
     T0 = 1, α = 0.93, H1 or H2) were tuned for its loss scale, the mean cross-entropy divided
-    by the batch size: ``thesis_loss_scale: true`` compares losses on that scale.
+    by its batch size, 512: ``thesis_loss_scale: true`` compares losses on that scale
+    (``thesis_batch_size``), whatever ``data.batch_size`` is. Moves are judged with the
+    objective in eval mode (``objective_mode``), as the thesis's code does.
     """
 
     t0: float = Field(1.0, gt=0, description="initial temperature T0")
@@ -73,7 +75,12 @@ class AnnealingConfig(_Strict):
                                    "'H1', 'H2' or a list")
     objective: Literal["loss", "error"] = Field("loss", description="SSA: minimize the loss or "
                                                 "the (non-differentiable) error rate")
-    thesis_loss_scale: bool = Field(False, description="compare mean loss / batch size")
+    objective_mode: Literal["eval", "train"] = Field(
+        "eval", description="the model's mode when a move is judged (eval: the thesis's code; "
+        "a rejected move restores every parameter and buffer either way)")
+    thesis_loss_scale: bool = Field(False, description="compare mean loss / thesis_batch_size")
+    thesis_batch_size: int = Field(512, ge=1, description="the batch size of the thesis's loss "
+                                   "scale (it trained with 512), not the run's")
 
 
 class OptimizerConfig(_Strict):
@@ -171,8 +178,10 @@ class RestartConfig(_Strict):
 
     eps: float | None = Field(None, gt=0, description="restart threshold ε (None: no restarts)")
     n_batches: int = Field(10, ge=1, description="minibatches of the training-loss estimate")
-    thesis_loss_scale: bool = Field(False, description="compare mean loss / batch size to ε "
-                                    "(the thesis's scale, for its ε = 1e-6, 1e-7)")
+    thesis_loss_scale: bool = Field(False, description="compare mean loss / thesis_batch_size "
+                                    "to ε (the thesis's scale, for its ε = 1e-6, 1e-7)")
+    thesis_batch_size: int = Field(512, ge=1, description="the batch size of the thesis's loss "
+                                   "scale (it trained with 512), not the run's")
 
 
 class LogConfig(_Strict):

@@ -3,9 +3,15 @@ training loss (the cold-restart thesis's Table 2.1).
 
 For every saved epoch checkpoint of every finished run, the full training loss L (eval mode,
 the whole training split) is compared with ``repeats`` estimates from k random minibatches of
-the run's batch size, for k = 1..``max_batches``; the RMSE over all checkpoints and repeats is
-reported per k, beside the thesis's values (which are on its loss scale, mean / batch size:
-``thesis_loss_scale: true`` puts ours on the same scale).
+the run's batch size (drawn without replacement, whole batches only), for k = 1..``max_batches``:
+
+    RMSE_k = sqrt( mean over checkpoints c and draws r of (L̂_k(c, r) − L(c))² )
+
+reported pooled over all runs (``rows``, beside the thesis's values) and per run (``per_run``:
+``rmse_1`` .. ``rmse_K`` for each run, so a finding can compare rmse_1 with rmse_10 across
+seeds). The thesis's values are on its loss scale, the mean cross-entropy divided by its batch
+size, 512: ``thesis_loss_scale: true`` puts ours on the same scale (``thesis_batch_size``,
+whatever the runs' batch size).
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
-__all__ = ["loss_estimate_rmse", "THESIS_RMSE"]
+__all__ = ["loss_estimate_rmse", "THESIS_RMSE", "THESIS_SETTING"]
 
-#: Table 2.1 of the thesis (VGG16 on CIFAR-10, loss = mean / batch size), k = 1..10.
+#: Table 2.1 of the thesis (VGG16 on CIFAR-10, loss = mean / 512), k = 1..10.
 THESIS_RMSE = [4.470e-05, 3.627e-05, 2.909e-05, 2.368e-05, 2.063e-05,
                2.302e-05, 1.949e-05, 2.150e-05, 1.519e-05, 1.536e-05]
+THESIS_SETTING = "VGG16, CIFAR-10, batch 512, loss = mean cross-entropy / 512"
 
 
 @torch.no_grad()
-def _batch_losses(model, state, loader) -> torch.Tensor:
-    """The mean loss of every batch of ``loader`` (in order), and their sizes."""
+def _batch_losses(model, state, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed loss of every batch of ``loader`` (in order), and their sizes."""
     losses, sizes = [], []
     for x, y in loader:
         logits = functional_call(model, state, (x,))
@@ -38,43 +45,74 @@ def _batch_losses(model, state, loader) -> torch.Tensor:
     return torch.stack(losses), torch.tensor(sizes, dtype=torch.float64)
 
 
+def _squared_errors(sums: torch.Tensor, sizes: torch.Tensor, batch_size: int, scale: float,
+                    max_batches: int, repeats: int,
+                    generator: torch.Generator) -> list[list[float]]:
+    """(L̂_k − L)² for k = 1..max_batches, ``repeats`` draws each, for one checkpoint."""
+    full = (sums.sum() / sizes.sum()).item() * scale
+    whole = (sizes == batch_size).nonzero().flatten()  # the estimate draws full minibatches
+    out: list[list[float]] = [[] for _ in range(max_batches)]
+    for k in range(1, min(max_batches, len(whole)) + 1):
+        for _ in range(repeats):
+            pick = whole[torch.randperm(len(whole), generator=generator)[:k]]
+            estimate = (sums[pick].sum() / sizes[pick].sum()).item() * scale
+            out[k - 1].append((estimate - full) ** 2)
+    return out
+
+
+def _rmse(squared: list[float]) -> float:
+    return math.sqrt(sum(squared) / len(squared)) if squared else math.nan
+
+
 @register_analysis("loss_estimate_rmse")
 def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats: int = 20,
                        role: str = "epoch", thesis_loss_scale: bool = False,
-                       seed: int = 0) -> dict[str, Any]:
+                       thesis_batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
     """RMSE of the k-minibatch training-loss estimate against the full training loss."""
     from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
 
-    generator = torch.Generator().manual_seed(seed)
-    squared = [[] for _ in range(max_batches)]
+    if max_batches < 1 or repeats < 1 or thesis_batch_size < 1:
+        raise ValueError("loss_estimate_rmse: max_batches, repeats and thesis_batch_size must "
+                         "be >= 1")
+    pooled: list[list[float]] = [[] for _ in range(max_batches)]
+    per_run: list[dict[str, Any]] = []
     checkpoints = 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    for run_dir in records.run_dirs():
-        refs = CheckpointSet.from_run(run_dir, role=role)
+    scale = 1.0 / thesis_batch_size if thesis_loss_scale else 1.0
+    finished = records.runs[records.runs["status"] == "finished"]
+    for run in finished.itertuples(index=False):
+        refs = CheckpointSet.from_run(run.run_dir, role=role)
         if not len(refs):
             continue
         config = run_config_of(refs[0])
         batch_size = config.data.batch_size
         loader = split_loader(dataset_of(config), "train", batch_size, device)
         model = template_model(config).to(device).eval()
-        scale = 1.0 / batch_size if thesis_loss_scale else 1.0
+        mine: list[list[float]] = [[] for _ in range(max_batches)]
+        # A run's draws depend on its own seed only, not on which other runs the study has.
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + int(run.seed))
         for ref in refs:
-            ckpt = ref.load(device)
-            sums, sizes = _batch_losses(model, ckpt.state_dict, loader)
-            full = (sums.sum() / sizes.sum()).item() * scale
-            # whole batches only: the estimate draws minibatches of the training batch size
-            whole = (sizes == batch_size).nonzero().flatten()
-            for k in range(1, min(max_batches, len(whole)) + 1):
-                for _ in range(repeats):
-                    pick = whole[torch.randperm(len(whole), generator=generator)[:k]]
-                    estimate = (sums[pick].sum() / sizes[pick].sum()).item() * scale
-                    squared[k - 1].append((estimate - full) ** 2)
+            sums, sizes = _batch_losses(model, ref.load(device).state_dict, loader)
+            for k, errors in enumerate(_squared_errors(sums, sizes, batch_size, scale,
+                                                       max_batches, repeats, generator)):
+                mine[k].extend(errors)
+                pooled[k].extend(errors)
             checkpoints += 1
+        row: dict[str, Any] = {"run_id": run.run_id, "variant": run.variant,
+                               "seed": int(run.seed), "checkpoints": len(refs)}
+        row.update({f"rmse_{k + 1}": _rmse(s) for k, s in enumerate(mine)})
+        per_run.append(row)
     if not checkpoints:
         raise ValueError(f"loss_estimate_rmse: no {role!r} checkpoints in the finished runs "
                          "(save some with checkpoints.every)")
-    rows = [{"batches": k + 1, "rmse": math.sqrt(sum(s) / len(s)),
+    rows = [{"batches": k + 1, "rmse": _rmse(s),
              "thesis_rmse": THESIS_RMSE[k] if k < len(THESIS_RMSE) else None}
-            for k, s in enumerate(squared) if s]
+            for k, s in enumerate(pooled) if s]
     return {"checkpoints": checkpoints, "repeats": repeats, "thesis_loss_scale": thesis_loss_scale,
-            "rows": rows}
+            "thesis_batch_size": thesis_batch_size, "thesis_setting": THESIS_SETTING,
+            "rows": rows, "per_run": per_run}
+
+
+# The annealing study analysis registers itself on import; it is loaded with this module,
+# which the analysis registry imports with the built-in capabilities.
+import losslab.studies.annealing_moves  # noqa: E402, F401

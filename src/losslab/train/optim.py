@@ -30,20 +30,22 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module, *, seed: int = 0,
         return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                  weight_decay=cfg.weight_decay)
     if cfg.name in ("ssa", "sgdsa"):
-        return _annealing(cfg, params, seed=seed, batch_size=batch_size)
+        return _annealing(cfg, params, model, seed=seed)
     raise ValueError(f"unknown optimizer {cfg.name!r}; allowed: sgd, adam, adamw, ssa, sgdsa")
 
 
-def _annealing(cfg: OptimizerConfig, params: list, *, seed: int,
-               batch_size: int) -> torch.optim.Optimizer:
+def _annealing(cfg: OptimizerConfig, params: list, model: nn.Module, *,
+               seed: int) -> torch.optim.Optimizer:
     """SSA or SGD-SA with the thesis's defaults (α = 0.97 for SSA, 0.93 for SGD-SA)."""
     from losslab.train.annealing import SGDSA, SSA, ExponentialCooling
 
     a = cfg.annealing
-    scale = 1.0 / batch_size if a.thesis_loss_scale else 1.0
+    # The thesis's scale divides by its own batch size (512), not the run's (``batch_size``).
+    scale = 1.0 / a.thesis_batch_size if a.thesis_loss_scale else 1.0
+    judged = {"module": model, "objective_mode": a.objective_mode}
     if cfg.name == "ssa":
         cooling = ExponentialCooling(a.t0, a.alpha if a.alpha is not None else 0.97)
         return SSA(params, eps=a.eps, temperature=cooling, improve_bound=a.improve_bound,
-                   eps_factor=a.eps_factor, seed=seed, loss_scale=scale)
+                   eps_factor=a.eps_factor, seed=seed, loss_scale=scale, **judged)
     cooling = ExponentialCooling(a.t0, a.alpha if a.alpha is not None else 0.93)
-    return SGDSA(params, lrs=a.lrs, temperature=cooling, seed=seed, loss_scale=scale)
+    return SGDSA(params, lrs=a.lrs, temperature=cooling, seed=seed, loss_scale=scale, **judged)

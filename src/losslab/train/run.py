@@ -84,7 +84,7 @@ def _cold_restart(config: TrainConfig, splits, device: torch.device) -> ColdRest
 
     batches = DeviceLoader(splits.train, d.batch_size, shuffle=True, mean=splits.mean,
                            std=splits.std, seed=config.seed + 17, device=device)
-    scale = 1.0 / d.batch_size if r.thesis_loss_scale else 1.0
+    scale = 1.0 / r.thesis_batch_size if r.thesis_loss_scale else 1.0  # its 512, not ours
     return ColdRestart(r.eps, reinit, n_batches=r.n_batches, batches=batches, loss_scale=scale)
 
 
@@ -117,7 +117,7 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
         config.schedule.name, optimizer, steps_per_epoch=len(train_loader), epochs=config.epochs,
         **config.schedule.params)
     if annealing:
-        all_callbacks.append(AnnealingLog())
+        all_callbacks.append(AnnealingLog(run.path if run is not None else None))
     if config.log.sharpness_every:
         from itertools import islice
 

@@ -14,11 +14,28 @@ to 0.93 for all the following tests"). The learning-rate sets of section 4.2 (SP
 
     H1 = {0.9, 0.8, ..., 0.1, 0.09, ..., 0.05}     H2 = {0.5, 0.4, ..., 0.1, 0.09, ..., 0.01}
 
-T0 = 1 was used with the thesis's objective scale (mean cross-entropy divided by the batch size);
-``loss_scale=1/batch_size`` reproduces it, the default 1 compares the true mean.
+T0 = 1 was used with the thesis's objective scale (mean cross-entropy divided by its batch size,
+512); ``loss_scale=1/512`` reproduces it whatever the run's batch size, the default 1 compares
+the true mean.
 
 The closure follows the convention in :mod:`losslab.train.annealing.ssa`: it is called once with
-gradients enabled (it must ``zero_grad`` and ``backward``) and once under ``torch.no_grad()``.
+gradients enabled (it must ``zero_grad`` and ``backward``) and under ``torch.no_grad()`` for
+the evaluations that judge the move.
+
+THE OBJECTIVE'S MODE (``module=model``). The gradient pass runs in the caller's mode (train, as
+SGD's), so BatchNorm's running statistics take the update SGD would give them. The move is
+judged on the objective in ``objective_mode``:
+
+* ``"eval"`` (default; the thesis's code evaluates in eval mode): L0 and L1 are both eval-mode
+  evaluations, L0 at (w, B0) before the gradient pass and L1 at (w', B1) after it, B the
+  buffers: the objective of the state before the move against the state after it. That costs
+  one more forward pass (no grad) than train mode. A rejection restores w and B0 bitwise.
+* ``"train"``: L0 is the gradient pass's own loss and L1 a train-mode evaluation (which moves
+  the buffers again: that trial update is always undone). Kept: w' with the gradient pass's
+  statistics B1; rejected: w and B0, bitwise.
+
+Without ``module`` the closure's calls run in the caller's mode, L0 is the gradient pass's loss
+and buffers are the caller's business.
 Each param group has an ``lr`` (default 1) that multiplies the drawn η, so a closed-form
 learning-rate schedule can scale H; with ``lr=1`` the step is the thesis's.
 """
@@ -30,7 +47,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from losslab.train.annealing.ssa import Closure, _Annealer
 from losslab.train.annealing.temperature import CoolingSchedule
@@ -66,9 +83,12 @@ class SGDSA(_Annealer):
         temperature: a :class:`CoolingSchedule`, or T0 for ``ExponentialCooling(T0, alpha)``;
             default ``ExponentialCooling(1.0, 0.93)``.
         alpha: the cooling factor used when ``temperature`` is a number or None.
-        loss_scale: multiplies the compared objective (``1/batch_size`` = the thesis's scale).
+        loss_scale: multiplies the compared objective (``1/512`` = the thesis's scale).
         generator, seed: the random source (on the parameters' device); default a new
             generator seeded from ``seed`` or from ``torch.initial_seed()``.
+        module: the model the closure evaluates; with it the move is judged in
+            ``objective_mode`` and its buffers are restored with a rejected move.
+        objective_mode: ``"eval"`` (default, the thesis's code) or ``"train"``.
 
     Memory: one scratch buffer per parameter with a gradient (``state[p]["saved"]``, the copy
     of w that a rejection restores). The update ``p.addcmul_(grad, -η)`` needs no temporary,
@@ -80,11 +100,12 @@ class SGDSA(_Annealer):
     def __init__(self, params: Iterable, lrs: str | Sequence[float] = H1,
                  temperature: CoolingSchedule | float | None = None, alpha: float = 0.93,
                  generator: torch.Generator | None = None, seed: int | None = None,
-                 loss_scale: float = 1.0, lr: float = 1.0) -> None:
+                 loss_scale: float = 1.0, lr: float = 1.0, module: nn.Module | None = None,
+                 objective_mode: str = "eval") -> None:
         if not (lr >= 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a non-negative number, got {lr!r}")
         super().__init__(params, {"lr": float(lr)}, temperature, alpha, loss_scale,
-                         generator, seed)
+                         generator, seed, module, objective_mode)
         self._set_lrs(_resolve_lrs(lrs))
 
     def _set_lrs(self, lrs: tuple[float, ...]) -> None:
@@ -97,8 +118,18 @@ class SGDSA(_Annealer):
         """One SGD-SA move on the closure's minibatch; returns L0, the objective before it."""
         if closure is None:
             raise ValueError("SGDSA.step needs a closure (see the closure convention)")
+        guard = self.guard
+        eval_mode = guard.active and guard.mode == "eval"
+        guard.save("w")                                         # B0 (nothing without buffers)
+        if eval_mode:
+            with guard.evaluating():
+                l0 = self._value(closure())                     # L0 at (w, B0), eval mode
         with torch.enable_grad():
-            l0 = self._value(closure())
+            l_grad = self._value(closure())                     # the gradient pass: B0 -> B1
+        if not eval_mode:
+            l0 = l_grad
+            if guard.active:
+                guard.save("grad")                              # B1, kept if the move is
         groups = [(g["lr"], [p for p in g["params"] if p.grad is not None])
                   for g in self.param_groups]
         params = [p for _, ps in groups for p in ps]
@@ -112,12 +143,17 @@ class SGDSA(_Annealer):
             neg = eta * -lr                                     # a 0-d device tensor
             for p in ps:
                 p.addcmul_(p.grad, neg)                         # w' = w - lr·η·∇L
-        l1 = self._value(closure())
+        with guard.evaluating():
+            l1 = self._value(closure())                         # L1 at (w', B1)
+        if guard.active and not eval_mode:
+            guard.restore("grad")                               # undo the trial's update
 
         accept, counts = self._decide(l0, l1, u)
         # Rejected: p = saved, bitwise (torch.where copies; also safe when w' holds inf/NaN).
         for p, s in zip(params, saved, strict=True):
             torch.where(accept, p, s, out=p)
+        if guard.active:
+            guard.select(accept, "w")                           # B1 kept, or B0 back
         self._count(counts + [eta])
         return l0
 

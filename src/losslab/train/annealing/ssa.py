@@ -16,9 +16,19 @@ candidate was not worse than L0 falls below ``improve_bound``, ε <- ε · ``eps
 a factor of 10"; 0.6 is the bound in the thesis's code, see SPEC §2).
 
 Defaults ε0 = 1e-2, T0 = 1, α = 0.97 are the thesis's (Figures 3.5-3.7). They were tuned for
-the thesis's objective scale, the mean cross-entropy divided by the batch size: to reproduce its
-runs pass ``loss_scale=1/batch_size``, which multiplies every compared objective (the
-Metropolis Δ) and nothing else. With the default ``loss_scale=1`` Δ is on the true mean's scale.
+the thesis's objective scale, the mean cross-entropy divided by its batch size, 512: to
+reproduce its runs pass ``loss_scale=1/512`` (``THESIS_BATCH_SIZE``) whatever batch size the
+run uses; it multiplies every compared objective (the Metropolis Δ) and nothing else. With the
+default ``loss_scale=1`` Δ is on the true mean's scale.
+
+THE OBJECTIVE'S MODE. With ``module=model`` the optimizer evaluates the objective for the
+acceptance decision in eval mode (``objective_mode="eval"``, the default, as the thesis's code
+does: ``model.eval()`` around the evaluations, each submodule's mode restored after), or in
+train mode (``"train"``). In eval mode the buffers (BatchNorm running statistics) are never
+touched; in train mode every evaluation moves them, so they are snapshot and a rejected move
+puts them back bitwise, an accepted one keeps the statistics its own evaluation produced
+(:mod:`losslab.train.annealing.objective`). Without ``module`` the closure runs in whatever
+mode the caller left the model in, and buffers are the caller's business.
 
 CLOSURE CONVENTION (shared with :class:`~losslab.train.annealing.SGDSA` and the trainer)::
 
@@ -31,8 +41,8 @@ CLOSURE CONVENTION (shared with :class:`~losslab.train.annealing.SGDSA` and the 
 
 SSA calls the closure three times per step, always under ``torch.no_grad()``; what it returns is
 what Metropolis compares, so it need not be differentiable (thesis: "we can optimize over
-discrete functions, such as the accuracy"). The optimizer moves parameters only: buffers such as
-BatchNorm running statistics are updated by whatever the closure's forward passes do.
+discrete functions, such as the accuracy"). The optimizer moves parameters; buffers follow the
+objective's mode (above).
 
 No host syncs in ``step``: the candidate choice and the accept/reject decision are tensor
 arithmetic (``torch.where``), the random numbers come from ``generator`` on the parameters'
@@ -46,11 +56,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from losslab.train.annealing.objective import ObjectiveGuard
 from losslab.train.annealing.temperature import CoolingSchedule, as_cooling, metropolis_accept
 
-__all__ = ["SSA", "Closure"]
+__all__ = ["SSA", "Closure", "THESIS_BATCH_SIZE"]
+
+#: The batch size the thesis trained with; its loss scale is the mean cross-entropy / 512.
+THESIS_BATCH_SIZE = 512
 
 Closure = Callable[[], Any]
 
@@ -80,8 +94,10 @@ class _Annealer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, defaults: dict[str, Any],
                  temperature: CoolingSchedule | float | None, alpha: float, loss_scale: float,
-                 generator: torch.Generator | None, seed: int | None) -> None:
+                 generator: torch.Generator | None, seed: int | None,
+                 module: nn.Module | None = None, objective_mode: str = "eval") -> None:
         super().__init__(params, defaults)
+        self.guard = ObjectiveGuard(module, objective_mode)
         if not (loss_scale > 0 and math.isfinite(loss_scale)):
             raise ValueError(f"loss_scale must be a positive number, got {loss_scale!r}")
         devices = {p.device for g in self.param_groups for p in g["params"]}
@@ -101,6 +117,11 @@ class _Annealer(torch.optim.Optimizer):
         self._fdtype = torch.float32 if self.device.type == "mps" else torch.float64
         self._counters = torch.zeros(len(self._COUNTERS), dtype=self._fdtype, device=self.device)
         self._steps = 0  # steps this epoch: a host count, known without reading the device
+        # Per-move record of the epoch (thesis Figs 3.3, 4.1): row 0 the acceptance probability
+        # of a worsening move (NaN for a move that did not worsen), row 1 whether it was kept.
+        # Written on the device by index (no sync), read with the counters at the epoch's end.
+        self._moves = torch.empty(2, 256, dtype=self._fdtype, device=self.device)
+        self.last_moves: dict[str, list[float]] = {"prob": [], "accepted": []}
 
     @property
     def temperature(self) -> float:
@@ -139,13 +160,28 @@ class _Annealer(torch.optim.Optimizer):
         return accept, [improving, neutral, worse & accept, worse & ~accept, wprob]
 
     def _count(self, values: list[Tensor]) -> None:
+        """Add this step's counter values; record its worsening-move probability and decision."""
         self._counters.add_(torch.stack([v.to(self._fdtype) for v in values]))
+        if self._steps == self._moves.shape[1]:  # grow on the host's count: no sync
+            grown = torch.empty(2, 2 * self._steps, dtype=self._fdtype, device=self.device)
+            grown[:, :self._steps] = self._moves
+            self._moves = grown
+        worse_accepted, worse_rejected, wprob = values[2], values[3], values[4]
+        worse = worse_accepted | worse_rejected
+        self._moves[0, self._steps] = torch.where(worse, wprob, torch.full_like(wprob, math.nan))
+        self._moves[1, self._steps] = worse_accepted.to(self._fdtype)
         self._steps += 1
 
     def _read_counters(self) -> dict[str, float]:
-        """The epoch's counters (one host sync), then reset them."""
-        values = dict(zip(self._COUNTERS, self._counters.tolist(), strict=True))
+        """The epoch's counters and per-move record (one host sync), then reset them."""
         steps = self._steps
+        flat = torch.cat([self._counters, self._moves[:, :steps].flatten()]).tolist()
+        n = len(self._COUNTERS)
+        values = dict(zip(self._COUNTERS, flat[:n], strict=True))
+        probs, kept = flat[n:n + steps], flat[n + steps:]
+        worse = [i for i, p in enumerate(probs) if p == p]  # not NaN
+        self.last_moves = {"step": worse, "prob": [probs[i] for i in worse],
+                           "accepted": [int(kept[i]) for i in worse]}
         self._counters.zero_()
         self._steps = 0
         worse = values["worse_accepted"] + values["worse_rejected"]
@@ -180,6 +216,7 @@ class _Annealer(torch.optim.Optimizer):
             "loss_scale": self.loss_scale,
             "counters": self._counters.detach().cpu().clone(),
             "steps": self._steps,
+            "moves": self._moves[:, :self._steps].detach().cpu().clone(),
             **self._extra_state(),
         }
         return sd
@@ -195,6 +232,12 @@ class _Annealer(torch.optim.Optimizer):
         self.loss_scale = float(extra["loss_scale"])
         self._counters.copy_(extra["counters"])
         self._steps = int(extra["steps"])
+        moves = extra.get("moves")  # absent in states written before the per-move record
+        if moves is None:
+            moves = torch.full((2, self._steps), math.nan, dtype=self._fdtype)
+        self._moves = torch.empty(2, max(256, 2 * self._steps), dtype=self._fdtype,
+                                  device=self.device)
+        self._moves[:, :self._steps] = moves.to(self._moves)
         self._load_extra_state(extra)
 
 
@@ -210,9 +253,12 @@ class SSA(_Annealer):
         improve_bound: ε drops at an epoch's end when the share of non-worsening steps is
             below it (thesis code: 0.6).
         eps_factor: the factor ε is multiplied by when it drops (thesis: 0.1).
-        loss_scale: multiplies the compared objective (``1/batch_size`` = the thesis's scale).
+        loss_scale: multiplies the compared objective (``1/512`` = the thesis's scale).
         generator, seed: the random source (on the parameters' device); default a new
             generator seeded from ``seed`` or from ``torch.initial_seed()``.
+        module: the model the closure evaluates; with it the objective is judged in
+            ``objective_mode`` and its buffers are restored with a rejected move.
+        objective_mode: ``"eval"`` (default, the thesis's code) or ``"train"``.
 
     Memory: one scratch buffer per parameter (``state[p]["saved"]``). The saved copy of w is
     the only extra storage: Δ is drawn into the parameters themselves, the candidate w - εΔ is
@@ -226,7 +272,8 @@ class SSA(_Annealer):
     def __init__(self, params: Iterable, eps: float = 1e-2,
                  temperature: CoolingSchedule | float | None = None, alpha: float = 0.97,
                  improve_bound: float = 0.6, eps_factor: float = 0.1, loss_scale: float = 1.0,
-                 generator: torch.Generator | None = None, seed: int | None = None) -> None:
+                 generator: torch.Generator | None = None, seed: int | None = None,
+                 module: nn.Module | None = None, objective_mode: str = "eval") -> None:
         if not (eps > 0 and math.isfinite(eps)):
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         if not 0 <= improve_bound <= 1:
@@ -234,7 +281,7 @@ class SSA(_Annealer):
         if not 0 < eps_factor <= 1:
             raise ValueError(f"eps_factor must be in (0, 1], got {eps_factor!r}")
         super().__init__(params, {"eps": float(eps)}, temperature, alpha, loss_scale,
-                         generator, seed)
+                         generator, seed, module, objective_mode)
         self.improve_bound, self.eps_factor = float(improve_bound), float(eps_factor)
         self.eps_drops = 0  # times ε was multiplied by eps_factor, over the whole run
 
@@ -249,25 +296,39 @@ class SSA(_Annealer):
         bufs = [(eps, ps, saved[i:i + len(ps)])
                 for (eps, ps), i in zip(groups, _offsets(groups), strict=True)]
         u = self._uniform()
-        l0 = self._value(closure())
+        guard = self.guard
+        # Train mode: every evaluation moves the buffers; each starts from the step's own
+        # ("w"), and the first candidate's result is kept aside ("a") in case it wins.
+        track = guard.active and guard.mode == "train"
+        with guard.evaluating():
+            if track:
+                guard.save("w")
+            l0 = self._value(closure())
+            if track:
+                guard.restore("w")
 
-        torch._foreach_copy_(saved, params)                    # saved = w
-        for p in params:
-            p.normal_(generator=self.generator)                # p = Δ
-        for eps, ps, ss in bufs:
-            torch._foreach_mul_(ps, eps)
-            torch._foreach_add_(ps, ss)                        # p = a = w + εΔ
-        l_plus = self._value(closure())
+            torch._foreach_copy_(saved, params)                    # saved = w
+            for p in params:
+                p.normal_(generator=self.generator)                # p = Δ
+            for eps, ps, ss in bufs:
+                torch._foreach_mul_(ps, eps)
+                torch._foreach_add_(ps, ss)                        # p = a = w + εΔ
+            l_plus = self._value(closure())
+            if track:
+                guard.save("a")
+                guard.restore("w")
 
-        for _, ps, ss in bufs:
-            torch._foreach_neg_(ps)
-            torch._foreach_add_(ps, ss, alpha=2.0)             # p = b = 2w - a (one rounding)
-        l_minus = self._value(closure())
+            for _, ps, ss in bufs:
+                torch._foreach_neg_(ps)
+                torch._foreach_add_(ps, ss, alpha=2.0)             # p = b = 2w - a (one rounding)
+            l_minus = self._value(closure())
 
         take_plus = (l_plus < l_minus) | torch.isnan(l_minus)
         best = torch.where(take_plus, l_plus, l_minus)
         accept, counts = self._decide(l0, best, u)
         keep_minus, keep_plus = accept & ~take_plus, accept & take_plus
+        if track:  # buffers: a's statistics, b's (as they are), or the step's own
+            guard.select3(keep_plus, "a", keep_minus, "w")
 
         # p = b if b is kept, w if the move is rejected (both bitwise), and the mirror
         # 2w - b if a is kept: that is a up to two roundings (of b and of 2w - b), which spares a
