@@ -392,3 +392,219 @@ def test_argument_checks():
         SSA([w], generator=torch.Generator(), seed=1)
     with pytest.raises(ValueError):
         SGDSA([w], lrs=[])
+
+
+# -- the objective's mode and the buffers (BatchNorm) ---------------------------------------------
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                              torch.nn.Dropout(0.2), torch.nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(seed + 1)
+    x, y = torch.randn(32, 6, generator=g) * 3 + 1, torch.randint(0, 3, (32,), generator=g)
+    return net.train(), x, y
+
+
+def _model_closure(net, x, y, opt_box, modes=None):
+    def closure():
+        if modes is not None:
+            modes.append(net.training)
+        loss = F.cross_entropy(net(x), y)
+        if torch.is_grad_enabled():
+            opt_box[0].zero_grad()
+            loss.backward()
+        return loss.detach()
+    return closure
+
+
+def _state(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _assert_same(net, before):
+    now = net.state_dict()
+    assert set(now) == set(before)
+    for k, v in before.items():
+        assert torch.equal(now[k], v), k  # bitwise: parameters and buffers
+
+
+def _make(opt_cls, net, mode, temperature, **kw):
+    lr, eps = kw.pop("lr", 50.0), kw.pop("eps", 10.0)
+    extra = {"lrs": [lr]} if opt_cls is SGDSA else {"eps": eps}
+    kwargs = {} if mode is None else {"objective_mode": mode}
+    return opt_cls(net.parameters(), temperature=temperature, seed=0, module=net, **extra,
+                   **kwargs, **kw)
+
+
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+@pytest.mark.parametrize("mode", [None, "eval", "train"])  # None: the default (eval)
+def test_a_rejected_move_restores_every_parameter_and_buffer(opt_cls, mode):
+    net, x, y = _bn_net()
+    for _ in range(3):  # running statistics away from their initial values
+        net(x)
+    before = _state(net)
+    box = [None]
+    opt = box[0] = _make(opt_cls, net, mode, temperature=0.0)  # T = 0: no worse move is kept
+    for _ in range(3):
+        opt.step(_model_closure(net, x, y, box))
+    out = opt.epoch_end()
+    assert out["worsening_rejected"] == 3  # the forced rejections happened
+    _assert_same(net, before)
+    assert net.training and all(m.training for m in net.modules())
+
+
+def test_the_objective_is_judged_in_eval_mode_by_default():
+    from losslab.runs.config import load_config
+    from losslab.train.optim import build_optimizer
+
+    net, x, y = _bn_net()
+    assert SSA(net.parameters(), module=net).guard.mode == "eval"
+    assert SGDSA(net.parameters(), module=net).guard.mode == "eval"
+    for name in ("ssa", "sgdsa"):
+        cfg = load_config(overrides=[f"optimizer.name={name}", "schedule.name=constant"])
+        assert cfg.optimizer.annealing.objective_mode == "eval"
+        opt = build_optimizer(cfg.optimizer, net, seed=0, batch_size=64)
+        assert opt.guard.module is net and opt.guard.mode == "eval"
+    with pytest.raises(ValueError, match="objective_mode"):
+        SSA(net.parameters(), module=net, objective_mode="test")
+    # Which mode each closure call ran in; a submodule the caller froze in eval stays frozen.
+    net[1].eval()
+    for opt_cls, mode, expected in [(SSA, "eval", [False] * 3), (SSA, "train", [True] * 3),
+                                    (SGDSA, "eval", [False, True, False]),
+                                    (SGDSA, "train", [True, True])]:
+        box, modes = [None], []
+        opt = box[0] = _make(opt_cls, net, mode, temperature=1.0, lr=0.01, eps=0.01)
+        opt.step(_model_closure(net, x, y, box, modes))
+        assert modes == expected, (opt_cls.__name__, mode)
+        assert net.training and not net[1].training and net[0].training
+
+
+def _forward_stats(net, params, x):
+    """The buffers after one train-mode forward of ``x`` at ``params`` from net's buffers."""
+    import copy
+
+    twin = copy.deepcopy(net).train()
+    with torch.no_grad():
+        for p, q in zip(twin.parameters(), params, strict=True):
+            p.copy_(q)
+        twin(x)
+    return {k: v for k, v in twin.state_dict().items() if "running" in k or "tracked" in k}
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_an_accepted_sgdsa_move_keeps_the_gradient_pass_statistics(mode):
+    # SGD's own update of the running statistics (the forward pass at w) is part of the move;
+    # a train-mode trial evaluation at w' is not.
+    net, x, y = _bn_net()
+    expected = _forward_stats(net, [p.detach() for p in net.parameters()], x)
+    box = [None]
+    opt = box[0] = _make(SGDSA, net, mode, temperature=1e12, lr=1e-3)  # every move is kept
+    opt.step(_model_closure(net, x, y, box))
+    assert opt.epoch_end()["worsening_rejected"] == 0
+    for k, v in expected.items():
+        assert torch.equal(net.state_dict()[k], v), k
+
+
+def test_an_accepted_ssa_move_carries_its_own_statistics():
+    for mode in ("eval", "train"):
+        for seed in range(4):  # both candidates get kept across these seeds
+            net, x, y = _bn_net(seed)
+            before = _state(net)
+            box = [None]
+            opt = box[0] = _make(SSA, net, mode, temperature=1e12, eps=0.05)
+            opt.step(_model_closure(net, x, y, box))
+            assert opt.epoch_end()["worsening_rejected"] == 0
+            if mode == "eval":  # eval-mode evaluations never touch the buffers
+                stats = {k: v for k, v in before.items() if "running" in k or "tracked" in k}
+            else:  # the buffers one train-mode forward at the kept point gives, from the old
+                start, _, _ = _bn_net(seed)
+                start.load_state_dict(before)
+                stats = _forward_stats(start, [p.detach() for p in net.parameters()], x)
+            for k, v in stats.items():
+                torch.testing.assert_close(net.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+def test_steps_with_a_module_never_read_device_values(opt_cls, monkeypatch):
+    net, x, y = _bn_net()
+    box = [None]
+    for mode in ("eval", "train"):
+        opt = box[0] = _make(opt_cls, net, mode, temperature=1.0, lr=0.1, eps=0.1)
+        closure = _model_closure(net, x, y, box)
+        opt.step(closure)  # lazy buffers first
+
+        def boom(*a, **k):
+            raise AssertionError("host sync inside step")
+
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+            monkeypatch.setattr(torch.Tensor, name, boom)
+        for _ in range(3):
+            opt.step(closure)
+        monkeypatch.undo()
+        assert opt.epoch_end()["steps"] == 4
+
+
+# -- the per-move record (thesis Figs 3.3 and 4.1) ------------------------------------------------
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+def test_per_move_probabilities_are_recorded_for_worsening_moves(opt_cls):
+    # Steps alternate: worse by d (probability exp(-d/T)), then better (not recorded).
+    d, temp = 0.7, 1.0
+    w = torch.nn.Parameter(torch.zeros(3, dtype=DT))
+    opt = opt_cls([w], temperature=temp, seed=3)
+    worse = scripted([0.0, d, d] if opt_cls is SSA else [0.0, d], w)
+    better = scripted([1.0, 0.0, 0.5] if opt_cls is SSA else [1.0, 0.0], w)
+    for k in range(300):  # past the initial 256-slot record: it grows
+        opt.step(worse if k % 2 == 0 else better)
+    out = opt.epoch_end()
+    moves = opt.last_moves
+    assert moves["step"] == list(range(0, 300, 2))
+    assert moves["prob"] == pytest.approx([math.exp(-d / temp)] * 150, rel=1e-12)
+    assert sum(moves["accepted"]) == out["worsening_accepted"]
+    assert set(moves["accepted"]) <= {0, 1}
+    opt.epoch_end()
+    assert opt.last_moves == {"step": [], "prob": [], "accepted": []}
+
+
+# -- the thesis's loss scale ------------------------------------------------------------------------
+def test_the_thesis_loss_scale_divides_by_512_whatever_the_batch_size():
+    from losslab.runs.config import load_config
+    from losslab.train.annealing import THESIS_BATCH_SIZE
+    from losslab.train.optim import build_optimizer
+
+    assert THESIS_BATCH_SIZE == 512
+    net, _, _ = _bn_net()
+    for name in ("ssa", "sgdsa"):
+        for batch in (32, 64, 512, 1000):
+            cfg = load_config(overrides=[f"optimizer.name={name}", "schedule.name=constant",
+                                         f"data.batch_size={batch}",
+                                         "optimizer.annealing.thesis_loss_scale=true"])
+            opt = build_optimizer(cfg.optimizer, net, seed=0, batch_size=batch)
+            assert opt.loss_scale == 1 / 512
+        cfg = load_config(overrides=[f"optimizer.name={name}", "schedule.name=constant"])
+        assert build_optimizer(cfg.optimizer, net, seed=0, batch_size=64).loss_scale == 1.0
+    # The Metropolis Δ is (L1 - L0) / 512: a worsening of 512 at T = 1 has p = e^-1.
+    w = torch.nn.Parameter(torch.zeros(2, dtype=DT))
+    opt = SGDSA([w], lrs=[0.1], temperature=1.0, loss_scale=1 / 512, seed=0)
+    opt.step(scripted([0.0, 512.0], w))
+    assert opt.epoch_end()["mean_acceptance_prob"] == pytest.approx(math.exp(-1.0), rel=1e-12)
+
+
+def test_the_restart_threshold_and_loss_estimate_use_the_512_scale():
+    from losslab.data import load_dataset
+    from losslab.runs.config import load_config
+    from losslab.studies.loss_estimate import _squared_errors
+    from losslab.train.run import _cold_restart
+
+    for batch in (32, 128):
+        cfg = load_config(overrides=[f"data.batch_size={batch}", "restarts.eps=1e-4",
+                                     "restarts.thesis_loss_scale=true"])
+        splits = load_dataset("digits", None)
+        assert _cold_restart(cfg, splits, torch.device("cpu")).loss_scale == 1 / 512
+    # Four batches of 2 with mean losses 1, 2, 3, 4 (full mean 2.5) and a last partial one.
+    sums = torch.tensor([2.0, 4.0, 6.0, 8.0, 5.0], dtype=DT)
+    sizes = torch.tensor([2.0, 2.0, 2.0, 2.0, 1.0], dtype=DT)
+    full = 25.0 / 9
+    errors = _squared_errors(sums, sizes, 2, 1 / 512, 5, 50, torch.Generator().manual_seed(0))
+    assert len(errors[4]) == 0  # only 4 whole batches to draw
+    assert errors[3] == pytest.approx([((2.5 - full) / 512) ** 2] * 50, rel=1e-9)
+    singles = {round(e * 512 ** 2, 9) for e in errors[0]}
+    assert singles <= {round((m - full) ** 2, 9) for m in (1, 2, 3, 4)} and len(singles) > 1

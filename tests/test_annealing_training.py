@@ -6,6 +6,7 @@ import pytest
 
 from losslab.runs.config import ConfigError, load_config
 from losslab.runs.metrics import read_metrics
+from losslab.train.annealing_log import read_moves
 from losslab.train.callbacks import Callback
 from losslab.train.run import resume, train
 
@@ -18,10 +19,17 @@ def test_sgdsa_run_logs_its_moves_and_cools(tmp_path):
         *BASE, "epochs=4", "optimizer.name=sgdsa", "optimizer.annealing.lrs=H2"]), tmp_path / "r"))
     temperatures = [r["temperature"] for r in records]
     assert temperatures == pytest.approx([0.93 ** k for k in range(4)], rel=1e-12)
-    for r in records:
-        moves = r["worsening_accepted"] + r["worsening_rejected"] + r["improving_moves"]
-        assert moves + r.get("neutral_moves", 0) == 11  # every minibatch step is one move
+    moves = read_moves(tmp_path / "r")
+    for r, m in zip(records, moves, strict=True):
+        total = r["worsening_accepted"] + r["worsening_rejected"] + r["improving_moves"]
+        assert total + r.get("neutral_moves", 0) == 11  # every minibatch step is one move
         assert 0.01 <= r["mean_lr"] <= 0.5  # drawn from H2
+        # the per-move file holds exactly the epoch's worsening moves, with their probabilities
+        assert m["epoch"] == r["epoch"] and m["steps"] == 11
+        assert len(m["prob"]) == r["worsening_accepted"] + r["worsening_rejected"]
+        assert sum(m["accepted"]) == r["worsening_accepted"]
+        if m["prob"]:
+            assert sum(m["prob"]) / len(m["prob"]) == pytest.approx(r["mean_acceptance_prob"])
     assert records[-1]["val_acc"] > 0.8  # SGD-SA learns digits
 
 
@@ -51,6 +59,9 @@ def test_annealing_runs_resume_exactly(tmp_path):
             train(config, tmp_path / name, callbacks=[Stop()])
         resume(tmp_path / name)
         assert _comparable(read_metrics(tmp_path / name)) == _comparable(ref)
+        # The per-move record: one line per epoch, the redone epoch written once.
+        assert read_moves(tmp_path / name) == read_moves(tmp_path / f"{name}_ref")
+        assert [r["epoch"] for r in read_moves(tmp_path / name)] == [1, 2, 3, 4]
 
 
 def _comparable(records):
