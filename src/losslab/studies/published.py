@@ -19,7 +19,7 @@ __all__ = ["published"]
 @register_analysis("published")
 def published(records: StudyRecords, *, published: dict[str, float], metric: str = "test_acc",
               at: str = "final", scale: float = 1.0, source: str = "") -> dict[str, Any]:
-    """Ours (mean ± std over seeds) beside the published value, for each listed variant."""
+    """Ours (mean ± std and the 95% CI half-width over seeds) beside the published value."""
     if at not in ("final", "best"):
         raise ValueError(f"published: at must be 'final' or 'best', got {at!r}")
     summary = records.summary.set_index("variant")
@@ -33,8 +33,11 @@ def published(records: StudyRecords, *, published: dict[str, float], metric: str
             raise ValueError(f"published: no variant {variant!r}; have {list(summary.index)}")
         mean = summary.loc[variant, column]
         std = summary.loc[variant, f"{at}_{metric}_std"]
+        half = summary.loc[variant, f"{at}_{metric}_ci95"] if f"{at}_{metric}_ci95" in summary \
+            else math.nan
         rows.append({"variant": variant,
                      "ours": None if math.isnan(mean) else float(mean) * scale,
                      "ours_std": None if math.isnan(std) else float(std) * scale,
+                     "ours_ci95": None if math.isnan(half) else float(half) * scale,
                      "published": value})
     return {"metric": metric, "at": at, "scale": scale, "source": source, "rows": rows}
