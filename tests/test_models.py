@@ -8,7 +8,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from losslab.models import ModelOptionError, create_model, list_models, model_options
+from losslab.models import (
+    ModelOptionError,
+    create_model,
+    list_models,
+    model_inputs,
+    model_options,
+)
 
 EXPECTED_NAMES = {
     "mlp", "small_cnn", "lenet", "alexnet",
@@ -19,10 +25,12 @@ EXPECTED_NAMES = {
     "resnet18", "resnet34",
     "mobilenetv2",
     "densenet121", "densenet_bc",
+    # 1-D signal models (MNIST-1D), tested in test_models_1d.py
+    "mlp1d", "cnn1d", "cnn1d_bn", "resnet1d_8", "resnet1d_20",
 }
 CIFAR_RESNETS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 SMALL = ["mlp", "lenet", "small_cnn", *CIFAR_RESNETS]
-ALL = sorted(list_models())
+ALL = sorted(n for n in list_models() if model_inputs(n) == "image")  # NCHW models
 
 
 def n_params(model: nn.Module) -> int:

@@ -56,7 +56,8 @@ def _channel_vector(values: Sequence[float] | Tensor | None, default: float, cha
 
 
 class DeviceLoader:
-    """Batches ``(x, y)`` of a split held on ``device``: x float32 NCHW normalized, y int64.
+    """Batches ``(x, y)`` of a split held on ``device``: x float32 NCHW (or NCL for signals)
+    normalized, y int64.
 
     ``x`` is ``((pixels / 255 for uint8, else as stored) - mean) / std`` per channel (mean 0
     and std 1 when not given). ``augment`` applies random crops/flips (meant for training
@@ -76,7 +77,14 @@ class DeviceLoader:
         self.seed, self.epoch = int(seed), 0
         x = split.x.to(self.device)
         self.y = split.y.to(self.device)
-        self.num_examples, channels, self.height, self.width = x.shape
+        self.num_examples, channels, *spatial = x.shape
+        if len(spatial) == 1 and self.augment is not None:
+            # Crops and flips are image transforms; on a (N, C, L) signal they have no meaning
+            # losslab would vouch for (MNIST-1D's generator already shifts and shears).
+            raise ValueError("data.augment (crop_padding, flip) is for NCHW images; these are "
+                             f"1-D signals of shape {tuple(x.shape)}: set "
+                             "data.augment.crop_padding=0 and data.augment.flip=false")
+        self.height, self.width = spatial if len(spatial) == 2 else (1, spatial[0])
         # Padding once here, not per batch; the loader then needs only the padded copy.
         padding = self.augment.crop_padding if self.augment is not None else 0
         mode = self.augment.padding_mode if self.augment is not None else "zeros"
@@ -89,7 +97,7 @@ class DeviceLoader:
         # (x * scale - mean) / std folded into one scale and one shift per channel (in float64,
         # then rounded once to float32).
         scale = 1.0 / 255.0 if x.dtype == torch.uint8 else 1.0
-        shape = (1, channels, 1, 1)
+        shape = (1, channels) + (1,) * len(spatial)  # broadcast over H, W or over L
         self._mul = (scale / self.std).float().reshape(shape).to(self.device)
         self._add = (-self.mean / self.std).float().reshape(shape).to(self.device)
 

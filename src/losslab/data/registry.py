@@ -20,6 +20,7 @@ from losslab.data.cifar import load_cifar10, load_cifar100
 from losslab.data.digits import load_digits
 from losslab.data.locate import resolve_root
 from losslab.data.mnist import load_fashion_mnist, load_mnist
+from losslab.data.mnist1d import load_mnist1d
 from losslab.data.splits import DatasetSplits, SourceData, build_splits
 from losslab.data.synthetic import load_synthetic
 
@@ -57,6 +58,9 @@ register_dataset("cifar10", load_cifar10,
                  "CIFAR-10 photos, 3x32x32, 10 classes, 50000/10000 train/test")
 register_dataset("cifar100", load_cifar100,
                  "CIFAR-100 photos, 3x32x32, 100 fine classes, 50000/10000 train/test")
+register_dataset("mnist1d", load_mnist1d,
+                 "MNIST-1D signals (Greydanus 2020), 1x40, 10 classes, generated and cached "
+                 "(options: num_samples=10000 -> 8000/2000 train/test, seed=42)")
 register_dataset("synthetic", load_synthetic,
                  "Gaussian class clusters shaped as images (options: n, num_classes, channels, "
                  "image_size, noise, seed, dtype), for tests")

@@ -3,7 +3,8 @@
 A split is a pair of tensors, not a ``torch.utils.data.Dataset``: the loader keeps the whole
 thing on the device and slices batches out of it (see :mod:`losslab.data.loader`). Image sets
 keep their pixels as ``uint8`` (a quarter of the memory of float32, and the exact values of the
-files); small sets (digits, synthetic) are ``float32`` already.
+files); small sets (digits, synthetic) are ``float32`` already. One-dimensional signals
+(MNIST-1D) are ``(N, C, L)``: their ``image_size`` is the length ``L``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ __all__ = ["Split", "DatasetSplits", "SourceData", "carve_validation", "channel_
 
 @dataclass
 class Split:
-    """Examples ``x`` (N, C, H, W; uint8 or float32) and integer labels ``y`` (N,; int64)."""
+    """Examples ``x`` (N, C, H, W images or N, C, L signals; uint8 or float32) and integer
+    labels ``y`` (N,; int64)."""
 
     x: Tensor
     y: Tensor
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 4:
-            raise ValueError(f"Split.x must be NCHW (4 dims), got shape {tuple(self.x.shape)}")
+        if self.x.ndim not in (3, 4):
+            raise ValueError(f"Split.x must be NCHW images (4 dims) or NCL signals (3 dims), "
+                             f"got shape {tuple(self.x.shape)}")
         if self.y.ndim != 1 or self.y.shape[0] != self.x.shape[0]:
             raise ValueError(f"Split.y must have shape ({self.x.shape[0]},), "
                              f"got {tuple(self.y.shape)}")
@@ -142,6 +145,11 @@ def build_splits(name: str, train: Split, test: Split, num_classes: int, *,
     """Carve validation from ``train``, compute the normalization statistics, attach metadata."""
     train, val = carve_validation(train, val_size, split_seed)
     mean, std = channel_stats(train.x)
+    if train.x.ndim == 3:  # signals: models take their length as ``image_size``
+        _, channels, length = train.x.shape
+        return DatasetSplits(name=name, train=train, val=val, test=test,
+                             num_classes=num_classes, in_channels=channels, image_size=length,
+                             mean=mean, std=std)
     _, channels, height, width = train.x.shape
     if height != width:
         # Every set we ship is square; models take one ``image_size``.

@@ -16,22 +16,37 @@ them. (In train mode BatchNorm updates its running statistics in place, so under
 the buffers must be batched along with the parameters, as ``torch.func.stack_module_state``
 does, or the model put in eval mode.)
 
+The 1-D models for signals (MNIST-1D), ``mlp1d``, ``cnn1d``, ``cnn1d_bn``, ``resnet1d_8`` and
+``resnet1d_20``, take ``(batch, in_channels, image_size)`` inputs instead, ``image_size``
+being the signal length; :func:`model_inputs` says "image" or "signal".
+
 Each architecture family lives in its own file and registers its names on import, below.
 """
 
 from . import (  # noqa: F401  (imported to register their models)
     alexnet,
+    cnn1d,
     densenet,
     lenet,
     mlp,
+    mlp1d,
     mobilenetv2,
     preresnet,
     resnet,
+    resnet1d,
     resnet_cifar,
     small_cnn,
     vgg,
     wide_resnet,
 )
-from .registry import ModelOptionError, create_model, list_models, model_options, register_model
+from .registry import (
+    ModelOptionError,
+    create_model,
+    list_models,
+    model_inputs,
+    model_options,
+    register_model,
+)
 
-__all__ = ["create_model", "list_models", "register_model", "model_options", "ModelOptionError"]
+__all__ = ["create_model", "list_models", "register_model", "model_options", "model_inputs",
+           "ModelOptionError"]

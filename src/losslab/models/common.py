@@ -28,7 +28,7 @@ def init_weights(model: nn.Module) -> nn.Module:
     biases), as the CIFAR reference implementations of these models do.
     """
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -12,6 +12,10 @@ read from the builder's signature, so :func:`create_model` can reject a misspelt
 with a message that names it and lists the valid ones, before any layer is built. Run
 configurations reach this through ``model.options``, where a typo would otherwise be a bare
 ``TypeError`` deep in a constructor.
+
+A model takes ``inputs="image"`` (N, C, H, W with H = W = ``image_size``, the default) or
+``inputs="signal"`` (N, C, L with L = ``image_size``: the 1-D models for MNIST-1D);
+:func:`model_inputs` says which.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from typing import Any
 from torch import nn
 
 __all__ = ["ModelOptionError", "ModelSpec", "register_model", "create_model", "list_models",
-           "model_options"]
+           "model_options", "model_inputs", "INPUT_KINDS"]
 
 Builder = Callable[..., nn.Module]
 
 # The arguments every builder takes; everything else in its signature is a model option.
 _COMMON = ("num_classes", "in_channels", "image_size")
+#: What a model's input is: NCHW images or NCL signals (``image_size`` is then the length).
+INPUT_KINDS = ("image", "signal")
 
 
 class ModelOptionError(TypeError, ValueError):
@@ -51,6 +57,7 @@ class ModelSpec:
     description: str
     builder: Builder
     options: dict[str, Any]  # option name -> default
+    inputs: str = "image"  # one of INPUT_KINDS
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -74,13 +81,18 @@ def _options_of(name: str, builder: Builder) -> dict[str, Any]:
     return options
 
 
-def register_model(name: str, description: str) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` under ``name`` (unique) with a one-line description."""
+def register_model(name: str, description: str, *,
+                   inputs: str = "image") -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder`` under ``name`` (unique) with a one-line description;
+    ``inputs`` is "image" (NCHW) or "signal" (NCL)."""
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"model {name!r}: inputs must be one of {INPUT_KINDS}, got {inputs!r}")
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, description, builder, _options_of(name, builder))
+        _REGISTRY[name] = ModelSpec(name, description, builder, _options_of(name, builder),
+                                    inputs)
         return builder
 
     return decorate
@@ -117,7 +129,8 @@ def _positive_int(name: str, arg: str, value: Any) -> int:
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
                  **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name`` for square ``in_channels`` x ``image_size`` inputs.
+    """Build the registered model ``name`` for square ``in_channels`` x ``image_size`` inputs
+    (for a "signal" model, ``in_channels`` signals of length ``image_size``).
 
     ``kwargs`` are the model's own options (see :func:`model_options`). Raises ``ValueError``
     for an unknown name or an input size the architecture cannot handle, and
@@ -142,3 +155,8 @@ def list_models() -> dict[str, str]:
 def model_options(name: str) -> dict[str, Any]:
     """The options model ``name`` accepts, with their defaults."""
     return dict(_spec(name).options)
+
+
+def model_inputs(name: str) -> str:
+    """"image" if model ``name`` takes (N, C, H, W) images, "signal" for (N, C, L) signals."""
+    return _spec(name).inputs

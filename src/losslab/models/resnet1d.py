@@ -1,0 +1,125 @@
+"""1-D ResNets for MNIST-1D, with and without shortcuts: the CIFAR ResNets, one dimension down.
+
+The structure of :mod:`losslab.models.resnet_cifar` (He, Zhang, Ren & Sun 2016, "Deep residual
+learning for image recognition", arXiv:1512.03385, section 4.2) with every 3x3 convolution a
+kernel-3 ``Conv1d``: a convolution with ``width`` filters, three stages of ``n`` basic blocks
+(two convolutions each) with ``width``, ``2 width`` and ``4 width`` filters, the second and
+third stage halving the length by a stride-2 convolution, global average pooling and a linear
+classifier; depth = 6n + 2 (``resnet1d_8``: n = 1, ``resnet1d_20``: n = 3).
+
+Shortcuts are option A as there: identity, and where a stage halves the length and doubles the
+width, a stride-2 subsample padded with zero channels. They have no parameters, so
+``skip=False`` gives the "no-short" network of Li, Xu, Taylor, Studer & Goldstein 2018,
+"Visualizing the loss landscape of neural nets" (arXiv:1712.09913) with exactly the same
+parameter names and shapes: skip and no-skip runs differ in the function only.
+
+The default ``width`` 8 (stages of 8, 16, 32 filters, a quarter of the CIFAR widths' cost)
+keeps an epoch on 8000 MNIST-1D signals well under a second on one CPU core (docs/data.md);
+``width=16`` gives the CIFAR widths. On a length-40 signal the stages see lengths 40, 20 and
+10. Weight init: He-normal convolutions, PyTorch-default linear layer
+(``common.init_weights``), as the 2-D version.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .common import halved, init_weights
+from .registry import register_model
+
+__all__ = ["ResNet1d", "resnet1d"]
+
+
+def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv1d:
+    return nn.Conv1d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock1d(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, skip: bool):
+        super().__init__()
+        self.conv1 = conv3(c_in, c_out, stride)
+        self.bn1 = nn.BatchNorm1d(c_out)
+        self.conv2 = conv3(c_out, c_out)
+        self.bn2 = nn.BatchNorm1d(c_out)
+        self.skip = skip
+        self.stride = stride
+        self.extra_channels = c_out - c_in
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        # Option A: subsample like the strided conv (length n becomes ceil(n / 2) in both)
+        # and fill the new channels with zeros, half before and half after.
+        if self.stride != 1:
+            x = x[:, :, ::self.stride]
+        if self.extra_channels:
+            before = self.extra_channels // 2
+            x = F.pad(x, (0, 0, before, self.extra_channels - before))
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        # A fixed architectural flag, not data: torch.func transforms see one graph.
+        if self.skip:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class ResNet1d(nn.Module):
+    def __init__(self, depth: int, num_classes: int, in_channels: int, skip: bool = True,
+                 width: int = 8):
+        super().__init__()
+        n = (depth - 2) // 6
+        w = width
+        self.conv1 = conv3(in_channels, w)
+        self.bn1 = nn.BatchNorm1d(w)
+        self.layer1 = self._stage(w, w, n, 1, skip)
+        self.layer2 = self._stage(w, 2 * w, n, 2, skip)
+        self.layer3 = self._stage(2 * w, 4 * w, n, 2, skip)
+        self.fc = nn.Linear(4 * w, num_classes)
+        init_weights(self)
+
+    @staticmethod
+    def _stage(c_in: int, c_out: int, blocks: int, stride: int, skip: bool) -> nn.Sequential:
+        layers = [BasicBlock1d(c_in, c_out, stride, skip)]
+        layers += [BasicBlock1d(c_out, c_out, 1, skip) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = x.mean(dim=2)  # global average pool over the length
+        return self.fc(x)
+
+
+def resnet1d(depth: int, num_classes: int = 10, in_channels: int = 1, image_size: int = 40,
+             skip: bool = True, width: int = 8) -> ResNet1d:
+    """A 1-D ResNet of any depth 6n + 2 (registered: 8 and 20); ``image_size`` is the length."""
+    name = f"resnet1d_{depth}" + ("" if skip is True else " (skip=False)")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"1-D ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
+    if not isinstance(skip, bool):
+        raise ValueError(f"{name}: skip must be true or false, got {skip!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
+        # Option A pads width/2 zero channels on each side when a stage doubles the width.
+        raise ValueError(f"{name}: width must be a positive even integer, got {width!r}")
+    if halved(image_size, 1) < 2:  # the second stride-2 stage would see length 1
+        raise ValueError(f"{name} has 2 stride-2 stages; a signal of length "
+                         f"image_size={image_size} is too small. It needs image_size >= 3")
+    return ResNet1d(depth, num_classes, in_channels, skip, width)
+
+
+@register_model("resnet1d_8", "1-D ResNet-8 (the CIFAR ResNet with Conv1d, option A), widths "
+                "8-16-32, 7.6k params; skip=False: no shortcuts", inputs="signal")
+def resnet1d_8(num_classes: int = 10, in_channels: int = 1, image_size: int = 40, *,
+               skip: bool = True, width: int = 8) -> nn.Module:
+    return resnet1d(8, num_classes, in_channels, image_size, skip, width)
+
+
+@register_model("resnet1d_20", "1-D ResNet-20 (the CIFAR ResNet with Conv1d, option A), widths "
+                "8-16-32, 24k params; skip=False: no shortcuts", inputs="signal")
+def resnet1d_20(num_classes: int = 10, in_channels: int = 1, image_size: int = 40, *,
+                skip: bool = True, width: int = 8) -> nn.Module:
+    return resnet1d(20, num_classes, in_channels, image_size, skip, width)
