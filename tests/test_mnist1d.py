@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,7 +101,11 @@ def test_the_cache_is_reused_and_written_atomically(tmp_path, monkeypatch):
     assert path.is_file() and path.parent == tmp_path / "mnist1d"
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     with np.load(path, allow_pickle=False) as f:  # plain arrays, no pickle needed
-        assert set(f.files) == {"x_train", "y_train", "x_test", "y_test", "sha256"}
+        assert set(f.files) == {"x_train", "y_train", "x_test", "y_test", "sha256", "args"}
+        record = json.loads(str(f["args"]))
+    assert record["args"]["num_samples"] == N and record["args"]["seed"] == 1
+    assert record["args"]["train_split"] == 0.8 and record["args"]["final_seq_length"] == 40
+    assert "url" not in record["args"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "tamper"])
@@ -183,3 +190,14 @@ def test_train_cnn1d_end_to_end(tmp_path, no_download, capsys):
     assert rows[-1]["test_acc"] > 0.15  # above chance (0.1) after two epochs on 720 signals
     assert m1d.cache_path(tmp_path / "data", 1000, 42).is_file()
     capsys.readouterr()
+
+
+def test_a_cached_read_does_not_import_the_package(tmp_path):
+    """Importing mnist1d (scipy.interpolate, matplotlib.pyplot) costs ~1 s a run."""
+    m1d.load_mnist1d(tmp_path, num_samples=N, seed=0)
+    code = ("import sys; from pathlib import Path; import losslab.data.mnist1d as m; "
+            f"s = m.load_mnist1d(Path({str(tmp_path)!r}), num_samples={N}, seed=0); "
+            "print(len(s.train), 'mnist1d' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["160", "False"]

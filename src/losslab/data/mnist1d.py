@@ -18,9 +18,11 @@ Python's ``random``) is saved before and restored after, and the caller's random
 nothing had happened.
 
 Generation costs about 0.2 ms per example, so the arrays are cached under the data root as
-``mnist1d/mnist1d-n<num_samples>-seed<seed>-<key>.npz`` (``key``: a hash of the generator's
-arguments and the package version), written atomically, without pickles, with a SHA-256 of the
-arrays that is checked on every read; a cache that fails the check is regenerated.
+``mnist1d/mnist1d-n<num_samples>-seed<seed>-<key>.npz`` (``key``: a hash of the package
+version, which fixes the generator's default arguments, and of the options), written
+atomically, without pickles, with a SHA-256 of the arrays that is checked on every read and the
+generator's full arguments for the record; a cache that fails the check is regenerated. A
+cached read does not import the package (its import, with scipy and matplotlib, costs ~1 s).
 """
 
 from __future__ import annotations
@@ -93,8 +95,9 @@ def generate_mnist1d(num_samples: int = DEFAULT_NUM_SAMPLES,
     _check_options(num_samples, seed)
     from mnist1d.data import make_dataset
 
+    args = _generator_args(num_samples, seed)
     with _global_rng_preserved():
-        data = make_dataset(_generator_args(num_samples, seed))
+        data = make_dataset(args)
     return {"x_train": np.asarray(data["x"], dtype=np.float32),
             "y_train": np.asarray(data["y"], dtype=np.int64),
             "x_test": np.asarray(data["x_test"], dtype=np.float32),
@@ -102,11 +105,17 @@ def generate_mnist1d(num_samples: int = DEFAULT_NUM_SAMPLES,
 
 
 def _cache_key(num_samples: int, seed: int) -> str:
-    """A short hash of everything that determines the arrays besides n and seed."""
-    args = dict(vars(_generator_args(num_samples, seed)))
-    args.pop("url", None)  # where the package's downloader would look: not part of the data
-    record = {"args": args, "mnist1d": metadata.version("mnist1d")}
+    """A short hash of what determines the arrays: the package version (its defaults and
+    transforms) and the options. Reading the version does not import the package."""
+    record = {"mnist1d": metadata.version("mnist1d"), "num_samples": num_samples, "seed": seed}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _args_record(num_samples: int, seed: int) -> str:
+    """The generator's full arguments as JSON, stored beside the arrays for the record."""
+    args = dict(vars(_generator_args(num_samples, seed)))
+    args.pop("url", None)  # where the package's downloader would look: never used here
+    return json.dumps({"mnist1d": metadata.version("mnist1d"), "args": args}, sort_keys=True)
 
 
 def cache_path(root: Path, num_samples: int = DEFAULT_NUM_SAMPLES,
@@ -143,7 +152,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], record: str) -> None:
     """Write atomically: a temporary file beside ``path``, then a rename, so concurrent runs
     and interrupted writes never leave a half-written cache under the final name."""
     try:
@@ -155,7 +164,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         return
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, sha256=np.array(_digest(arrays)), **arrays)
+            np.savez(f, sha256=np.array(_digest(arrays)), args=np.array(record), **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -185,7 +194,7 @@ def load_mnist1d(root: Path | None = None, *, download: bool = False,
     if arrays is None:
         arrays = generate_mnist1d(num_samples, seed)
         if path is not None:
-            _write_cache(path, arrays)
+            _write_cache(path, arrays, _args_record(num_samples, seed))
             log.info("mnist1d: generated %d examples (seed %d), cached at %s", num_samples,
                      seed, path)
     return SourceData(_to_split(arrays["x_train"], arrays["y_train"]),
