@@ -73,3 +73,58 @@ def _comparable(records):
 def test_annealing_optimizers_need_the_constant_schedule():
     with pytest.raises(ConfigError, match="schedule.name=constant"):
         load_config(overrides=["optimizer.name=sgdsa"])
+
+
+def test_annealing_moves_analysis_and_its_report_section(tmp_path):
+    import pandas as pd
+
+    from losslab.report import plotly_render, static_render
+    from losslab.report.annealing_sections import annealing_moves_section
+    from losslab.report.palette import Palette
+    from losslab.studies.annealing_moves import annealing_moves
+    from losslab.studies.records import StudyRecords
+
+    configs = {  # improve_bound 1: ε drops after every epoch with a worsening move
+        "ssa": [*BASE, "epochs=3", "optimizer.name=ssa", "optimizer.annealing.eps=0.05",
+                "optimizer.annealing.improve_bound=1.0", "optimizer.annealing.t0=0.01"],
+        "sgdsa": [*BASE, "epochs=3", "optimizer.name=sgdsa", "optimizer.annealing.lrs=H1"],
+        "sgd": [*BASE, "epochs=2"]}
+    runs, rows = [], []
+    for variant, overrides in configs.items():
+        run_dir = train(load_config(overrides=overrides), tmp_path / variant)
+        runs.append({"run_id": f"{variant}-s0", "variant": variant, "seed": 0,
+                     "status": "finished", "run_dir": str(run_dir)})
+        rows += [{"run_id": f"{variant}-s0", "variant": variant, **r}
+                 for r in read_metrics(run_dir)]
+    records = StudyRecords(directory=tmp_path, name="t", study={}, base_config={},
+                           variants={v: {} for v in configs}, variant_keys=[],
+                           runs=pd.DataFrame(runs), results=pd.DataFrame(rows),
+                           summary=pd.DataFrame())
+    out = annealing_moves(records, k=1)
+    assert list(out["variants"]) == ["ssa", "sgdsa"]  # the SGD run has no moves
+    for row in out["per_run"]:
+        metrics = read_metrics(tmp_path / row["variant"])
+        acc = [r["worsening_accepted"] for r in metrics]
+        rej = [r["worsening_rejected"] for r in metrics]
+        assert row["worse_total"] == sum(acc) + sum(rej)
+        assert row["both_share"] == pytest.approx(
+            sum(a > 0 and r > 0 for a, r in zip(acc, rej, strict=True)) / 3)
+        shown = out["variants"][row["variant"]]
+        assert shown["accepted"] == acc and shown["rejected"] == rej
+        moves = shown["moves"]
+        assert len(moves["step"]) == moves["total"] == sum(acc) + sum(rej)
+        assert sum(moves["accepted"]) == sum(acc)
+        assert all(1 <= s <= 3 * 11 for s in moves["step"])  # steps of the whole run
+    ssa = next(r for r in out["per_run"] if r["variant"] == "ssa")
+    eps = [r["eps"] for r in read_metrics(tmp_path / "ssa")]
+    drops = [e for e, a, b in zip((1, 2), eps, eps[1:], strict=False) if b < a]
+    assert drops and ssa["eps_drops"] == len(drops) and out["variants"]["ssa"]["eps_drop_epochs"] == drops
+
+    section = annealing_moves_section(records, out)
+    assert len(section.figures) == 4 and len(section.tables[0]) == 2
+    bars = section.figures[0]
+    assert [s.name for s in bars.stacks] == ["accepted", "rejected"]
+    assert bars.markers == [d + 0.5 for d in drops]
+    for fig in section.figures:  # both backends draw it
+        assert "losslab-plot" in plotly_render.to_div(fig, Palette(), "x")
+        static_render.to_matplotlib(fig, Palette())
