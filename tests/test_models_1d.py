@@ -7,7 +7,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from losslab.models import ModelOptionError, create_model, list_models, model_inputs
+from losslab.models import (
+    ModelOptionError,
+    check_inputs,
+    create_model,
+    list_models,
+    model_inputs,
+)
 from losslab.models.cnn1d import cnn1d_lengths
 from losslab.models.resnet1d import BasicBlock1d
 
@@ -27,6 +33,20 @@ def test_the_signal_models_are_registered_as_such():
     assert model_inputs("resnet20") == "image" and model_inputs("mlp") == "image"
     with pytest.raises(ValueError, match="unknown model"):
         model_inputs("cnn2d")
+
+
+def test_a_model_on_the_wrong_kind_of_data_is_a_one_line_error():
+    check_inputs("cnn1d", 3, "mnist1d")
+    check_inputs("small_cnn", 4, "digits")
+    with pytest.raises(ValueError, match=r"model 'small_cnn' takes \(N, C, H, W\) images, but "
+                                         r"mnist1d holds \(N, C, L\) 1-D signals; models for "
+                                         r"those: cnn1d, cnn1d_bn, mlp1d, resnet1d_20, "
+                                         r"resnet1d_8$"):
+        check_inputs("small_cnn", 3, "mnist1d")
+    with pytest.raises(ValueError, match=r"'cnn1d' takes \(N, C, L\) 1-D signals, but digits "
+                                         r"holds \(N, C, H, W\) images; models for those: "
+                                         r"alexnet, densenet121"):
+        check_inputs("cnn1d", 4, "digits")
 
 
 @pytest.mark.parametrize("name", SIGNAL_MODELS)

@@ -13,8 +13,9 @@
             ...
 
 Names: ``digits`` (bundled with scikit-learn), ``mnist``, ``fashion_mnist``, ``cifar10``,
-``cifar100`` (standard files under ``root``; ``download=True`` fetches them) and
-``synthetic`` (Gaussian clusters, for tests). See :func:`list_datasets`.
+``cifar100`` (standard files under ``root``; ``download=True`` fetches them), ``mnist1d``
+(1-D signals, generated and cached under ``root``) and ``synthetic`` (Gaussian clusters, for
+tests). See :func:`list_datasets`.
 """
 
 from losslab.data.augment import Augment, augment_batch

@@ -41,6 +41,7 @@ from . import (  # noqa: F401  (imported to register their models)
 )
 from .registry import (
     ModelOptionError,
+    check_inputs,
     create_model,
     list_models,
     model_inputs,
@@ -49,4 +50,4 @@ from .registry import (
 )
 
 __all__ = ["create_model", "list_models", "register_model", "model_options", "model_inputs",
-           "ModelOptionError"]
+           "check_inputs", "ModelOptionError"]

@@ -30,7 +30,7 @@ from typing import Any
 from torch import nn
 
 __all__ = ["ModelOptionError", "ModelSpec", "register_model", "create_model", "list_models",
-           "model_options", "model_inputs", "INPUT_KINDS"]
+           "model_options", "model_inputs", "check_inputs", "INPUT_KINDS"]
 
 Builder = Callable[..., nn.Module]
 
@@ -160,3 +160,18 @@ def model_options(name: str) -> dict[str, Any]:
 def model_inputs(name: str) -> str:
     """"image" if model ``name`` takes (N, C, H, W) images, "signal" for (N, C, L) signals."""
     return _spec(name).inputs
+
+
+_KIND_WORDS = {"image": "(N, C, H, W) images", "signal": "(N, C, L) 1-D signals"}
+
+
+def check_inputs(name: str, ndim: int, dataset: str = "the data") -> None:
+    """Refuse model ``name`` on data whose examples have ``ndim`` dims (4: images, 3:
+    signals) when it takes the other kind, naming the models that would fit; without this the
+    mismatch surfaces as a shape error inside the first convolution."""
+    kind = "signal" if ndim == 3 else "image"
+    takes = _spec(name).inputs
+    if takes != kind:
+        fitting = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].inputs == kind)
+        raise ValueError(f"model {name!r} takes {_KIND_WORDS[takes]}, but {dataset} holds "
+                         f"{_KIND_WORDS[kind]}; models for those: {fitting}")
