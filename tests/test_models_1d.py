@@ -177,3 +177,20 @@ def test_resnet1d_convolutions_are_he_initialized():
     conv = model.layer3[1].conv1  # 64 -> 64 channels, kernel 3: fan_out = 192
     expected = (2.0 / (64 * 3)) ** 0.5
     assert float(conv.weight.detach().std()) == pytest.approx(expected, rel=0.05)
+
+
+def test_a_run_refuses_the_wrong_kind_of_model_and_scales_1d_inits(tmp_path):
+    from losslab.runs.config import load_config
+    from losslab.train.run import _scale_init, build_trainer
+
+    config = load_config(overrides=["data.name=mnist1d", "data.options.num_samples=200",
+                                    f"data.root={tmp_path}", "model.name=small_cnn", "epochs=1"])
+    with pytest.raises(ValueError, match="model 'small_cnn' takes .* 'mnist1d' holds"):
+        build_trainer(config)
+    torch.manual_seed(0)
+    model = create_model("cnn1d", num_classes=10, in_channels=1, image_size=40)
+    before = {n: p.clone() for n, p in model.named_parameters() if n.endswith("weight")}
+    _scale_init(model, 3.0)  # the "larger init variance" variant must reach the 1-D convs
+    for n, p in model.named_parameters():
+        if n in before:
+            assert torch.equal(p, 3.0 * before[n]), n

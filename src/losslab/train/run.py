@@ -22,6 +22,7 @@ import torch
 from losslab.data import Augment, DeviceLoader, load_dataset, make_loaders
 from losslab.ensembles.collect import MemberCollector, member_role
 from losslab.models import create_model
+from losslab.models.registry import check_inputs
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.metrics import MetricsLog
 from losslab.runs.rundir import RunDir
@@ -63,7 +64,7 @@ def _val_size(v: float) -> float | int:
 def _scale_init(model: torch.nn.Module, factor: float) -> None:
     """Scale the initial weights (not biases, not BatchNorm), widening the init distribution."""
     for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
             module.weight.mul_(factor)
 
 
@@ -96,6 +97,7 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     d = config.data
     splits = load_dataset(d.name, d.root, download=d.download, val_size=_val_size(d.val_size),
                           split_seed=d.split_seed, **d.options)
+    check_inputs(config.model.name, splits.train.x.ndim, repr(d.name))  # images vs signals
     model = create_model(config.model.name, num_classes=splits.num_classes,
                          in_channels=splits.in_channels, image_size=splits.image_size,
                          **config.model.options).to(device)
