@@ -146,3 +146,72 @@ def test_study_ensemble_analyses(tmp_path):
     html = (outcome.directory / "report.html").read_text()
     for title in ("Ensembles (run, auto)", "Ensembles (with_first, final)", "Ensembles at equal budgets"):
         assert title in html
+
+
+def test_a_snapshot_that_is_the_final_model_counts_once(tmp_path):
+    """Cosine warm restarts whose last cycle ends with the run: the snapshot at the last epoch
+    and the final model are the same weights; the ensemble has each member once."""
+    from losslab.ensembles.members import distinct_checkpoints
+
+    run = train(load_config(overrides=[*QUIET, "epochs=4", "schedule.name=cosine_restarts",
+                                       "schedule.T_0=2"]), tmp_path / "sgdr")
+    both = CheckpointSet.from_run(run, role=["snapshot", "final"])
+    assert sorted((r.role, r.epoch) for r in both) == [("final", 4), ("snapshot", 2),
+                                                       ("snapshot", 4)]
+    members, dropped = distinct_checkpoints(both)
+    assert [(r.role, r.epoch) for r in members] == [("snapshot", 2), ("final", 4)]
+    assert dropped == ["sgdr:snapshot@4 = sgdr:final@4"]
+    # different weights are never merged: a run's snapshots at different cycles all stay
+    snapshots, none = distinct_checkpoints(CheckpointSet.from_run(run, role="snapshot"))
+    assert len(snapshots) == 2 and none == []
+
+
+def test_ensemble_study_counts_members_once_and_gives_per_run_rows(tmp_path):
+    study = {
+        "name": "sgdr", "base": {"epochs": 4, "log": {"progress": False, "tensorboard": False},
+                                 "data": {"batch_size": 128}},
+        "variants": [{"name": "sgdr", "set": {"schedule.name": "cosine_restarts",
+                                              "schedule.T_0": 2}},
+                     {"name": "repulsion", "set": {"schedule.name": "constant",
+                                                   "repulsion.first": 1, "repulsion.every": 1,
+                                                   "repulsion.count": 2,
+                                                   "repulsion.strength": 10.0}},
+                     {"name": "plain", "set": {"schedule.name": "constant"}}],
+        "seeds": [0, 1],
+        "analyses": [{"name": "ensemble", "members": "snapshot+final", "group": "run",
+                      "variants": ["sgdr", "repulsion"], "swa": False},
+                     {"name": "ensemble", "id": "single", "members": "final", "group": "run",
+                      "variants": ["plain"], "swa": False}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    assert outcome.counts == {"finished": 6}
+    result = load_records(outcome.directory).analyses["ensemble"]
+    groups = {g["name"]: g for g in result["groups"]}
+    # cosine restarts: snapshots at 2 and 4, the one at 4 is the final model: 2 members
+    assert groups["sgdr-s0"]["result"]["n_members"] == 2
+    assert groups["sgdr-s0"]["duplicates"] == ["sgdr-s0:snapshot@4 = sgdr-s0:final@4"]
+    # repulsion: snapshots just before the checkpoints at 1 and 2, and the final model at 4
+    assert groups["repulsion-s1"]["result"]["n_members"] == 3
+    assert "duplicates" not in groups["repulsion-s1"]
+    rows = result["per_run"]
+    assert [(r["variant"], r["seed"]) for r in rows] == [("sgdr", 0), ("sgdr", 1),
+                                                        ("repulsion", 0), ("repulsion", 1)]
+    for row in rows:
+        r = groups[row["run_id"]]["result"]
+        accs = [m["acc"] for m in r["member_metrics"]]
+        assert row["ensemble_acc"] == r["ensemble"]["acc"]
+        assert row["mean_member_acc"] == pytest.approx(sum(accs) / len(accs), abs=1e-12)
+        assert row["final_acc"] == accs[-1]
+        assert row["ensemble_gain"] == pytest.approx(row["ensemble_acc"] - row["mean_member_acc"])
+        assert row["gain_over_final"] == pytest.approx(row["ensemble_acc"] - accs[-1])
+        assert row["agreement"] == r["diversity"]["agreement"]["all_agree_frac"]
+        assert 0 < row["agreement"] < 1  # the members differ somewhere on 359 test images
+    # the final model of the run's record is the last member
+    final = read_metrics(outcome.directory / "runs" / "repulsion-s0")[-1]["test_acc"]
+    assert rows[2]["final_acc"] == pytest.approx(final, abs=1e-12)
+    # one member: it agrees with itself everywhere and gains nothing
+    single = load_records(outcome.directory).analyses["single"]["per_run"]
+    assert all(r["agreement"] == 1.0 and r["ensemble_gain"] == 0.0 and r["n_members"] == 1
+               for r in single)

@@ -114,3 +114,79 @@ def test_weights_only_and_merge_options_reach_the_module():
     callback.repulsion.add_checkpoint(trainer.model)
     assert callback.repulsion.parameter_names == names
     assert isinstance(callback.repulsion.distances(trainer.model), torch.Tensor)
+
+
+def _timing(epoch_medians, penalty_steps, steps=10, logged_extra=0.05):
+    pairs = []
+    for on in (False, True):
+        for k, (e, p) in enumerate(zip(epoch_medians, penalty_steps, strict=True)):
+            extra = logged_extra if on else 0.0
+            pairs.append({"log_gradients": on, "checkpoints": k,
+                          "epoch_time": {"median": e + extra, "min": e, "max": e + 0.1, "n": 3},
+                          "penalty_step_time": {"median": p, "min": p, "max": p, "n": 3}})
+    return {"steps_per_epoch": steps, "strength": 10.0, "pairs": pairs}
+
+
+def test_cost_rows_known_answers():
+    from losslab.studies.repulsion_cost import _row_for
+
+    # every checkpoint costs the same: 1 ms a step, 10 ms an epoch; epochs 1.0 + 0.1 k s
+    row = _row_for(_timing([1.0, 1.1, 1.2, 1.3], [0.0, 0.001, 0.002, 0.003]), [0, 1, 2, 3])
+    assert row["seconds_per_checkpoint"] == pytest.approx(0.1)
+    assert row["share_per_checkpoint"] == pytest.approx(0.1)
+    assert row["penalty_seconds_per_checkpoint"] == pytest.approx(0.01)
+    assert row["penalty_share_per_checkpoint"] == pytest.approx(0.01)
+    assert row["linearity"] == pytest.approx(1.0)
+    assert row["logging_share"] == pytest.approx(0.05 / 1.0)
+    assert [row[f"epoch_time_{k}"] for k in range(4)] == pytest.approx([1.0, 1.1, 1.2, 1.3])
+    # a fixed cost: the first checkpoint costs 1 ms a step, further ones nothing
+    row = _row_for(_timing([1.0, 1.01, 1.01, 1.01], [0.0, 0.001, 0.001, 0.001]), [0, 1, 2, 3])
+    assert row["linearity"] == pytest.approx(0.0)
+    # least squares through (0, 0), (1, .01), (2, .01), (3, .01): slope 0.003
+    assert row["penalty_seconds_per_checkpoint"] == pytest.approx(0.003)
+
+
+def test_cost_analysis_times_interleaved_epochs(tmp_path):
+    import yaml
+
+    from losslab.studies import load_records, run_study
+
+    study = {"name": "cost", "base": {"epochs": 2, "log": {"progress": False, "tensorboard": False},
+                                      "data": {"batch_size": 128}},
+             "variants": [{"name": "shadow", "set": {"repulsion.first": 1}},
+                          {"name": "pushed", "set": {"repulsion.first": 1,
+                                                     "repulsion.strength": 10.0}}],
+             "seeds": [0, 1],
+             "analyses": [{"name": "repulsion_cost", "max_checkpoints": 2, "repeats": 2,
+                           "calls": 5}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    result = load_records(outcome.directory).analyses["repulsion_cost"]
+    assert "error" not in result, result.get("error")
+    # by default only the runs that apply the penalty are timed
+    assert [(r["variant"], r["seed"]) for r in result["per_run"]] == [("pushed", 0), ("pushed", 1)]
+    assert result["checkpoints"] == [0, 1, 2] and result["threads"] == 1
+    assert [(c["checkpoints"], c["log_gradients"]) for c in result["per_count"]] == [
+        (0, False), (1, False), (2, False), (0, True), (1, True), (2, True)]
+    for timing in result["timings"]:
+        assert len(timing["pairs"]) == 6
+        for p in timing["pairs"]:
+            e = p["epoch_time"]
+            assert e["n"] == 2 and 0 < e["min"] <= e["median"] <= e["max"]
+            assert p["penalty_step_time"]["median"] > 0
+    for c in result["per_count"]:
+        assert c["epoch_time_min"] <= c["epoch_time_median"] <= c["epoch_time_max"]
+        assert (c["penalty_step_time_median"] > 0) == (c["checkpoints"] > 0)
+    for row in result["per_run"]:
+        assert {"seconds_per_checkpoint", "penalty_share_per_checkpoint", "linearity",
+                "logging_share", "epoch_time_0"} <= set(row)
+        assert row["penalty_share_per_checkpoint"] > 0
+    assert result["thesis"]["setting"].startswith("MobileNetV2")
+    assert result["in_run"]  # the runs' own epoch times, kept for reference
+    assert "Repulsion: cost per checkpoint" in (outcome.directory / "report.html").read_text()
+    # an unknown variant is a one-line error naming it
+    from losslab.studies.repulsion_cost import repulsion_cost
+
+    with pytest.raises(ValueError, match="unknown variants"):
+        repulsion_cost(load_records(outcome.directory), variants=["nope"])

@@ -25,8 +25,8 @@ from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedChec
 from losslab.runs.config import TrainConfig, validate_config
 from losslab.runs.rundir import RunDir
 
-__all__ = ["MemberPredictions", "run_config_of", "collect_checkpoints", "predict_members",
-           "template_model", "dataset_of", "split_loader"]
+__all__ = ["MemberPredictions", "run_config_of", "collect_checkpoints", "distinct_checkpoints",
+           "predict_members", "template_model", "dataset_of", "split_loader"]
 
 
 @dataclass
@@ -95,6 +95,28 @@ def collect_checkpoints(paths: Sequence[str | Path], role: str | None = None) ->
         else:
             refs.extend(CheckpointSet.from_paths([p]))
     return CheckpointSet(refs)
+
+
+def distinct_checkpoints(checkpoints: CheckpointSet) -> tuple[CheckpointSet, list[str]]:
+    """Each set of weights once, in order, and a note for each duplicate left out.
+
+    A snapshot saved after a run's last iteration and the run's final model are the same
+    weights (a snapshot ensemble whose last cycle ends with the run would count it twice, and
+    an average of probabilities would weigh it double). Two checkpoints are the same when their
+    weights files have the same SHA-256 (same tensors, same bytes), or, for checkpoints written
+    without a hash, when they come from the same run at the same step. The first is kept.
+    """
+    kept: list[CheckpointRef] = []
+    seen: dict[object, CheckpointRef] = {}
+    dropped: list[str] = []
+    for ref in checkpoints:
+        key = ("sha256", ref.meta.sha256) if ref.meta.sha256 else ("step", ref.run_id, ref.step)
+        if key in seen:
+            dropped.append(f"{_name(ref)} = {_name(seen[key])}")
+            continue
+        seen[key] = ref
+        kept.append(ref)
+    return CheckpointSet(kept), dropped
 
 
 def split_loader(data: DatasetSplits, split: str, batch_size: int,

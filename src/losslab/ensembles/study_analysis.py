@@ -6,7 +6,10 @@ Options (in the study file, beside ``name: ensemble``):
   ``snapshot`` (snapshot ensembles), ``fge`` (fast geometric ensembling), ``epoch``, or
   ``auto``: each run's collected members (fge, else snapshot) and its final model otherwise;
   roles joined by ``+`` take several, e.g. ``snapshot+final`` (the repulsion thesis's ensemble:
-  a snapshot before each checkpoint, plus the final model).
+  a snapshot before each checkpoint, plus the final model). A checkpoint whose weights equal
+  an earlier member's (the snapshot of a cycle that ends with the run *is* the final model) is
+  counted once (:func:`~losslab.ensembles.members.distinct_checkpoints`); the group's
+  ``duplicates`` lists what was left out.
 * ``group``: how members form ensembles:
   ``run`` — each run's own members (snapshot / FGE ensembles; summarised per variant over seeds);
   ``variant`` — the members of each variant's seeds (independent ensembles);
@@ -16,6 +19,14 @@ Options (in the study file, beside ``name: ensemble``):
   ``study`` — all listed runs' members in one ensemble.
 * ``variants``: restrict to these variants, in this order (the first is the base net G).
 * ``split`` (``test``), ``combine`` (``probs``: average probabilities; ``logits``), ``swa``.
+
+For groups with a variant and a seed (``run``, ``with_first``) the result has ``per_run`` rows
+that study findings read as ``<analysis id>.<key>``: ``ensemble_acc``; ``mean_member_acc``;
+``final_acc`` (the last member, for ``snapshot+final`` the model trained to the end);
+``ensemble_gain`` = ensemble_acc − mean_member_acc; ``gain_over_final`` = ensemble_acc −
+final_acc; ``agreement``, the share of examples on which all members predict the same class;
+``mean_disagreement``, the mean over member pairs of the share predicted differently;
+``ensemble_nll`` and ``n_members``.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import math
 from typing import Any
 
 from losslab.ensembles.analyze import analyze_ensemble
+from losslab.ensembles.members import distinct_checkpoints
 from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
@@ -86,9 +98,28 @@ def _summary(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _members(run_dirs: list[str], members: str) -> CheckpointSet:
+def _per_run(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per ensemble that has a variant and a seed: the numbers findings compare."""
+    rows = []
+    for g in groups:
+        r = g.get("result")
+        if r is None or "variant" not in g or "seed" not in g:
+            continue
+        ensemble_acc, mean_acc = r["ensemble"]["acc"], r["mean_member_acc"]
+        final_acc = r["member_metrics"][-1]["acc"]
+        rows.append({"run_id": g["name"], "variant": g["variant"], "seed": g["seed"],
+                     "n_members": r["n_members"], "ensemble_acc": ensemble_acc,
+                     "ensemble_nll": r["ensemble"]["nll"], "mean_member_acc": mean_acc,
+                     "final_acc": final_acc, "ensemble_gain": ensemble_acc - mean_acc,
+                     "gain_over_final": ensemble_acc - final_acc,
+                     "agreement": r["diversity"]["agreement"]["all_agree_frac"],
+                     "mean_disagreement": r["diversity"].get("mean_disagreement")})
+    return rows
+
+
+def _members(run_dirs: list[str], members: str) -> tuple[CheckpointSet, list[str]]:
     if members != "auto":
-        return CheckpointSet.from_runs(run_dirs, role=members.split("+"))
+        return distinct_checkpoints(CheckpointSet.from_runs(run_dirs, role=members.split("+")))
     out = CheckpointSet([])
     for d in run_dirs:
         run = CheckpointSet.from_run(d)
@@ -96,7 +127,7 @@ def _members(run_dirs: list[str], members: str) -> CheckpointSet:
             if len(run.select(role=role)):
                 out = out + run.select(role=role)
                 break
-    return out
+    return distinct_checkpoints(out)
 
 
 @register_analysis("ensemble")
@@ -115,7 +146,9 @@ def ensemble_analysis(records: StudyRecords, *, members: str = "final", group: s
         raise ValueError(f"ensemble: unknown variants {unknown}; the study has {list(records.variants)}")
     groups = _groups(records, group, chosen)
     for g in groups:
-        checkpoints = _members(g.pop("runs"), members)
+        checkpoints, duplicates = _members(g.pop("runs"), members)
+        if duplicates:
+            g["duplicates"] = duplicates
         if not len(checkpoints):
             g["error"] = f"no {members!r} checkpoints"
             continue
@@ -125,4 +158,5 @@ def ensemble_analysis(records: StudyRecords, *, members: str = "final", group: s
             log.error("ensemble %s failed: %s", g["name"], e)
             g["error"] = f"{type(e).__name__}: {e}"
     return {"members": members, "group": group, "variants": chosen, "split": split,
-            "combine": combine, "groups": groups, "summary": _summary(groups)}
+            "combine": combine, "groups": groups, "summary": _summary(groups),
+            "per_run": _per_run(groups)}
