@@ -86,6 +86,9 @@ def _matplotlib(fig: StackedBarFigure, ax: Any, palette: Any) -> None:
     for k, m in enumerate(fig.markers):
         ax.axvline(m, color="red", linestyle="--", linewidth=1.5,
                    label=fig.marker_label if k == 0 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no 2.5, 7.5
     ax.set_xlabel(fig.xlabel)
     ax.set_ylabel(fig.ylabel)
     ax.grid(True, axis="y", alpha=0.3)

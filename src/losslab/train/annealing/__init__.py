@@ -1,7 +1,7 @@
 """Simulated-annealing optimizers: SSA (derivative-free) and SGD-SA, with cooling schedules.
 
-Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
-chapters 3-4; SPEC §2.
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks" (thesis, Padova 2019),
+chapters 3-4.
 
 Both optimizers take a closure that returns the objective on the current minibatch as a 0-d
 tensor and calls ``backward()`` only when ``torch.is_grad_enabled()``::

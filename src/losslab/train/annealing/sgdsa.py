@@ -1,6 +1,6 @@
 """SGD-SA: gradient steps with a random learning rate, kept or undone by Metropolis (thesis ch. 4).
 
-Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks" (thesis, Padova 2019),
 section 4.1 and Algorithm 7. Per minibatch, with weights w and temperature T:
 
     L0 = L(w),  v = ∇L(w)                  (one forward + backward: the closure, grad enabled)
@@ -10,7 +10,7 @@ section 4.1 and Algorithm 7. Per minibatch, with weights w and temperature T:
     keep w' if L1 <= L0, else with probability exp(-(L1 - L0)/T), else restore w exactly.
 
 Per epoch T <- αT with T0 = 1, α = 0.93 (section 4.2: "the cooling factor α has been reduced
-to 0.93 for all the following tests"). The learning-rate sets of section 4.2 (SPEC §2):
+to 0.93 for all the following tests"). The learning-rate sets of section 4.2:
 
     H1 = {0.9, 0.8, ..., 0.1, 0.09, ..., 0.05}     H2 = {0.5, 0.4, ..., 0.1, 0.09, ..., 0.01}
 

@@ -1,6 +1,6 @@
 """SSA: stochastic simulated annealing, a derivative-free optimizer (thesis chapter 3).
 
-Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks" (thesis, Padova 2019),
 section 3.3 and Algorithm 6. Per minibatch, with weights w, step size ε and temperature T:
 
     Δ ~ N(0, I)                                   (one draw for every parameter)
@@ -13,7 +13,7 @@ section 3.3 and Algorithm 6. Per minibatch, with weights w, step size ε and tem
 Per epoch (``epoch_end``): T <- αT (eq. 3.2) and, when the share of minibatches whose best
 candidate was not worse than L0 falls below ``improve_bound``, ε <- ε · ``eps_factor``
 (section 3.4: "if the value of ε leads to a worse objective function value, ε is decreased by
-a factor of 10"; 0.6 is the bound in the thesis's code, see SPEC §2).
+a factor of 10"; 0.6 is the bound in the thesis's code).
 
 Defaults ε0 = 1e-2, T0 = 1, α = 0.97 are the thesis's (Figures 3.5-3.7). They were tuned for
 the thesis's objective scale, the mean cross-entropy divided by its batch size, 512: to

@@ -1,6 +1,6 @@
 """Cooling schedules and the Metropolis acceptance rule.
 
-Source: the thesis "simulated annealing for neural network training" (``shared/seeds/002``),
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks" (thesis, Padova 2019),
 section 3.2. A worsening move with objective increase Δ > 0 is accepted with probability
 
     p(Δ, T) = exp(-Δ / T)   if Δ > 0,        p = 1   if Δ <= 0          (thesis eq. 3.1)
