@@ -51,7 +51,8 @@ class ColdRestart(Callback):
             (reshuffled each epoch if it has ``set_epoch``), e.g. the training split without
             augmentation. Only the first ``n_batches`` batches are used.
         loss_scale: the estimate is multiplied by this before the comparison (the thesis's
-            scale, mean loss / batch size, is ``1 / batch_size``).
+            scale is the mean loss / 512, its batch size, whatever batch size you train with:
+            ``1 / 512``, for its ε = 1e-6 and 1e-7).
         loss_fn: the loss (default cross-entropy).
     """
 

@@ -214,7 +214,9 @@ class Trainer:
         The closure follows losslab's convention: it returns the objective on this minibatch
         (the loss, or the error rate when ``objective="error"``) and calls ``backward`` only
         when gradients are enabled. The loss and logits of the first evaluation (at the
-        weights before the step) are what the epoch's running metrics record.
+        weights before the step) are what the epoch's running metrics record; the optimizer
+        puts the model in the mode its moves are judged in (eval by default, so for SSA and
+        SGD-SA ``train_loss`` is then the eval-mode objective the moves were judged on).
         """
         first: dict[str, Tensor] = {}
 
