@@ -334,10 +334,15 @@ class CheckpointRepulsion(nn.Module):
             return tensors[0].new_zeros(self.num_parameters)
         return self._flat_gradient(tensors)[0]
 
-    def add_gradient_(self, model: nn.Module) -> Tensor:
+    def add_gradient_(
+        self, model: nn.Module | Mapping[str, Tensor], *, return_gradient: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Add ``∇P(θ)`` to each counted parameter's ``.grad`` (created if None), with no graph.
 
-        Returns the penalty value (0-d tensor, no host sync).
+        ``model`` is the module, or a name → parameter mapping of it (``dict(named_parameters())``,
+        which a training loop can build once instead of walking the module every step).
+        Returns the penalty value (0-d tensor, no host sync); with ``return_gradient`` also the
+        flat (P,) gradient that was added, in the anchors' dtype (zeros for a shadow).
         """
         params = self._tensors(model, "add_gradient_")
         with torch.no_grad():
@@ -347,15 +352,18 @@ class CheckpointRepulsion(nn.Module):
                     p.grad = torch.zeros_like(p)
                 grads.append(p.grad)
             if self.strength == 0.0 or self.num_checkpoints == 0:
-                return self.anchors.new_zeros(())
+                value = self.anchors.new_zeros(())
+                if return_gradient:
+                    return value, self.anchors.new_zeros(self.num_parameters)
+                return value
             flat, value = self._flat_gradient(params)
-            flat = flat.to(grads[0].dtype)
+            added = flat.to(grads[0].dtype)
             pieces = [
                 g.view(s)
-                for g, s in zip(torch.split(flat, self._numels), self._shapes, strict=True)
+                for g, s in zip(torch.split(added, self._numels), self._shapes, strict=True)
             ]
             torch._foreach_add_(grads, pieces)
-        return value
+        return (value, flat) if return_gradient else value
 
     def distances(self, model_or_params: nn.Module | Mapping[str, Tensor]) -> Tensor:
         """``‖θ − θ_c‖`` (not squared) to every checkpoint, active or not: (K,), detached."""

@@ -44,6 +44,8 @@ class RepulsionCallback(Callback):
                                              weights_only=config.weights_only)
         self._sums: Tensor | None = None  # penalty, task norm, penalty norm, cosine
         self._steps = 0
+        self._model: torch.nn.Module | None = None  # the model self._params belongs to
+        self._params: dict[str, Tensor] = {}
 
     # -- per epoch -------------------------------------------------------------------------
     def on_train_start(self, trainer: Trainer) -> None:
@@ -93,18 +95,28 @@ class RepulsionCallback(Callback):
         if self.config.mode != "analytic" or not self.repulsion.num_checkpoints:
             return
         self._steps += 1
+        params = self._parameters(trainer.model)
         if not self.config.log_gradients:
-            self._sums[0] += self.repulsion.add_gradient_(trainer.model).detach()
+            self._sums[0] += self.repulsion.add_gradient_(params).detach()
             return
-        task = self._flat_grad(trainer)
-        self._sums[0] += self.repulsion.add_gradient_(trainer.model).detach()
-        penalty_grad = self._flat_grad(trainer) - task
+        task = self._flat_grad(params)  # before the penalty's gradient is added to .grad
+        value, penalty_grad = self.repulsion.add_gradient_(params, return_gradient=True)
+        self._sums[0] += value.detach()
+        penalty_grad = penalty_grad.double()
         task_norm, pen_norm = task.norm(), penalty_grad.norm()
         cosine = (task @ penalty_grad) / (task_norm * pen_norm).clamp_min(1e-300)
         self._sums[1:] += torch.stack([task_norm, pen_norm, cosine]).double()
 
-    def _flat_grad(self, trainer: Trainer) -> Tensor:
-        params = dict(trainer.model.named_parameters())
+    def _parameters(self, model: torch.nn.Module) -> dict[str, Tensor]:
+        """The model's parameters by name, built once per model: walking the module tree in
+        every step costs more than the penalty itself on a small network. Loading weights
+        (resume, cold restarts) copies into the same parameters, so the table stays valid; a
+        different model object gets a new one."""
+        if self._model is not model:
+            self._model, self._params = model, dict(model.named_parameters())
+        return self._params
+
+    def _flat_grad(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params[n].grad.reshape(-1) if params[n].grad is not None
                           else torch.zeros_like(params[n]).reshape(-1)
                           for n in self.repulsion.parameter_names]).double()
