@@ -256,10 +256,15 @@ def verdict(low: float | None, high: float | None, expect: str,
     return "not resolved", "the interval contains 0" + (f" and reaches past ±{m:g}" if m else "")
 
 
-def _label(s: SideSpec, f: FindingSpec) -> str:
+def _label(s: SideSpec, f: FindingSpec, other: SideSpec) -> str:
+    """The variant, with its metric and reduction where they are not the finding's own, or
+    always when both sides are the same variant (then only they tell the sides apart)."""
     if s.value is not None:
         return f"{s.value:g}"
-    extra = [x for x, default in ((s.metric, f.metric), (s.at, f.at)) if x != default]
+    same = s.variant == other.variant
+    extra = [x for x, default in ((s.metric, f.metric), (s.at, f.at)) if x != default or same]
+    if "." in s.metric:  # an analysis's per-run value has no reduction
+        extra = [x for x in extra if x != s.at]
     return s.variant + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -270,7 +275,7 @@ def evaluate_finding(records, f: FindingSpec) -> dict[str, Any]:
                            "published": f.published.model_dump() if f.published else None,
                            "note": f.note, "study": records.name}
     a, b = f.side("a"), f.side("b")
-    out["a_label"], out["b_label"] = _label(a, f), _label(b, f)
+    out["a_label"], out["b_label"] = _label(a, f, b), _label(b, f, a)
     try:
         va = _side_values(records, a)
         vb = b.value if b.value is not None else _side_values(records, b)
