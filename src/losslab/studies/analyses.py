@@ -43,6 +43,7 @@ def _load_builtin() -> None:
     import losslab.ensembles.budgets  # noqa: F401
     import losslab.ensembles.study_analysis  # noqa: F401
     import losslab.landscape.study_analysis  # noqa: F401
+    import losslab.studies.annealing_moves  # noqa: F401
     import losslab.studies.loss_estimate  # noqa: F401
     import losslab.studies.published  # noqa: F401
     import losslab.studies.repulsion_cost  # noqa: F401

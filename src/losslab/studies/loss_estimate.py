@@ -111,8 +111,3 @@ def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats:
     return {"checkpoints": checkpoints, "repeats": repeats, "thesis_loss_scale": thesis_loss_scale,
             "thesis_batch_size": thesis_batch_size, "thesis_setting": THESIS_SETTING,
             "rows": rows, "per_run": per_run}
-
-
-# The annealing study analysis registers itself on import; it is loaded with this module,
-# which the analysis registry imports with the built-in capabilities.
-import losslab.studies.annealing_moves  # noqa: E402, F401
