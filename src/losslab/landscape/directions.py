@@ -12,7 +12,7 @@ changes each filter by its own scale and plots of networks with different weight
 :data:`~losslab.params.ParamDict` s built from *parameters only*: buffers (BatchNorm running
 statistics) are never part of a direction.
 
-Traps of the reference tool avoided here (SPEC §5): entries are drawn from N(0, 1), not
+Traps of the reference tool (Li et al. 2018's loss-landscape code) avoided here: entries are drawn from N(0, 1), not
 U[0, 1); 1-D tensors (biases, BatchNorm weight and bias) are zero in the direction
 (``ignore="biasbn"``, Li et al.'s choice) or normalized as a whole tensor to ``‖θ‖``
 (``ignore="none"``), never copied from θ.

@@ -11,7 +11,7 @@ where ``L`` is the mean loss over a data set. Every point is evaluated with
 ``torch.func.functional_call(net, {**params, **buffers}, x)`` on a private copy ``net`` of the
 model, so the user's model (weights, buffers, train/eval mode) is never changed.
 
-The traps of the reference tool are avoided (SPEC §5): α = 0 and α = 1 are exactly on the
+The traps of the reference tool (Li et al. 2018's loss-landscape code) are avoided: α = 0 and α = 1 are exactly on the
 default line grid and evaluate exactly the endpoint parameters; a surface axis whose range
 contains 0 must have 0 as a grid point (else an error), so its centre is exactly θ*; the
 array layout is recorded (``loss[i, j]`` is at ``(x[j], y[i])``, ``indexing="xy"``); the

@@ -11,7 +11,7 @@ A result ``PATH`` is two files:
 Both are written with :func:`losslab.runs.atomic.atomic_write`, so an interrupted write leaves
 the previous version. Surfaces follow ``indexing="xy"`` (Li et al. 2018's plots, and
 ``numpy.meshgrid``'s default): ``loss[i, j]`` is at ``(x[j], y[i])``, rows are y. The string
-:data:`AXIS_CONVENTION` is stored in every surface, so no reader has to guess (SPEC §5).
+:data:`AXIS_CONVENTION` is stored in every surface, so no reader has to guess (the reference tool leaves it unsaid).
 """
 
 from __future__ import annotations

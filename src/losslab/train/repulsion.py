@@ -1,7 +1,7 @@
 """Checkpoint repulsion: a Gaussian (RBF) "hill" at saved checkpoints that pushes training away.
 
 Source document: the Bachelor thesis of P. N. von Bachmann (Universität Tübingen, 2020; ResNet32 and
-MobileNetV2 on CIFAR-10), ch. 2.1 "Distance Function" and ch. 3; summarised in ``SPEC.md`` §1.
+MobileNetV2 on CIFAR-10), ch. 2.1 "Distance Function" and ch. 3.
 
 Math. With θ the flat vector of the *counted* parameters and θ_c the saved checkpoints,
 

@@ -18,7 +18,7 @@ L = Σ_b (n_b / N) L_b and
     H v = Σ_b (n_b / N) H_b v,
 
 a batch-size-weighted *average* of the per-batch products, never their sum (summing multiplies
-every eigenvalue by the number of batches: a trap of existing tools, SPEC §5). One
+every eigenvalue by the number of batches: a trap of existing Hessian tools). One
 Hessian-vector product is two backward passes per batch (Pearlmutter 1994): g = ∇L_b with a
 graph, then ∇(g·v); it is evaluated by ``torch.func.functional_call`` on a dict of the
 parameters, so the model is never mutated.
