@@ -22,76 +22,29 @@ keeps the networks small: 6.7k and 23k parameters, an epoch of 7200 MNIST-1D sig
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from .common import halved, init_weights
+from .common import halved
 from .registry import register_model
+from .resnet_cifar import BasicBlock, CifarResNet
 
 __all__ = ["ResNet1d", "resnet1d"]
 
 
-def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv1d:
-    return nn.Conv1d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+class BasicBlock1d(BasicBlock):
+    """The CIFAR basic block over signals: ``Conv1d`` and ``BatchNorm1d``, the same shortcut."""
+
+    dims = 1
 
 
-class BasicBlock1d(nn.Module):
-    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU."""
+class ResNet1d(CifarResNet):
+    """The CIFAR ResNet of :mod:`losslab.models.resnet_cifar` built from 1-D blocks."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, skip: bool):
-        super().__init__()
-        self.conv1 = conv3(c_in, c_out, stride)
-        self.bn1 = nn.BatchNorm1d(c_out)
-        self.conv2 = conv3(c_out, c_out)
-        self.bn2 = nn.BatchNorm1d(c_out)
-        self.skip = skip
-        self.stride = stride
-        self.extra_channels = c_out - c_in
+    block = BasicBlock1d
 
-    def shortcut(self, x: Tensor) -> Tensor:
-        # Option A: subsample like the strided conv (length n becomes ceil(n / 2) in both)
-        # and fill the new channels with zeros, half before and half after.
-        if self.stride != 1:
-            x = x[:, :, ::self.stride]
-        if self.extra_channels:
-            before = self.extra_channels // 2
-            x = F.pad(x, (0, 0, before, self.extra_channels - before))
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        # A fixed architectural flag, not data: torch.func transforms see one graph.
-        if self.skip:
-            out = out + self.shortcut(x)
-        return F.relu(out)
-
-
-class ResNet1d(nn.Module):
     def __init__(self, depth: int, num_classes: int, in_channels: int, skip: bool = True,
                  width: int = 8):
-        super().__init__()
-        n = (depth - 2) // 6
-        w = width
-        self.conv1 = conv3(in_channels, w)
-        self.bn1 = nn.BatchNorm1d(w)
-        self.layer1 = self._stage(w, w, n, 1, skip)
-        self.layer2 = self._stage(w, 2 * w, n, 2, skip)
-        self.layer3 = self._stage(2 * w, 4 * w, n, 2, skip)
-        self.fc = nn.Linear(4 * w, num_classes)
-        init_weights(self)
-
-    @staticmethod
-    def _stage(c_in: int, c_out: int, blocks: int, stride: int, skip: bool) -> nn.Sequential:
-        layers = [BasicBlock1d(c_in, c_out, stride, skip)]
-        layers += [BasicBlock1d(c_out, c_out, 1, skip) for _ in range(blocks - 1)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        x = x.mean(dim=2)  # global average pool over the length
-        return self.fc(x)
+        super().__init__(depth, num_classes, in_channels, skip, width)
 
 
 def resnet1d(depth: int, num_classes: int = 10, in_channels: int = 1, image_size: int = 40,

@@ -29,19 +29,30 @@ from .registry import register_model
 __all__ = ["CifarResNet", "resnet_cifar"]
 
 
-def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-
-
 class BasicBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU."""
+    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU.
+
+    ``dims`` (2 here) is the number of spatial dimensions; a subclass with ``dims = 1`` is the
+    same block over signals (:mod:`losslab.models.resnet1d`).
+    """
+
+    dims = 2
+
+    @classmethod
+    def conv3(cls, c_in: int, c_out: int, stride: int = 1) -> nn.Module:
+        conv = (nn.Conv1d, nn.Conv2d)[cls.dims - 1]
+        return conv(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+    @classmethod
+    def norm(cls, channels: int) -> nn.Module:
+        return (nn.BatchNorm1d, nn.BatchNorm2d)[cls.dims - 1](channels)
 
     def __init__(self, c_in: int, c_out: int, stride: int, skip: bool):
         super().__init__()
-        self.conv1 = conv3x3(c_in, c_out, stride)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = conv3x3(c_out, c_out)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv1 = self.conv3(c_in, c_out, stride)
+        self.bn1 = self.norm(c_out)
+        self.conv2 = self.conv3(c_out, c_out)
+        self.bn2 = self.norm(c_out)
         self.skip = skip
         self.stride = stride
         self.extra_channels = c_out - c_in
@@ -50,10 +61,10 @@ class BasicBlock(nn.Module):
         # Option A: subsample like the strided conv (a side n becomes ceil(n / 2) in both)
         # and fill the new channels with zeros, half before and half after.
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = x[(slice(None), slice(None)) + (slice(None, None, self.stride),) * self.dims]
         if self.extra_channels:
             before = self.extra_channels // 2
-            x = F.pad(x, (0, 0, 0, 0, before, self.extra_channels - before))
+            x = F.pad(x, (0, 0) * self.dims + (before, self.extra_channels - before))
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -66,27 +77,32 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int, in_channels: int, skip: bool = True):
+    """Stem, three stages of ``width``, ``2 width``, ``4 width`` filters, pool, linear; the
+    block class decides the number of spatial dimensions."""
+
+    block: type[BasicBlock] = BasicBlock
+
+    def __init__(self, depth: int, num_classes: int, in_channels: int, skip: bool = True,
+                 width: int = 16):
         super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = conv3x3(in_channels, 16)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = self._stage(16, 16, n, 1, skip)
-        self.layer2 = self._stage(16, 32, n, 2, skip)
-        self.layer3 = self._stage(32, 64, n, 2, skip)
-        self.fc = nn.Linear(64, num_classes)
+        n, w = (depth - 2) // 6, width
+        self.conv1 = self.block.conv3(in_channels, w)
+        self.bn1 = self.block.norm(w)
+        self.layer1 = self._stage(w, w, n, 1, skip)
+        self.layer2 = self._stage(w, 2 * w, n, 2, skip)
+        self.layer3 = self._stage(2 * w, 4 * w, n, 2, skip)
+        self.fc = nn.Linear(4 * w, num_classes)
         init_weights(self)
 
-    @staticmethod
-    def _stage(c_in: int, c_out: int, blocks: int, stride: int, skip: bool) -> nn.Sequential:
-        layers = [BasicBlock(c_in, c_out, stride, skip)]
-        layers += [BasicBlock(c_out, c_out, 1, skip) for _ in range(blocks - 1)]
+    def _stage(self, c_in: int, c_out: int, blocks: int, stride: int, skip: bool) -> nn.Sequential:
+        layers = [self.block(c_in, c_out, stride, skip)]
+        layers += [self.block(c_out, c_out, 1, skip) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        x = x.mean(dim=(2, 3))  # global average pool
+        x = x.mean(dim=tuple(range(2, x.ndim)))  # global average pool
         return self.fc(x)
 
 
