@@ -366,19 +366,24 @@ def test_ssa_optimizes_error_rate_of_small_cnn():
         assert len(opt.state[p]) == 1 and opt.state[p]["saved"].numel() == p.numel()
 
 
-@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
-def test_step_never_reads_device_values(opt_cls, monkeypatch):
-    w, opt, closure = _problem(opt_cls, 0)
-    opt.step(closure)  # lazy buffers first
+def _step_without_host_syncs(opt, closure, monkeypatch, steps: int = 3) -> None:
+    """One step (lazy buffers), then ``steps`` more with every device-to-host read raising."""
+    opt.step(closure)
 
     def boom(*a, **k):
         raise AssertionError("host sync inside step")
 
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, boom)
-    for _ in range(3):
+    for _ in range(steps):
         opt.step(closure)
     monkeypatch.undo()
+
+
+@pytest.mark.parametrize("opt_cls", [SSA, SGDSA])
+def test_step_never_reads_device_values(opt_cls, monkeypatch):
+    w, opt, closure = _problem(opt_cls, 0)
+    _step_without_host_syncs(opt, closure, monkeypatch)
     assert opt.epoch_end()["steps"] == 4
 
 
@@ -530,16 +535,7 @@ def test_steps_with_a_module_never_read_device_values(opt_cls, monkeypatch):
     for mode in ("eval", "train"):
         opt = box[0] = _make(opt_cls, net, mode, temperature=1.0, lr=0.1, eps=0.1)
         closure = _model_closure(net, x, y, box)
-        opt.step(closure)  # lazy buffers first
-
-        def boom(*a, **k):
-            raise AssertionError("host sync inside step")
-
-        for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
-            monkeypatch.setattr(torch.Tensor, name, boom)
-        for _ in range(3):
-            opt.step(closure)
-        monkeypatch.undo()
+        _step_without_host_syncs(opt, closure, monkeypatch)
         assert opt.epoch_end()["steps"] == 4
 
 
