@@ -115,8 +115,7 @@ def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyO
     write_aggregates(records)
     _run_analyses(records, spec)
     records = load_records(directory)  # with the analyses just written
-    _write_findings(records, spec)
-    records = load_records(directory)
+    records.findings = _write_findings(records, spec)
     report = _build_report(records)
     counts = records.runs["status"].value_counts().to_dict()
     return StudyOutcome(directory=directory, report=report, counts=counts, archived=[])
@@ -139,14 +138,15 @@ def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
         atomic_write_json(out / f"{analysis.key}.json", result)
 
 
-def _write_findings(records: StudyRecords, spec: StudySpec) -> None:
+def _write_findings(records: StudyRecords, spec: StudySpec) -> list[dict[str, Any]]:
     """``findings.json``: every finding of the study with its verdict (none: no file)."""
     path = records.directory / "findings.json"
     if not spec.findings:
         path.unlink(missing_ok=True)
-        return
-    atomic_write_json(path, {"study": records.name,
-                             "findings": evaluate_findings(records, spec.findings)})
+        return []
+    findings = evaluate_findings(records, spec.findings)
+    atomic_write_json(path, {"study": records.name, "findings": findings})
+    return findings
 
 
 def _build_report(records: StudyRecords) -> Path | None:

@@ -91,12 +91,13 @@ def run_suite(path: str | Path, out: str | Path | None = None, *, backend: str =
 
     spec, files = load_suite(path)
     directory = Path(out) if out is not None else Path("studies") / spec.name
-    chosen = [(f, load_study(f)[0].name) for f in files]
+    named = [(f, load_study(f)[0].name) for f in files]
+    chosen = named
     if only:
         unknown = sorted(set(only) - {n for _, n in chosen})
         if unknown:
             raise ConfigError(f"suite {path}: no study named {unknown}; studies: "
-                              f"{[n for _, n in chosen]}")
+                              f"{[n for _, n in named]}")
         chosen = [(f, n) for f, n in chosen if n in only]
     times, failed = {}, 0
     for file, name in chosen:
@@ -106,7 +107,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, *, backend: str =
         times[name] = time.perf_counter() - start
         failed += sum(n for s, n in outcome.counts.items() if s != "finished")
     findings = []
-    for _, name in [(f, load_study(f)[0].name) for f in files]:
+    for _, name in named:
         record = directory / name / "findings.json"
         if record.exists():
             findings += json.loads(record.read_text(encoding="utf-8"))["findings"]
