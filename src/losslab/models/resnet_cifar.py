@@ -102,7 +102,9 @@ class CifarResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        x = x.mean(dim=tuple(range(2, x.ndim)))  # global average pool
+        # Global average pool over the block's spatial dimensions (a class constant, not
+        # x.ndim, so the model traces with torch.fx for BatchNorm folding).
+        x = x.mean(dim=tuple(range(2, 2 + self.block.dims)))
         return self.fc(x)
 
 
