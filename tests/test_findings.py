@@ -10,6 +10,7 @@ import yaml
 from scipy import stats
 
 from losslab.cli import main
+from losslab.report.findings_section import findings_rows
 from losslab.runs.config import ConfigError
 from losslab.studies import load_records, load_study, run_study
 from losslab.studies.findings import FindingSpec, evaluate_finding, reduce_series, verdict
@@ -121,6 +122,26 @@ def test_evaluate_between_variants_within_a_variant_and_from_an_analysis():
     assert out["verdict"] == "reproduced" and out["a"]["n"] == 3
     out = evaluate_finding(recs, _finding(metric="ens.nope", b={"value": 0.9}))
     assert out["verdict"] == "not resolved" and "no per-run 'nope'" in out["reason"]
+
+
+def test_declared_pairing_removes_the_spread_the_variants_of_a_seed_share():
+    # Each seed shifts both variants alike (a shared prefix); the treatment adds 0.01 to each.
+    # Welch sees the seed spread and cannot resolve the effect; the paired interval can.
+    shift = [0.0, 0.05, -0.04, 0.08, -0.06]
+    noise = [0.001, -0.002, 0.0015, 0.0, -0.001]
+    recs = _records({"base": [[0.8 + s] for s in shift],
+                     "new": [[0.81 + s + e] for s, e in zip(shift, noise, strict=True)]})
+    welch = evaluate_finding(recs, _finding())
+    assert welch["difference"]["test"] == "welch" and welch["verdict"] == "not resolved"
+    paired = evaluate_finding(recs, _finding(paired=True))
+    d = stats.ttest_rel([0.81 + s + e for s, e in zip(shift, noise, strict=True)],
+                        [0.8 + s for s in shift]).confidence_interval()
+    assert paired["difference"]["test"] == "paired" and paired["verdict"] == "reproduced"
+    assert (paired["difference"]["low"], paired["difference"]["high"]) == pytest.approx(
+        (d.low, d.high), rel=1e-10)
+    assert "(paired, 5 seeds)" in findings_rows([paired])["a − b [95% CI]"].iloc[0]
+    with pytest.raises(ValueError, match="side b is a constant"):
+        _finding(paired=True, b={"value": 0.5})
 
 
 # -- validation at load, end to end -----------------------------------------------------------

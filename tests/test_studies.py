@@ -1,6 +1,12 @@
 """Studies: planning, local and Ray backends, resumability, failures, aggregation."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -138,6 +144,56 @@ def test_interrupted_run_resumes_within_the_study(tmp_path):
     resumed = read_metrics(run_dir)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
     assert strip(resumed) == strip(reference)
+
+
+def _strip_times(records):
+    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in records]
+
+
+def test_a_kept_worker_gives_each_run_what_a_fresh_process_gives(tmp_path):
+    # One worker trains four runs one after another (state that leaked from one run into the
+    # next would change the later ones); each is checked against a fresh process.
+    path = _study(tmp_path, variants=[{"name": "constant", "set": {"schedule.name": "constant"}},
+                                      {"name": "cosine", "set": {"schedule.name": "cosine"}}],
+                  seeds=[0, 1])
+    kept = run_study(path, tmp_path / "kept", workers=1)
+    assert kept.counts == {"finished": 4}
+    fresh = tmp_path / "fresh"
+    run_study(path, fresh, workers=1)
+    for run_dir in sorted((fresh / "runs").iterdir()):
+        shutil.rmtree(run_dir)
+        done = subprocess.run([sys.executable, "-m", "losslab.studies.worker", str(fresh),
+                               run_dir.name], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert _strip_times(read_metrics(run_dir)) == _strip_times(
+            read_metrics(kept.directory / "runs" / run_dir.name))
+
+
+def test_a_killed_worker_fails_its_run_only_and_the_run_trains_next_time(tmp_path):
+    from losslab.studies.backends.local import _Worker
+
+    path = _study(tmp_path, variants=[{"name": "a", "set": {}}], seeds=[0, 1])
+    out = tmp_path / "out"
+    run_study(path, out, workers=1)
+    worker = _Worker(1, dict(os.environ))
+    try:
+        # a run that is not in the plan fails inside the worker, which lives on
+        worker.start(out, "nope-s9", out / "logs" / "nope.log")
+        while (result := worker.answer()) is None:
+            time.sleep(0.05)
+        assert result["status"] == "failed" and "nope-s9" in result["error"]
+        assert worker.proc.poll() is None
+        # killed during a run: that run fails, and the error names the signal
+        shutil.rmtree(out / "runs" / "a-s1")
+        worker.start(out, "a-s1", out / "logs" / "a-s1.log")
+        worker.proc.send_signal(signal.SIGKILL)
+        while (result := worker.answer()) is None:
+            time.sleep(0.05)
+        assert result["run_id"] == "a-s1" and result["status"] == "failed"
+        assert "killed by signal 9" in result["error"]
+    finally:
+        worker.stop()
+    assert run_study(path, out, workers=1).counts == {"finished": 2}
 
 
 def test_a_different_study_in_the_same_directory_is_refused(tmp_path):

@@ -47,6 +47,8 @@ def _difference(d: dict[str, Any] | None, scale: float) -> str:
     text = _num(d.get("diff"), scale)
     if d.get("low") is not None:
         text += f" [{_num(d['low'], scale)}, {_num(d['high'], scale)}]"
+    if d.get("test") == "paired":
+        text += f" (paired, {d['n_a']} seeds)"
     return text
 
 

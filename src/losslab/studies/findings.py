@@ -13,11 +13,18 @@ file lists them under ``findings``::
         b: baseline                  # ... or {value: 0.0}, a constant
         expect: greater              # greater | less | similar
         margin: 0.01                 # the smallest effect that matters (metric units)
+        paired: true                 # the variants of a seed are one run until the treatment
         published: {value: 89.0, setting: "ResNet32, CIFAR-10, 600 epochs"}
 
 ``ours`` is mean(a) − mean(b) over seeds with its 95% interval (:mod:`losslab.studies.stats`:
-Welch between two variants, paired by seed when both sides are the same variant, one-sample
-against a constant). The verdict (:func:`verdict`) reads only the interval:
+Welch between two variants, paired by seed when both sides are the same variant or the finding
+says ``paired: true``, one-sample against a constant). ``paired: true`` is for designs with
+common random numbers: the variants of one seed start from the same initialization and data
+order and are the same run until the treatment begins (a repulsion term switched on at the
+first checkpoint), so the seed is a block and the paired t-interval of the per-seed
+differences removes the seed-to-seed spread that both variants share (common random numbers;
+Law & Kelton, "Simulation Modeling and Analysis", the chapter on variance reduction). It is a property of the design, declared in the
+study file before any run, never chosen from the results. The verdict (:func:`verdict`) reads only the interval:
 
 * ``greater``: interval above 0 → *reproduced*; below 0 → *contradicted*; entirely inside
   (−margin, margin) → *contradicted* (resolved: no effect of the claimed size); otherwise
@@ -117,12 +124,20 @@ class FindingSpec(_Strict):
     scale: float = 1.0
     published: PublishedSpec | None = None
     note: str | None = None
+    paired: bool = False
 
     @model_validator(mode="after")
     def _margin_for_similar(self) -> FindingSpec:
         if self.expect == "similar" and not self.margin:
             raise ValueError("expect: similar needs a margin > 0 (what counts as the same)")
+        if self.paired and self.side("b").value is not None:
+            raise ValueError("paired: true pairs two variants by seed; side b is a constant")
         return self
+
+    def is_paired(self) -> bool:
+        """Paired by seed: declared, or both sides the same variant (two epochs of one run)."""
+        a, b = self.side("a"), self.side("b")
+        return b.value is None and (self.paired or a.variant == b.variant)
 
     def side(self, which: str) -> SideSpec:
         """Side ``a`` or ``b`` with the finding's metric and reduction filled in."""
@@ -281,8 +296,7 @@ def evaluate_finding(records, f: FindingSpec) -> dict[str, Any]:
         vb = b.value if b.value is not None else _side_values(records, b)
     except LookupError as e:
         return {**out, "verdict": "not resolved", "reason": f"not evaluated: {e}"}
-    paired = b.value is None and a.variant == b.variant
-    if paired:
+    if f.is_paired():
         seeds = sorted(set(va) & set(vb))
         d = difference([va[s] for s in seeds], [vb[s] for s in seeds], paired=True)
     else:

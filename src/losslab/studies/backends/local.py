@@ -1,18 +1,22 @@
-"""The local backend: each run in its own worker process, several at a time.
+"""The local backend: runs in worker processes, several at a time.
 
 Why processes and not threads: training holds the GIL between kernels and torch's intra-op
 threads would fight each other; separate processes with ``torch.set_num_threads(cores //
-workers)`` use the cores without oversubscription. Why a fresh process per run: a crash, a
-leak or an out-of-memory kill stays inside one run. On a machine with GPUs, each worker is
-pinned to one GPU (``CUDA_VISIBLE_DEVICES``), or several runs share one when a run asks for a
-fraction of a GPU.
+workers)`` use the cores without oversubscription. Each slot keeps one worker process
+(:func:`losslab.studies.worker.serve`) for run after run, because starting one costs more
+than a small run's training (torch and its compiler stack: 5-6 s). A crash, a segfault or an
+out-of-memory kill still stays inside one run: the run is recorded as failed with its log and
+the slot starts a new worker. On a machine with GPUs, each worker is pinned to one GPU
+(``CUDA_VISIBLE_DEVICES``), or several runs share one when a run asks for a fraction of a GPU.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import select
 import subprocess
 import sys
 import time
@@ -43,6 +47,56 @@ def default_workers(cpus_per_run: float = 1.0, gpus_per_run: float = 0.0) -> int
     return max(1, math.floor((os.cpu_count() or 1) / max(cpus_per_run, 1e-9)))
 
 
+class _Worker:
+    """One kept worker process and the run it is busy with (``None`` when idle)."""
+
+    def __init__(self, threads: int, env: dict[str, str]):
+        cmd = [sys.executable, "-m", "losslab.studies.worker", "--serve",
+               "--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, text=True, bufsize=1)
+        self.run_id: str | None = None
+        self.log_path: Path | None = None
+
+    def start(self, study_dir: Path, run_id: str, log_path: Path) -> None:
+        request = {"study_dir": str(study_dir), "run_id": run_id, "log": str(log_path)}
+        self.run_id, self.log_path = run_id, log_path
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any] | None:
+        """The busy run's result once the worker answered or died; None while it works."""
+        if select.select([self.proc.stdout], [], [], 0)[0]:
+            line = self.proc.stdout.readline()
+            if line:
+                self.run_id = None
+                return json.loads(line)
+        if self.proc.poll() is None:
+            return None
+        result = _died(self.run_id, self.proc.returncode, self.log_path)
+        self.run_id = None
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:  # the pipe broke with the worker
+                pass
+
+
+def _died(run_id: str, returncode: int, log_path: Path) -> dict[str, Any]:
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:].strip() \
+        if log_path.exists() else ""
+    reason = f"worker exited with status {returncode}"
+    if returncode < 0:
+        reason = f"worker killed by signal {-returncode}"
+    return {"run_id": run_id, "status": "failed", "error": f"{reason}\n{tail}".strip()}
+
+
 class LocalBackend:
     def __init__(self, workers: int | None = None, cpus_per_run: float = 1.0,
                  gpus_per_run: float = 0.0, poll_seconds: float = 0.1):
@@ -65,38 +119,30 @@ class LocalBackend:
         logs = study_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         queue = list(run_ids)
-        running: dict[int, tuple[subprocess.Popen, str, Any]] = {}  # slot -> process
+        slots: dict[int, _Worker] = {}
         try:
-            while queue or running:
+            while queue or any(w.run_id for w in slots.values()):
                 for slot in range(self.workers):
-                    if slot not in running and queue:
-                        running[slot] = self._start(study_dir, queue.pop(0), slot, logs)
-                for slot, (proc, run_id, log_file) in list(running.items()):
-                    if proc.poll() is not None:
-                        log_file.close()
-                        del running[slot]
-                        on_done(self._result(run_id, proc.returncode, logs / f"{run_id}.log"))
+                    worker = slots.get(slot)
+                    if worker is not None and worker.proc.poll() is not None \
+                            and worker.run_id is None:
+                        worker.stop()  # died between runs: replace it
+                        worker = None
+                    if worker is None:
+                        if not queue:
+                            continue
+                        worker = slots[slot] = _Worker(self.threads, self._env(slot))
+                    if worker.run_id is None and queue:
+                        run_id = queue.pop(0)
+                        worker.start(study_dir, run_id, logs / f"{run_id}.log")
+                        log.info("started %s in slot %d (pid %d)", run_id, slot, worker.proc.pid)
+                for slot, worker in list(slots.items()):
+                    if worker.run_id is not None and (result := worker.answer()) is not None:
+                        if result["status"] != "finished" and worker.proc.poll() is not None:
+                            worker.stop()
+                            del slots[slot]
+                        on_done(result)
                 time.sleep(self.poll_seconds)
-        finally:  # interrupted: stop the children, their runs resume next time
-            for proc, _, log_file in running.values():
-                proc.terminate()
-                proc.wait()
-                log_file.close()
-
-    def _start(self, study_dir: Path, run_id: str, slot: int, logs: Path):
-        log_file = open(logs / f"{run_id}.log", "w", encoding="utf-8")  # noqa: SIM115 (closed on exit)
-        cmd = [sys.executable, "-m", "losslab.studies.worker", str(study_dir), run_id,
-               "--threads", str(self.threads)]
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self._env(slot))
-        log.info("started %s in slot %d (pid %d)", run_id, slot, proc.pid)
-        return proc, run_id, log_file
-
-    @staticmethod
-    def _result(run_id: str, returncode: int, log_path: Path) -> dict[str, Any]:
-        if returncode == 0:
-            return {"run_id": run_id, "status": "finished", "error": None}
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:].strip()
-        reason = f"worker exited with status {returncode}"
-        if returncode < 0:
-            reason = f"worker killed by signal {-returncode}"
-        return {"run_id": run_id, "status": "failed", "error": f"{reason}\n{tail}".strip()}
+        finally:  # done or interrupted: stop the workers; unfinished runs resume next time
+            for worker in slots.values():
+                worker.stop()
