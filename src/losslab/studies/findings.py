@@ -247,18 +247,20 @@ def _side_values(records, s: SideSpec) -> dict[int, float]:
 
 
 def verdict(low: float | None, high: float | None, expect: str,
-            margin: float | None = None) -> tuple[str, str]:
-    """The verdict and its reason from the 95% interval [low, high] of a − b."""
+            margin: float | None = None, scale: float = 1.0) -> tuple[str, str]:
+    """The verdict and its reason from the 95% interval [low, high] of a − b (``scale`` only
+    sets the units the reason names the margin in, as the table shows the numbers)."""
     if low is None or high is None:
         return "not resolved", "no interval (fewer than two seeds a side)"
     m = margin or 0.0
     inside = m > 0 and -m < low and high < m
+    shown = m * scale
     if expect == "similar":
         if inside:
-            return "reproduced", f"the interval lies inside ±{m:g}"
+            return "reproduced", f"the interval lies inside ±{shown:g}"
         if low >= m or high <= -m:
-            return "contradicted", f"the interval lies outside ±{m:g}"
-        return "not resolved", f"the interval crosses ±{m:g}"
+            return "contradicted", f"the interval lies outside ±{shown:g}"
+        return "not resolved", f"the interval crosses ±{shown:g}"
     sign = 1.0 if expect == "greater" else -1.0
     lo, hi = sorted((sign * low, sign * high))
     word = "above" if expect == "greater" else "below"
@@ -267,8 +269,8 @@ def verdict(low: float | None, high: float | None, expect: str,
     if hi < 0:
         return "contradicted", "the interval lies on the opposite side of 0"
     if inside:
-        return "contradicted", f"no effect of the claimed size: the interval lies inside ±{m:g}"
-    return "not resolved", "the interval contains 0" + (f" and reaches past ±{m:g}" if m else "")
+        return "contradicted", f"no effect of the claimed size: the interval lies inside ±{shown:g}"
+    return "not resolved", "the interval contains 0" + (f" and reaches past ±{shown:g}" if m else "")
 
 
 def _label(s: SideSpec, f: FindingSpec, other: SideSpec) -> str:
@@ -305,7 +307,7 @@ def evaluate_finding(records, f: FindingSpec) -> dict[str, Any]:
     out["b"] = ({"mean": b.value, "value": b.value} if b.value is not None
                 else {**mean_ci(list(vb.values())).to_dict(), "values": vb})
     out["difference"] = d.to_dict()
-    out["verdict"], out["reason"] = verdict(d.low, d.high, f.expect, f.margin)
+    out["verdict"], out["reason"] = verdict(d.low, d.high, f.expect, f.margin, f.scale)
     return out
 
 
