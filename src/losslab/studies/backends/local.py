@@ -61,8 +61,11 @@ class _Worker:
     def start(self, study_dir: Path, run_id: str, log_path: Path) -> None:
         request = {"study_dir": str(study_dir), "run_id": run_id, "log": str(log_path)}
         self.run_id, self.log_path = run_id, log_path
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:  # it died since the last look: answer() reports the run failed
+            pass
 
     def answer(self) -> dict[str, Any] | None:
         """The busy run's result once the worker answered or died; None while it works."""
