@@ -204,3 +204,9 @@ def test_plane_through_the_endpoints_and_the_bend():
                                  torch.cat([y for _, y in train])).item()
     assert float(plane.loss[i, j]) == pytest.approx(direct, rel=1e-10)
     assert plane.metadata["axis_convention"] == "loss[i, j] is at (x[j], y[i])"
+
+
+def test_curve_model_is_in_the_public_api():
+    import losslab
+
+    assert losslab.CurveModel is CurveModel and "CurveModel" in losslab.__all__

@@ -78,3 +78,42 @@ def test_biasbn_ignored_and_errors():
         pca_directions([])
     with pytest.raises(ValueError, match="equals the final"):
         pca_directions([traj[-1], traj[-1]])
+
+
+def _sklearn_pca(offsets, k):
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=k, svd_solver="full").fit(offsets)
+
+
+def test_centered_pca_is_sklearns_on_a_saved_trajectory(tmp_path):
+    # Li et al.'s code (loss-landscape's projection.py) fits scikit-learn's PCA to the offsets
+    # θ_i − θ_final of the saved epochs; ours must give the same directions and variances.
+    from losslab.runs.checkpoint_set import CheckpointSet
+    from losslab.runs.config import load_config
+    from losslab.train.run import train
+
+    run = train(load_config(overrides=["epochs=5", "checkpoints.every=1", "log.progress=false",
+                                       "log.tensorboard=false", "model.name=mlp"]),
+                tmp_path / "run")
+    traj = [c.params for c in CheckpointSet.from_run(run, role="epoch").load_all()]
+    final = traj[-1]
+    flat = torch.stack([torch.cat([p[n].reshape(-1).double() - final[n].reshape(-1).double()
+                                   for n in final]) for p in traj]).numpy()
+    ours = pca_directions(traj, k=2)
+    ref = _sklearn_pca(flat, 2)
+    got = torch.stack([torch.cat([d[n].reshape(-1).double() for n in final])
+                       for d in ours.directions]).numpy()
+    assert ours.explained_variance_ratio.numpy() == pytest.approx(
+        ref.explained_variance_ratio_, abs=1e-6)
+    for ours_row, ref_row in zip(got, ref.components_, strict=True):  # same sign rule
+        assert abs(ours_row - ref_row).max() < 1e-6
+    # the path's coordinates are the offsets' projections, θ_final at exactly 0
+    assert ours.coords.numpy() == pytest.approx(flat @ got.T, abs=1e-6)
+    assert torch.equal(ours.coords[-1], torch.zeros(2, dtype=torch.float64))
+    # uncentred: the SVD of the offsets themselves, another plane in general
+    plain = pca_directions(traj, k=2, centered=False)
+    _, s, vh = torch.linalg.svd(torch.from_numpy(flat), full_matrices=False)
+    assert plain.explained_variance_ratio.numpy() == pytest.approx(
+        (s[:2].square() / s.square().sum()).numpy(), abs=1e-6)
+    assert abs(abs(float(vh[0].numpy() @ got[0])) - 1) > 1e-6  # not the centred direction

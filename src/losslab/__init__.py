@@ -5,6 +5,7 @@ The public API; everything here also works inside a user's own training loop.
 
 __version__ = "0.1.0"
 
+from losslab.curves import CurveModel
 from losslab.data import (
     Augment,
     DatasetNotFoundError,
@@ -48,6 +49,8 @@ __all__ = [
     "list_datasets", "load_dataset", "make_loaders",
     # models
     "create_model", "list_models",
+    # curves
+    "CurveModel",
     # ensembles
     "Ensemble", "analyze_ensemble", "swa_model",
     # runs and checkpoints

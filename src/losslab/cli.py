@@ -180,7 +180,8 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
     result = compute_landscape(args.kind, args.runs, split=args.split, examples=args.examples,
                                points=args.points, span=args.span,
-                               normalization=args.normalization, bn=args.bn)
+                               normalization=args.normalization, bn=args.bn,
+                               centered=not args.uncentered)
     path = Path(args.out) / f"landscape_{args.kind}.json"
     atomic_write_json(path, {"kind": args.kind, "runs": args.runs, **result})
     if "loss" in result and "alphas" not in result:
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bn", default=None, choices=["keep", "recompute", "interpolate"],
                    help="BatchNorm statistics at each point (default: interpolate for line, "
                    "keep otherwise)")
+    p.add_argument("--uncentered", action="store_true",
+                   help="trajectory: PCA of the offsets from the final model as they are "
+                   "(default: centred on their mean, as Li et al.'s code)")
     p.set_defaults(func=cmd_landscape)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)

@@ -5,13 +5,19 @@ optimization path, so the path projected on them looks like noise. Li, Xu, Taylo
 Goldstein 2018 ("Visualizing the Loss Landscape of Neural Nets", arXiv:1712.09913) instead take
 the checkpoints ``θ_1 … θ_T`` of a run, form the matrix
 
-    M = [θ_1 − θ_final; …; θ_T − θ_final]          (T × P, centred on the final point)
+    M = [θ_1 − θ_final; …; θ_T − θ_final]          (T × P, offsets from the final point)
 
-and use its top right-singular vectors ``v_1, v_2`` (the PCA directions, unit norm) as the
-plot's axes; the explained variance ratio of component k is ``s_k² / Σ_j s_j²`` and the
-path's coordinates are ``c_ik = ⟨θ_i − θ_final, v_k⟩`` (= ``U_ik s_k``). The SVD is done in
-float64. The sign of each direction is fixed (its largest-magnitude entry positive) so the
-result is deterministic.
+and take its principal components as the plot's axes. As the paper's code does
+(loss-landscape's ``projection.py`` fits scikit-learn's ``PCA`` to M), the default is PCA
+proper: the rows of M are centred on their mean, ``M_c = M − mean(M)``, and the directions
+``v_1, v_2`` are the top right-singular vectors of ``M_c`` (unit norm), with explained
+variance ratio ``s_k² / Σ_j s_j²`` of ``M_c``'s singular values, equal to scikit-learn's
+``explained_variance_ratio_``. ``centered=False`` takes the SVD of M itself (directions of the
+largest mean square offset from θ_final rather than of the largest variance). Either way the
+path's coordinates are ``c_ik = ⟨θ_i − θ_final, v_k⟩``, so θ_final is at (0, 0), as the
+paper's ``project_trajectory`` draws it. The SVD is done in float64. The sign of each
+direction is fixed (its largest-magnitude entry positive, scikit-learn's ``svd_flip`` rule for
+``PCA``) so the result is deterministic.
 
 Example::
 
@@ -50,8 +56,10 @@ def _flat64(p: Mapping[str, Tensor], names: list[str], keep: list[bool]) -> Tens
 
 
 def pca_directions(trajectory: Iterable[ParamDict | Any], final: ParamDict | Any | None = None,
-                   k: int = 2, *, ignore: str = "none") -> PCAResult:
-    """Top-``k`` PCA directions of ``{θ_i − θ_final}`` (Li et al. 2018).
+                   k: int = 2, *, ignore: str = "none", centered: bool = True) -> PCAResult:
+    """Top-``k`` PCA directions of ``{θ_i − θ_final}`` (Li et al. 2018), of their deviations
+    from their mean (``centered``, the default, as scikit-learn's ``PCA``) or of the offsets
+    themselves (``centered=False``).
 
     ``trajectory``: parameter dicts or LoadedCheckpoints (e.g. ``CheckpointSet.load_all()``);
     ``final``: the centre (default: the trajectory's last point). ``ignore="biasbn"`` leaves
@@ -74,10 +82,13 @@ def pca_directions(trajectory: Iterable[ParamDict | Any], final: ParamDict | Any
     m = torch.stack([_flat64(p, names, keep) - c for p in points])  # (T, P)
     if not 1 <= k <= min(m.shape):
         raise ValueError(f"k must be in [1, {min(m.shape)}] for {len(points)} points, got {k}")
-    _, s, vh = torch.linalg.svd(m, full_matrices=False)
+    if not bool(m.any()):
+        raise ValueError("every trajectory point equals the final one: no directions")
+    _, s, vh = torch.linalg.svd(m - m.mean(dim=0) if centered else m, full_matrices=False)
     total = s.square().sum()
     if float(total) == 0.0:
-        raise ValueError("every trajectory point equals the final one: no directions")
+        raise ValueError("every trajectory point is the same: no variance to take directions "
+                         "from (centered=False takes them from the offsets to the final point)")
     v = vh[:k]
     sign = torch.sign(v.gather(1, v.abs().argmax(dim=1, keepdim=True)))
     v = v * torch.where(sign == 0, torch.ones_like(sign), sign)

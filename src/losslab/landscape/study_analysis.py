@@ -15,7 +15,9 @@ Options (beside ``name: landscape``):
   lines ``interpolate``; default: ``interpolate`` for lines, so both endpoints are exactly the
   two models, statistics included, and ``keep`` otherwise); ``lanczos_steps`` (30): the most
   Hessian-vector products per grid point of a ``ratio_map`` (its result says whether every
-  point converged).
+  point converged); ``centered`` (true): a ``trajectory``'s PCA centres the offsets from the
+  final model on their mean, as Li et al.'s code (scikit-learn's ``PCA``); false takes the SVD
+  of the offsets themselves.
 """
 
 from __future__ import annotations
@@ -102,12 +104,13 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
                          "(checkpoints.every)")
     members = CheckpointSet.from_run(run_dir, role=["snapshot", "fge"])
     plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"],
-                             bn=o["bn"] or "keep",
+                             bn=o["bn"] or "keep", centered=o["centered"],
                              members=members if len(members) else None)
     return {"x": as_list(plane.surface.x), "y": as_list(plane.surface.y),
             "loss": as_list(plane.surface.loss), "path": as_list(plane.path_coords),
             "path_epochs": list(plane.path_epochs),
             "explained_variance": as_list(plane.pca.explained_variance_ratio),
+            "centered": o["centered"],
             "members": None if plane.member_coords is None else as_list(plane.member_coords),
             "member_labels": plane.member_labels}
 
@@ -172,11 +175,13 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
 
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
-                      bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
+                      bn: str | None = None, lanczos_steps: int = 30,
+                      centered: bool = True) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs."""
     options = _options(kind, split=split, examples=examples, points=points, span=span,
-                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps)
+                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
+                       centered=centered)
     if kind == "line":
         if len(run_dirs) != 2:
             raise ValueError("landscape line needs exactly two runs (start and end)")
@@ -191,12 +196,14 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        variants: list[str] | None = None, seed: int | None = None,
                        split: str = "test", examples: int = 0, points: int = 11,
                        span: float = 1.0, normalization: str = "filter",
-                       bn: str | None = None, lanczos_steps: int = 30) -> dict[str, Any]:
+                       bn: str | None = None, lanczos_steps: int = 30,
+                       centered: bool = True) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
     runs = _runs(records, chosen, seed)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
-                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps)
+                       normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
+                       centered=centered)
     out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {}}
     if kind == "line":
         if len(chosen) != 2:

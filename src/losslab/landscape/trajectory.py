@@ -4,9 +4,11 @@ Li, Xu, Taylor, Studer & Goldstein 2018 ("Visualizing the Loss Landscape of Neur
 arXiv:1712.09913, §7, Fig. 9-10) plot a training run's path on the loss contours of the plane
 that captures most of its motion. With checkpoints θ_1 … θ_T and the final point θ_f:
 
-1. the PCA directions v_1, v_2 are the top right-singular vectors of the T × P matrix
-   M = [θ_1 − θ_f; …; θ_T − θ_f] (:func:`~losslab.landscape.pca.pca_directions`; unit norm in
-   parameter space, explained variance ratio s_k² / Σ_j s_j²);
+1. the PCA directions v_1, v_2 are the principal components of the rows of the T × P matrix
+   M = [θ_1 − θ_f; …; θ_T − θ_f], centred on their mean as the paper's code (scikit-learn's
+   ``PCA``; ``centered=False``: the SVD of M itself;
+   :func:`~losslab.landscape.pca.pca_directions`; unit norm in parameter space, explained
+   variance ratio s_k² / Σ_j s_j²);
 2. the loss surface f(x, y) = L(θ_f + x·v_1 + y·v_2) is evaluated around θ_f
    (:func:`~losslab.landscape.evaluate.surface`; its centre is exactly θ_f);
 3. each checkpoint is drawn at c_ik = ⟨θ_i − θ_f, v_k⟩ (θ_f at (0, 0)), and optionally other
@@ -131,7 +133,8 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
                      members: CheckpointSet | Sequence[Any] | None = None,
                      path: str | None = None, buffers: Mapping[str, Tensor] | None = None,
                      loss_fn: Callable = cross_entropy_per_example, ignore: str = "none",
-                     recompute_batches: Iterable | None = None, points_per_call: int = 1,
+                     centered: bool = True, recompute_batches: Iterable | None = None,
+                     points_per_call: int = 1,
                      device: torch.device | str = "cpu") -> TrajectoryPlane:
     """The loss surface on the PCA plane of a trajectory, with the path projected on it.
 
@@ -139,8 +142,8 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     role="epoch")``; also a list of LoadedCheckpoints or parameter dicts), loaded onto
     ``device``. ``final``: the centre θ_f (a LoadedCheckpoint, CheckpointRef, parameter dict
     or an index into the trajectory; default the last checkpoint). The PCA directions of
-    ``{θ_i − θ_f}`` (``ignore="biasbn"`` leaves biases and BatchNorm parameters out of them)
-    span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` on an ``n``-point
+    ``{θ_i − θ_f}`` (centred on their mean unless ``centered=False``; ``ignore="biasbn"``
+    leaves biases and BatchNorm parameters out of them) span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` on an ``n``-point
     grid per axis with the BatchNorm policy ``bn`` and the buffers ``buffers`` (default the
     final checkpoint's, else the model's), resumably with ``path``.
 
@@ -164,7 +167,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     centre_p = as_params(centre)
     if buffers is None and isinstance(getattr(centre, "buffers", None), Mapping):
         buffers = centre.buffers
-    pca = pca_directions(points, centre_p, k=2, ignore=ignore)
+    pca = pca_directions(points, centre_p, k=2, ignore=ignore, centered=centered)
     path_coords = pca.coords
     path_refs = [_ref(r) for r in refs]
     epochs = [ref.epoch if ref is not None else i for i, ref in enumerate(path_refs)]
@@ -185,7 +188,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     evr = [float(v) for v in pca.explained_variance_ratio]
     surf.metadata["directions"] = {"kind": "pca", "explained_variance_ratio": evr,
                                    "num_points": len(points), "ignore": ignore,
-                                   "centre": "final"}
+                                   "centre": "final", "centered": centered}
     meta = {"kind": "trajectory_plane", "explained_variance_ratio": evr,
             "xrange": list(xr), "yrange": list(yr),
             "auto_range": {"x": xrange is None, "y": yrange is None, "pad": PAD},
