@@ -4,6 +4,7 @@ import json
 
 import yaml
 
+from losslab.report.landscape_sections import caption
 from losslab.studies import load_records, run_study
 
 
@@ -46,4 +47,25 @@ def test_landscape_analyses_in_a_study(tmp_path):
     for title in ("Landscape: surface", "3-D surface", "Landscape: trajectory",
                   "Spectral density of the Hessian", "loss along the line", "Landscape: ratio_map"):
         assert title in html
+    # each section's caption says what its maps are, and where their numbers come from
+    for words in ("filter-normalized Gaussian directions",
+                  "on the test split (a fixed random subset of 100 examples). The centre",
+                  "offsets θ_i − θ_final, centred on their mean",
+                  "Hessian of the training loss at each final model, on the train split (a fixed "
+                  "random subset of 128 examples)",
+                  "random plane (Li et al. 2018, §6: small where the surface looks convex), on "
+                  "the train split (a fixed random subset of 64 examples)"):
+        assert words in html, words
+    assert "Surfaces use filter-normalized" not in html
     json.dumps(analyses)  # JSON-able
+
+
+def test_captions_follow_the_options():
+    data = {"split": "val", "examples": 0}
+    surface = caption("surface", data, {"v": {"normalization": "none", "bn": "recompute"}})
+    assert "unnormalized Gaussian" in surface and "the val split (the whole split)" in surface
+    assert "<code>recompute</code>" in surface
+    trajectory = caption("trajectory", data, {"v": {"centered": False}})
+    assert "not centred" in trajectory
+    hessian = caption("hessian", data, {"v": {"split": "train", "examples": 512}})
+    assert "the train split (a fixed random subset of 512 examples)" in hessian

@@ -141,7 +141,8 @@ def _hessian(run_dir, o) -> dict[str, Any]:
             "lanczos_products": top.num_products + bottom.num_products,
             "trace": float(trace.estimate),
             "trace_std_error": float(trace.std_error), "grid": as_list(density.grid),
-            "density": as_list(density.density), "total_products": op.num_products}
+            "density": as_list(density.density), "total_products": op.num_products,
+            "split": "train", "examples": o["examples"] or 512}
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:
@@ -159,7 +160,8 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
             "normalization": o["normalization"],
             "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
             "all_converged": bool(torch.as_tensor(r.converged).all()),
-            "num_products": r.num_products}
+            "num_products": r.num_products, "split": "train", "examples": o["examples"] or 256,
+            "lanczos_steps": o["lanczos_steps"]}
 
 
 _COMPUTE = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,

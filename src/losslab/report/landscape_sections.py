@@ -11,7 +11,7 @@ from markupsafe import escape
 from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series, SurfaceFigure
 from losslab.report.sections import Section, register_section
 
-__all__ = ["landscape_section"]
+__all__ = ["landscape_section", "caption"]
 
 AXES = "loss[i, j] is at (x[j], y[i])"
 
@@ -77,16 +77,57 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
             f"{r.get('converged_bottom', r['converged'])}", "trace (Hutch++)": f"{r['trace']:.4g} ± "
             f"{r['trace_std_error']:.2g}", "Hessian-vector products": r["total_products"]}
             for n, r in good.items()]))
-    subset = f"a fixed random subset of {data['examples']} examples" if data["examples"] else \
-        "the whole split"
-    html = (f"<p>Kind <code>{escape(kind)}</code> on the {escape(data['split'])} split "
-            f"({escape(subset)}). Surfaces use filter-normalized Gaussian directions with biases "
-            f"and BatchNorm parameters zeroed (Li et al. 2018); the centre is exactly the trained "
-            f"model; layout: {escape(AXES)}.</p>")
+    html = f"<p>{caption(kind, data, good)}</p>"
     if errors:
         html += "<ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in errors.items()) \
             + "</ul>"
     return Section(title=_title(kind, data, good), html=html, figures=figures, tables=tables)
+
+
+def _normalization(results: dict[str, Any]) -> str:
+    norms = {r.get("normalization") for r in results.values()} - {None}
+    norm = norms.pop() if len(norms) == 1 else "filter"
+    return {"filter": "filter-normalized", "layer": "layer-normalized",
+            "none": "unnormalized"}.get(norm, f"{norm}-normalized")
+
+
+def _data(split: str, examples: int) -> str:
+    subset = f"a fixed random subset of {examples} examples" if examples else "the whole split"
+    return f"the {escape(split)} split ({escape(subset)})"
+
+
+def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
+    """What the section's maps are, for its kind: directions, data, BatchNorm policy, layout."""
+    first = next(iter(results.values()), {})
+    on = _data(data["split"], data["examples"])
+    bn = f" BatchNorm statistics: <code>{escape(first['bn'])}</code>." if first.get("bn") else ""
+    if kind == "surface":
+        return (f"Loss on the plane θ* + α·d₁ + β·d₂ around each final model θ*, with "
+                f"{_normalization(results)} Gaussian directions d₁, d₂ (Li et al. 2018, §4; "
+                f"biases and BatchNorm parameters zeroed in the directions), on {on}. The centre "
+                f"is exactly the trained model.{bn} Layout: {escape(AXES)}.")
+    if kind == "line":
+        return (f"Loss and accuracy along θ(α) = (1 − α)·θ_a + α·θ_b, extrapolated over "
+                f"α ∈ [−0.5, 1.5] (Goodfellow et al. 2015; Li et al. 2018, §3); α = 0 and 1 "
+                f"are exactly the two models, on {on}.{bn}")
+    if kind == "trajectory":
+        centred = "centred on their mean (scikit-learn's PCA, as Li et al.'s code)" \
+            if first.get("centered", True) else "not centred (the SVD of the offsets)"
+        return (f"Each run's saved epochs on the plane of the top two principal components "
+                f"of their offsets θ_i − θ_final, {centred} (Li et al. 2018, §7); the axes are "
+                f"unit-norm PCA directions (Euclidean distance in parameter space), labelled "
+                f"with their share of the variance, θ_final at (0, 0). Loss contours on {on}. "
+                f"Layout: {escape(AXES)}.")
+    if kind == "hessian":
+        return (f"Hessian of the training loss at each final model, on "
+                f"{_data(first.get('split', 'train'), first.get('examples', 0))}: the three "
+                f"largest and smallest eigenvalues (Lanczos), the trace (Hutch++) and the "
+                f"spectral density (stochastic Lanczos quadrature; Ghorbani et al. 2019).")
+    return (f"|λmin/λmax| of the Hessian of the training loss at each point of a "
+            f"{_normalization(results)} random plane (Li et al. 2018, §6: small where the "
+            f"surface looks convex), on {_data(first.get('split', 'train'), first.get('examples', 0))}, "
+            f"at most {first.get('lanczos_steps', data.get('lanczos_steps', 30))} Hessian-vector "
+            f"products per point and eigenvalue. Layout: {escape(AXES)}.")
 
 
 def _title(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
