@@ -17,7 +17,10 @@ Options (beside ``name: landscape``):
   Hessian-vector products per grid point of a ``ratio_map`` (its result says whether every
   point converged); ``centered`` (true): a ``trajectory``'s PCA centres the offsets from the
   final model on their mean, as Li et al.'s code (scikit-learn's ``PCA``); false takes the SVD
-  of the offsets themselves.
+  of the offsets themselves; ``contour_levels`` (``[0.1, 10, 0.5]``: loss-landscape's
+  ``plot_2D_contour`` defaults, vmin, vmax, step) and ``log_colors`` (false) set how the
+  report draws loss maps: contour levels vmin, vmin + step, … < vmax, colours and the 3-D view
+  clipped at vmax (stated on the colour bar), optionally on a log scale.
 """
 
 from __future__ import annotations
@@ -199,14 +202,21 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        split: str = "test", examples: int = 0, points: int = 11,
                        span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
-                       centered: bool = True) -> dict[str, Any]:
+                       centered: bool = True,
+                       contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
+                       log_colors: bool = False) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
     runs = _runs(records, chosen, seed)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
                        centered=centered)
-    out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {}}
+    vmin, vmax, step = (float(v) for v in contour_levels)
+    if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
+        raise ValueError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "
+                         f"vmax - vmin, got {list(contour_levels)}")
+    out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {},
+                           "display": {"levels": [vmin, vmax, step], "log": bool(log_colors)}}
     if kind == "line":
         if len(chosen) != 2:
             raise ValueError("landscape: kind 'line' needs exactly two variants")

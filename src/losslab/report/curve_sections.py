@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
-from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series
+from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series, loss_levels
 from losslab.report.sections import Section, register_section
 
 __all__ = ["curve_section"]
@@ -48,7 +48,8 @@ def _plane_figure(pair: str, p: dict[str, Any]) -> HeatmapFigure:
     return HeatmapFigure(f"{pair}: {p.get('split', 'train')} loss on the plane through ŵ1, θ, ŵ2",
                          np.asarray(p["x"]), np.asarray(p["y"]), np.asarray(p["loss"]),
                          "along ŵ2 − ŵ1", "towards the bend", contour=True, zlabel="loss",
-                         paths=paths)
+                         paths=paths, equal_aspect=True,  # both axes: weight-space distance
+                         levels=loss_levels(), zmax=10.0)
 
 
 @register_section("curve")

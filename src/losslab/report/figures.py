@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "loss_levels",
     "Series",
     "LineFigure",
     "ScatterSeries",
@@ -155,7 +156,11 @@ class HeatmapFigure:
     """A scalar field ``z[i, j]`` at ``(x[j], y[i])``, e.g. a 2-D loss surface.
 
     ``contour=True`` draws filled contour levels instead of cells, which reads better for
-    smooth surfaces; ``zlabel`` titles the colour bar.
+    smooth surfaces; ``zlabel`` titles the colour bar. ``levels``: explicit, evenly spaced
+    contour levels (e.g. :func:`loss_levels`, loss-landscape's 0.1 to 10 by 0.5); ``zmax``:
+    values above it are drawn at it (the clipping is named in the colour bar); ``log``: a
+    logarithmic colour scale (positive values); ``equal_aspect``: one unit is as long on both
+    axes (planes whose axes are distances in the same space).
     """
 
     title: str
@@ -168,6 +173,10 @@ class HeatmapFigure:
     zlabel: str = ""
     lines_only: bool = False  # with contour: contour lines, not filled levels
     paths: list[ScatterSeries] = field(default_factory=list)  # drawn over it (trajectories)
+    levels: Sequence[float] | None = None
+    zmax: float | None = None
+    log: bool = False
+    equal_aspect: bool = False
 
     def __post_init__(self) -> None:
         self.x = _vector(self.x, "heatmap x")
@@ -176,6 +185,23 @@ class HeatmapFigure:
         if self.z.shape != (len(self.y), len(self.x)):
             raise ValueError(f"heatmap z has shape {self.z.shape}, expected "
                              f"(len(y), len(x)) = ({len(self.y)}, {len(self.x)})")
+        if self.levels is not None:
+            self.levels = [float(v) for v in self.levels]
+            steps = np.diff(self.levels)
+            if len(self.levels) < 2 or not np.allclose(steps, steps[0]) or steps[0] <= 0:
+                raise ValueError("heatmap levels must be at least two, increasing evenly")
+
+    def shown(self) -> np.ndarray:
+        """``z`` as drawn: clipped at ``zmax``; on a log scale, log10 of the positive values."""
+        z = self.z if self.zmax is None else np.minimum(self.z, self.zmax)
+        if self.log:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan)
+        return z
+
+    def colour_label(self) -> str:
+        label = f"log10 {self.zlabel}" if self.log else self.zlabel
+        return label + (f" (clipped at {self.zmax:g})" if self.zmax is not None else "")
 
 
 @dataclass
@@ -190,9 +216,23 @@ class SurfaceFigure:
     xlabel: str = ""
     ylabel: str = ""
     zlabel: str = ""
+    zmax: float | None = None  # drawn at most this high, so one spike cannot flatten the rest
+    levels: Sequence[float] | None = None
+    log: bool = False
 
     def __post_init__(self) -> None:
         HeatmapFigure.__post_init__(self)  # the same checks and conversions
+
+    shown = HeatmapFigure.shown
+    colour_label = HeatmapFigure.colour_label
+
+
+def loss_levels(vmin: float = 0.1, vmax: float = 10.0, step: float = 0.5) -> list[float]:
+    """Contour levels ``vmin, vmin + step, … < vmax``: loss-landscape's ``plot_2D_contour``
+    defaults (Li et al. 2018's figures)."""
+    if not 0 < step < vmax - vmin:
+        raise ValueError(f"loss levels need 0 < step < vmax - vmin, got {vmin}, {vmax}, {step}")
+    return [float(v) for v in np.arange(vmin, vmax, step)]
 
 
 # What a section may put in its ``figures`` list: any registered description.

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
-from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series, SurfaceFigure
+from losslab.report.figures import (
+    HeatmapFigure,
+    LineFigure,
+    ScatterSeries,
+    Series,
+    SurfaceFigure,
+    loss_levels,
+)
 from losslab.report.sections import Section, register_section
 
 __all__ = ["landscape_section", "caption"]
@@ -16,17 +23,30 @@ __all__ = ["landscape_section", "caption"]
 AXES = "loss[i, j] is at (x[j], y[i])"
 
 
-def _surface_figures(name: str, r: dict[str, Any]) -> list:
+def _display(data: dict[str, Any]) -> dict[str, Any]:
+    """How loss maps are drawn: loss-landscape's levels (0.1 to 10 by 0.5) unless the analysis
+    set others, colours and heights clipped at the top level, optionally on a log scale."""
+    vmin, vmax, step = data.get("display", {}).get("levels", (0.1, 10.0, 0.5))
+    return {"levels": loss_levels(vmin, vmax, step), "zmax": vmax,
+            "log": bool(data.get("display", {}).get("log", False))}
+
+
+def _surface_figures(name: str, r: dict[str, Any], shown: dict[str, Any]) -> list:
     x, y, z = np.array(r["x"]), np.array(r["y"]), np.array(r["loss"])
+    # α and β are coefficients of directions with the weights' own norms (filter-normalized):
+    # the same units on both axes, so the plane is drawn square.
     return [HeatmapFigure(f"{name}: loss contours", x, y, z, "α (direction 1)", "β (direction 2)",
-                          contour=True, lines_only=True, zlabel="loss"),
+                          contour=True, lines_only=True, zlabel="loss", equal_aspect=True,
+                          **shown),
             HeatmapFigure(f"{name}: filled contours", x, y, z, "α", "β", contour=True,
-                          zlabel="loss"),
-            HeatmapFigure(f"{name}: heat map", x, y, z, "α", "β", zlabel="loss"),
-            SurfaceFigure(f"{name}: 3-D surface", x, y, z, "α", "β", "loss")]
+                          zlabel="loss", equal_aspect=True, **shown),
+            HeatmapFigure(f"{name}: heat map", x, y, z, "α", "β", zlabel="loss",
+                          equal_aspect=True, zmax=shown["zmax"], log=shown["log"]),
+            SurfaceFigure(f"{name}: 3-D surface", x, y, z, "α", "β", "loss",
+                          zmax=shown["zmax"], log=shown["log"])]
 
 
-def _trajectory_figure(name: str, r: dict[str, Any]) -> HeatmapFigure:
+def _trajectory_figure(name: str, r: dict[str, Any], shown: dict[str, Any]) -> HeatmapFigure:
     path = np.array(r["path"])
     paths = [ScatterSeries(f"{name} trajectory", path[:, 0], path[:, 1],
                            labels=[f"epoch {e}" for e in r["path_epochs"]])]
@@ -38,7 +58,7 @@ def _trajectory_figure(name: str, r: dict[str, Any]) -> HeatmapFigure:
     return HeatmapFigure(f"{name}: trajectory on its PCA plane", np.array(r["x"]),
                          np.array(r["y"]), np.array(r["loss"]),
                          f"PC1 ({100 * ev[0]:.1f}%)", f"PC2 ({100 * ev[1]:.1f}%)",
-                         contour=True, zlabel="loss", paths=paths)
+                         contour=True, zlabel="loss", paths=paths, equal_aspect=True, **shown)
 
 
 @register_section("landscape")
@@ -57,9 +77,9 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
                                       [Series("accuracy", a, np.array(r["acc"]))]))
     elif kind == "surface":
         for name, r in good.items():
-            figures.extend(_surface_figures(name, r))
+            figures.extend(_surface_figures(name, r, _display(data)))
     elif kind == "trajectory":
-        figures.extend(_trajectory_figure(name, r) for name, r in good.items())
+        figures.extend(_trajectory_figure(name, r, _display(data)) for name, r in good.items())
     elif kind == "ratio_map":
         for name, r in good.items():
             figures.append(HeatmapFigure(
@@ -96,6 +116,14 @@ def _data(split: str, examples: int) -> str:
     return f"the {escape(split)} split ({escape(subset)})"
 
 
+def _levels_text(data: dict[str, Any]) -> str:
+    shown = _display(data)
+    lv = shown["levels"]
+    scale = " on a log colour scale" if shown["log"] else ""
+    return (f" Contour levels {lv[0]:g} to {lv[-1]:g} by {lv[1] - lv[0]:g} (loss-landscape's "
+            f"defaults unless set); colours and heights clipped at {shown['zmax']:g}{scale}.")
+
+
 def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
     """What the section's maps are, for its kind: directions, data, BatchNorm policy, layout."""
     first = next(iter(results.values()), {})
@@ -105,7 +133,7 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
         return (f"Loss on the plane θ* + α·d₁ + β·d₂ around each final model θ*, with "
                 f"{_normalization(results)} Gaussian directions d₁, d₂ (Li et al. 2018, §4; "
                 f"biases and BatchNorm parameters zeroed in the directions), on {on}. The centre "
-                f"is exactly the trained model.{bn} Layout: {escape(AXES)}.")
+                f"is exactly the trained model.{bn}{_levels_text(data)} Layout: {escape(AXES)}.")
     if kind == "line":
         return (f"Loss and accuracy along θ(α) = (1 − α)·θ_a + α·θ_b, extrapolated over "
                 f"α ∈ [−0.5, 1.5] (Goodfellow et al. 2015; Li et al. 2018, §3); α = 0 and 1 "
@@ -116,8 +144,8 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
         return (f"Each run's saved epochs on the plane of the top two principal components "
                 f"of their offsets θ_i − θ_final, {centred} (Li et al. 2018, §7); the axes are "
                 f"unit-norm PCA directions (Euclidean distance in parameter space), labelled "
-                f"with their share of the variance, θ_final at (0, 0). Loss contours on {on}. "
-                f"Layout: {escape(AXES)}.")
+                f"with their share of the variance, θ_final at (0, 0). Loss contours on {on}."
+                f"{_levels_text(data)} Layout: {escape(AXES)}.")
     if kind == "hessian":
         return (f"Hessian of the training loss at each final model, on "
                 f"{_data(first.get('split', 'train'), first.get('examples', 0))}: the three "

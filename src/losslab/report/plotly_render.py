@@ -165,11 +165,19 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
         kind = go.Contour
         options["contours"] = {"coloring": "lines" if fig.lines_only else "fill",
                                "showlabels": fig.lines_only}
+        if fig.levels is not None:  # evenly spaced (checked): plotly's start, end, size
+            levels = np.log10(np.asarray(fig.levels)[np.asarray(fig.levels) > 0]) if fig.log \
+                else np.asarray(fig.levels)
+            size = float(levels[1] - levels[0]) if len(levels) > 1 else 1.0
+            options["contours"].update(start=float(levels[0]), end=float(levels[-1]), size=size)
+            options["autocontour"] = False
     else:
         kind = go.Heatmap
-    trace = kind(x=fig.x, y=fig.y, z=fig.z, colorscale="Viridis",
-                 colorbar={"title": {"text": fig.zlabel}}, **options)
+    trace = kind(x=fig.x, y=fig.y, z=fig.shown(), colorscale="Viridis",
+                 colorbar={"title": {"text": fig.colour_label()}}, **options)
     out = go.Figure(trace)
+    if fig.equal_aspect:
+        out.update_yaxes(scaleanchor="x", scaleratio=1)
     for path in fig.paths:
         style = ({"mode": "lines+markers", "line": {"color": palette[path.name]}}
                  if path.connected else
@@ -184,8 +192,8 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
 
 @RENDERERS.register(SurfaceFigure)
 def _surface(fig: SurfaceFigure, palette: Palette) -> go.Figure:
-    out = go.Figure(go.Surface(x=fig.x, y=fig.y, z=fig.z, colorscale="Viridis",
-                               colorbar={"title": {"text": fig.zlabel}}))
+    out = go.Figure(go.Surface(x=fig.x, y=fig.y, z=fig.shown(), colorscale="Viridis",
+                               colorbar={"title": {"text": fig.colour_label()}}))
     out.update_layout(scene={"xaxis_title": fig.xlabel, "yaxis_title": fig.ylabel,
-                             "zaxis_title": fig.zlabel})
+                             "zaxis_title": fig.colour_label()})
     return out

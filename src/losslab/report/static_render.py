@@ -116,19 +116,31 @@ def _bar(fig: BarFigure, ax: Axes, palette: Palette) -> None:
     ax.grid(False, axis="x")
 
 
+def _levels(fig: HeatmapFigure, default: int) -> Any:
+    """The figure's levels on its colour scale (log10 when ``log``), else ``default``."""
+    if fig.levels is None:
+        return default
+    levels = np.asarray(fig.levels, dtype=float)
+    return np.log10(levels[levels > 0]) if fig.log else levels
+
+
 @RENDERERS.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
-    z = np.ma.masked_invalid(fig.z)
+    z = np.ma.masked_invalid(fig.shown())
     if fig.contour and fig.lines_only:
-        mappable = ax.contour(fig.x, fig.y, z, levels=20, cmap="viridis")
+        mappable = ax.contour(fig.x, fig.y, z, levels=_levels(fig, 20), cmap="viridis")
         ax.clabel(mappable, fontsize="x-small")
     elif fig.contour:
-        mappable = ax.contourf(fig.x, fig.y, z, levels=20, cmap="viridis")
-        ax.contour(fig.x, fig.y, z, levels=10, colors="k", linewidths=0.4, alpha=0.5)
+        mappable = ax.contourf(fig.x, fig.y, z, levels=_levels(fig, 20), cmap="viridis",
+                               extend="max" if fig.zmax is not None else "neither")
+        ax.contour(fig.x, fig.y, z, levels=_levels(fig, 10), colors="k", linewidths=0.4,
+                   alpha=0.5)
     else:
         mappable = ax.pcolormesh(fig.x, fig.y, z, shading="auto", cmap="viridis")
+    if fig.equal_aspect:
+        ax.set_aspect("equal", adjustable="box")
     bar = ax.figure.colorbar(mappable, ax=ax)
-    bar.set_label(_text(fig.zlabel))
+    bar.set_label(_text(fig.colour_label()))
     for path in fig.paths:
         style = ({"marker": "o", "markersize": 3} if path.connected else
                  {"marker": "*", "markersize": 13, "linestyle": "none",
@@ -141,7 +153,7 @@ def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
 @RENDERERS.register(SurfaceFigure)
 def _surface(fig: SurfaceFigure, ax: Axes, palette: Palette) -> None:
     xx, yy = np.meshgrid(fig.x, fig.y)  # indexing="xy": z[i, j] is at (x[j], y[i])
-    ax.plot_surface(xx, yy, np.ma.masked_invalid(fig.z), cmap="viridis", linewidth=0)
+    ax.plot_surface(xx, yy, np.ma.masked_invalid(fig.shown()), cmap="viridis", linewidth=0)
     ax.set_xlabel(_text(fig.xlabel))
     ax.set_ylabel(_text(fig.ylabel))
-    ax.set_zlabel(_text(fig.zlabel))
+    ax.set_zlabel(_text(fig.colour_label()))
