@@ -13,7 +13,8 @@ def test_curve_analysis_in_a_study(tmp_path):
         "seeds": [0, 1],
         "analyses": [{"name": "curve", "variants": ["base", "base"], "seeds": [0, 1],
                       "set": {"epochs": 3, "optimizer.lr": 0.05}, "points": 5, "grid": 3,
-                      "published": {"endpoints": [6.79, 6.94], "bezier": [6.79, 7.75]}}],
+                      "published": {"endpoints": [6.79, 6.94], "bezier": [6.79, 7.75]},
+                      "published_setting": "VGG16, CIFAR-10, 600 epochs"}],
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
@@ -35,7 +36,7 @@ def test_curve_analysis_in_a_study(tmp_path):
     assert ens["ensemble_acc"] >= min(ens["member_acc"])
     html = (outcome.directory / "report.html").read_text()
     for text in ("Curve: base-s0 → base-s1 (bezier)", "train loss along t", "test error along t",
-                 "plane through", "published test error", "6.79-7.75",
+                 "plane through", "published test error (%), VGG16, CIFAR-10, 600 epochs", "6.79-7.75",
                  "Ensemble of 5 points along the curve"):
         assert text in html
     # running the study again reuses the fitted curve instead of training it anew

@@ -124,7 +124,8 @@ def test_study_ensemble_analyses(tmp_path):
              "variants": ["sse", "fge"]},
             {"name": "ensemble", "id": "with_g", "group": "with_first", "variants": ["G", "adam"]},
             {"name": "ensemble_budgets", "ind": "G", "sse": {1: "sse"}, "fge": {1: "fge"},
-             "published": {"Ind": [6.75], "SSE": [6.57], "FGE": [6.48]}}],
+             "published": {"Ind": [6.75], "SSE": [6.57], "FGE": [6.48]},
+             "published_setting": "VGG-16, CIFAR-10, B = 200 epochs"}],
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
@@ -144,7 +145,8 @@ def test_study_ensemble_analyses(tmp_path):
     g0 = read_metrics(outcome.directory / "runs" / "G-s0")[-1]["test_acc"]
     assert ind == pytest.approx(100 * (1 - g0))  # Ind at 1B is the first seed's network
     html = (outcome.directory / "report.html").read_text()
-    for title in ("Ensembles (run, auto)", "Ensembles (with_first, final)", "Ensembles at equal budgets"):
+    for title in ("Ensembles (run, auto)", "Ensembles (with_first, final)", "Ensembles at equal budgets",
+                  "measured in its setting: VGG-16, CIFAR-10, B = 200 epochs"):
         assert title in html
 
 
@@ -215,3 +217,12 @@ def test_ensemble_study_counts_members_once_and_gives_per_run_rows(tmp_path):
     single = load_records(outcome.directory).analyses["single"]["per_run"]
     assert all(r["agreement"] == 1.0 and r["ensemble_gain"] == 0.0 and r["n_members"] == 1
                for r in single)
+
+
+def test_published_numbers_need_their_setting():
+    from losslab.ensembles.budgets import check_published_setting
+
+    check_published_setting("curve", None, None)  # no numbers: nothing to label
+    check_published_setting("curve", {"bezier": [6.79, 7.75]}, "VGG16, CIFAR-10, 600 epochs")
+    with pytest.raises(ValueError, match="curve: published numbers need published_setting"):
+        check_published_setting("curve", {"bezier": [6.79, 7.75]}, " ")

@@ -12,7 +12,9 @@ Options (beside ``name: curve``):
 * ``ensemble``: the t of the points ensembled through the ensemble analytics (default 0, 0.25,
   0.5, 0.75, 1; saved as ``curve_point`` checkpoints of the curve run; empty: none);
 * ``published``: numbers to print beside ours, e.g. the reference README's test error (%)
-  ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``.
+  ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``, with
+  ``published_setting`` (required with them: the model, data set and budget they come from,
+  e.g. ``"VGG16, CIFAR-10, 600 epochs (DMC README)"``; the report labels them with it).
 
 The curve is trained as a run of its own under ``STUDY/curves/`` (a finished one is reused, an
 interrupted one resumed), so re-running the study does not refit it. What it was fitted from
@@ -115,8 +117,12 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
                    seeds: list[int] | None = None, bends: int = 1, kind: str = "bezier",
                    set: dict[str, Any] | None = None, points: int = 61, grid: int = 21,
                    ensemble: list[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
-                   published: dict[str, list[float]] | None = None) -> dict[str, Any]:
+                   published: dict[str, list[float]] | None = None,
+                   published_setting: str | None = None) -> dict[str, Any]:
     """A curve between two variants' final models: loss and error along t, barrier, plane."""
+    from losslab.ensembles.budgets import check_published_setting
+
+    check_published_setting("curve", published, published_setting)
     if not variants or len(variants) != 2:
         raise ValueError("curve: give exactly two variants (the endpoints)")
     if seeds is not None and len(seeds) != 2:
@@ -127,6 +133,7 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
     run = _fitted(records.directory / "curves" / name, start, end, bends, kind, dict(set or {}))
     out: dict[str, Any] = {"pair": f"{tags[0]} → {tags[1]}", "run": str(run),
                            "kind": kind, "bends": bends, "published": published,
+                           "published_setting": published_setting,
                            "evaluation": evaluate_curve_run(run, points=points)}
     if ensemble:
         out["ensemble"] = _ensemble_along(run, list(ensemble))

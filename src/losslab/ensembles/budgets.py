@@ -9,7 +9,9 @@ A budget B is the number of epochs one network is trained for. At kB:
 * **FGE**: one run of kB epochs (pre-training, then cycles); its FGE members are the members.
 
 Test error (%) of each ensemble, mean ± std over the SSE/FGE runs' seeds, beside the published
-numbers when the study gives them (``published: {Ind: [...], SSE: [...], FGE: [...]}``).
+numbers when the study gives them (``published: {Ind: [...], SSE: [...], FGE: [...]}``), which
+need ``published_setting`` (the model, data set and budget they were measured with: the
+report labels them with it, and a paper's numbers belong only beside a run of its setting).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ def _row(method: str, budget: int, errors: list[float], members: list[int],
 @register_analysis("ensemble_budgets")
 def ensemble_budgets(records: StudyRecords, *, ind: str, sse: dict[int, str],
                      fge: dict[int, str], published: dict[str, list[float]] | None = None,
-                     split: str = "test", combine: str = "probs") -> dict[str, Any]:
+                     published_setting: str | None = None, split: str = "test",
+                     combine: str = "probs") -> dict[str, Any]:
     """Ind vs SSE vs FGE test error (%) at budgets 1B, 2B, 3B, beside the published numbers."""
+    check_published_setting("ensemble_budgets", published, published_setting)
     rows = []
     ind_runs = _finished(records, ind)
     budgets = sorted({int(k) for k in (*sse, *fge)})
@@ -72,4 +76,12 @@ def ensemble_budgets(records: StudyRecords, *, ind: str, sse: dict[int, str],
                 members.append(r["n_members"])
             rows.append(_row(method, k, errors, members, published))
     return {"split": split, "combine": combine, "ind": ind, "sse": sse, "fge": fge,
-            "published": published, "rows": rows}
+            "published": published, "published_setting": published_setting, "rows": rows}
+
+
+def check_published_setting(analysis: str, published: Any, setting: str | None) -> None:
+    """A paper's numbers come with the setting they were measured in, or not at all."""
+    if published and not (isinstance(setting, str) and setting.strip()):
+        raise ValueError(f"{analysis}: published numbers need published_setting, the model, "
+                         "data set and budget they were measured with (e.g. 'VGG16, CIFAR-10, "
+                         "200 epochs')")

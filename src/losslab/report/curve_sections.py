@@ -34,7 +34,8 @@ def _table(data: dict[str, Any]) -> pd.DataFrame:
     for row, key in zip(rows, ("endpoints", data["kind"], "line"), strict=True):
         if key in published:
             lo, hi = published[key]
-            row["published test error (%)"] = f"{lo}-{hi}"
+            row[f"published test error (%), {data.get('published_setting') or 'setting unstated'}"] \
+                = f"{lo}-{hi}"
     return pd.DataFrame(rows)
 
 

@@ -128,8 +128,9 @@ def budgets_section(records, data: dict[str, Any]) -> Section:
         for b in budgets:
             r = next((x for x in rows if x["method"] == method and x["budget"] == b), None)
             line[f"{b} ours"] = _pm(r["error"], r["error_std"], 2) if r else "–"
-            line[f"{b} published"] = (f"{r['published']:.2f}" if r and r["published"] is not None
-                                      else "–")
+            if data.get("published"):
+                line[f"{b} published"] = (f"{r['published']:.2f}"
+                                          if r and r["published"] is not None else "–")
         table.append(line)
     bars = [BarSeries(method, np.array([next((x["error"] for x in rows if x["method"] == method
                                                and x["budget"] == b), np.nan) for b in budgets]),
@@ -138,7 +139,11 @@ def budgets_section(records, data: dict[str, Any]) -> Section:
             for method in dict.fromkeys(r["method"] for r in rows)]
     html = ("<p>Test error (%) of independent (Ind), snapshot (SSE) and fast geometric (FGE) "
             "ensembles at equal training budgets (Garipov et al. 2018, Table 1); ours is mean ± "
-            "std over seeds, the published numbers are the paper's.</p>")
+            "std over seeds.")
+    if data.get("published"):
+        html += (f" The published columns are the paper's, measured in its setting: "
+                 f"{escape(data.get('published_setting') or 'unstated')}.")
+    html += "</p>"
     return Section(title="Ensembles at equal budgets", html=html,
                    figures=[BarFigure("Test error at equal budgets", "budget", "error (%)",
                                       budgets, bars)],
