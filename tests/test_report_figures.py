@@ -61,3 +61,10 @@ def test_loss_levels_clipping_log_scale_and_equal_aspect(tmp_path):
         HeatmapFigure("plane", x, y, z, levels=[0.1, 0.2, 0.5])
     with pytest.raises(ValueError, match="loss levels"):
         loss_levels(1.0, 0.5, 0.1)
+
+
+def test_a_log_scale_draws_its_own_levels():
+    x = y = np.linspace(-1, 1, 5)
+    z = np.add.outer(y**2, x**2) * 20 + 0.05
+    fig = HeatmapFigure("plane", x, y, z, contour=True, levels=loss_levels(), log=True)
+    assert to_plotly(fig).data[0].autocontour is not False  # evenly spaced in loss, not in log

@@ -165,11 +165,10 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
         kind = go.Contour
         options["contours"] = {"coloring": "lines" if fig.lines_only else "fill",
                                "showlabels": fig.lines_only}
-        if fig.levels is not None:  # evenly spaced (checked): plotly's start, end, size
-            levels = np.log10(np.asarray(fig.levels)[np.asarray(fig.levels) > 0]) if fig.log \
-                else np.asarray(fig.levels)
-            size = float(levels[1] - levels[0]) if len(levels) > 1 else 1.0
-            options["contours"].update(start=float(levels[0]), end=float(levels[-1]), size=size)
+        if fig.levels is not None and not fig.log:  # evenly spaced (checked): start, end, size
+            levels = fig.levels
+            options["contours"].update(start=levels[0], end=levels[-1],
+                                       size=levels[1] - levels[0])
             options["autocontour"] = False
     else:
         kind = go.Heatmap

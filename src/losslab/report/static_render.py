@@ -117,11 +117,11 @@ def _bar(fig: BarFigure, ax: Axes, palette: Palette) -> None:
 
 
 def _levels(fig: HeatmapFigure, default: int) -> Any:
-    """The figure's levels on its colour scale (log10 when ``log``), else ``default``."""
-    if fig.levels is None:
+    """The figure's levels, else ``default`` (also on a log scale, where evenly spaced loss
+    levels would crowd at the top)."""
+    if fig.levels is None or fig.log:
         return default
-    levels = np.asarray(fig.levels, dtype=float)
-    return np.log10(levels[levels > 0]) if fig.log else levels
+    return np.asarray(fig.levels, dtype=float)
 
 
 @RENDERERS.register(HeatmapFigure)
