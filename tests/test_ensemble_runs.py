@@ -220,7 +220,7 @@ def test_ensemble_study_counts_members_once_and_gives_per_run_rows(tmp_path):
 
 
 def test_published_numbers_need_their_setting():
-    from losslab.ensembles.budgets import check_published_setting
+    from losslab.studies.published import check_published_setting
 
     check_published_setting("curve", None, None)  # no numbers: nothing to label
     check_published_setting("curve", {"bezier": [6.79, 7.75]}, "VGG16, CIFAR-10, 600 epochs")

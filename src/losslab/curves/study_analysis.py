@@ -38,6 +38,7 @@ from losslab.runs.atomic import atomic_write_json
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.rundir import RunDir
 from losslab.studies.analyses import register_analysis
+from losslab.studies.published import check_published_setting
 from losslab.studies.records import StudyRecords
 
 __all__ = ["curve_analysis"]
@@ -120,8 +121,6 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
                    published: dict[str, list[float]] | None = None,
                    published_setting: str | None = None) -> dict[str, Any]:
     """A curve between two variants' final models: loss and error along t, barrier, plane."""
-    from losslab.ensembles.budgets import check_published_setting
-
     check_published_setting("curve", published, published_setting)
     if not variants or len(variants) != 2:
         raise ValueError("curve: give exactly two variants (the endpoints)")

@@ -22,6 +22,7 @@ from typing import Any
 from losslab.ensembles.analyze import analyze_ensemble
 from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
+from losslab.studies.published import check_published_setting
 from losslab.studies.records import StudyRecords
 
 __all__ = ["ensemble_budgets"]
@@ -78,10 +79,3 @@ def ensemble_budgets(records: StudyRecords, *, ind: str, sse: dict[int, str],
     return {"split": split, "combine": combine, "ind": ind, "sse": sse, "fge": fge,
             "published": published, "published_setting": published_setting, "rows": rows}
 
-
-def check_published_setting(analysis: str, published: Any, setting: str | None) -> None:
-    """A paper's numbers come with the setting they were measured in, or not at all."""
-    if published and not (isinstance(setting, str) and setting.strip()):
-        raise ValueError(f"{analysis}: published numbers need published_setting, the model, "
-                         "data set and budget they were measured with (e.g. 'VGG16, CIFAR-10, "
-                         "200 epochs')")

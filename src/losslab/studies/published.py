@@ -13,7 +13,7 @@ from typing import Any
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
-__all__ = ["published"]
+__all__ = ["published", "check_published_setting"]
 
 
 @register_analysis("published")
@@ -41,3 +41,11 @@ def published(records: StudyRecords, *, published: dict[str, float], metric: str
                      "ours_ci95": None if math.isnan(half) else float(half) * scale,
                      "published": value})
     return {"metric": metric, "at": at, "scale": scale, "source": source, "rows": rows}
+
+
+def check_published_setting(analysis: str, published: Any, setting: str | None) -> None:
+    """A paper's numbers come with the setting they were measured in, or not at all."""
+    if published and not (isinstance(setting, str) and setting.strip()):
+        raise ValueError(f"{analysis}: published numbers need published_setting, the model, "
+                         "data set and budget they were measured with (e.g. 'VGG16, CIFAR-10, "
+                         "200 epochs')")
