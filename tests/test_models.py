@@ -19,6 +19,7 @@ from losslab.models import (
 EXPECTED_NAMES = {
     "mlp", "small_cnn", "lenet", "alexnet",
     "vgg9", "vgg11", "vgg16", "vgg19", "vgg9_bn", "vgg11_bn", "vgg16_bn", "vgg19_bn",
+    "vgg16_dmc", "vgg16_bn_dmc",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
     "preresnet110", "preresnet164",
     "wide_resnet", "wrn28_10", "wrn16_4",
@@ -291,3 +292,26 @@ def test_small_cnn_learns_digits_quickly():
     with torch.no_grad():
         accuracy = (model(x[test]).argmax(1) == y[test]).float().mean().item()
     assert accuracy > 0.95
+
+
+def test_vgg16_dmc_is_the_mode_connectivity_codes_vgg16():
+    """Garipov et al.'s VGG16 (dnn-mode-connectivity models/vgg.py): blocks [[64, 64], [128,
+    128], [256]*3, [512]*3, [512]*3] of biased 3x3 convs, no BatchNorm, then Dropout-512-ReLU-
+    Dropout-512-ReLU-classes; parameter shapes in their order."""
+    blocks = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+    expected, c_in = [], 3
+    for block in blocks:
+        for c in block:
+            expected += [(c, c_in, 3, 3), (c,)]
+            c_in = c
+    expected += [(512, 512), (512,), (512, 512), (512,), (10, 512), (10,)]
+    model = create_model("vgg16_dmc")
+    assert [tuple(p.shape) for p in model.parameters()] == expected
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(4, 3, 32, 32)
+    model.train()
+    assert not torch.equal(model(x), model(x))  # dropout acts in training
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    bn = create_model("vgg16_bn_dmc")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules()) == 13

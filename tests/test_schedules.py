@@ -33,6 +33,7 @@ from losslab.train.schedules import (
     ConstantSchedule,
     CosineSchedule,
     CosineWarmRestartsSchedule,
+    DMCSchedule,
     FGECycleSchedule,
     LinearDecaySchedule,
     MultiStepSchedule,
@@ -191,6 +192,7 @@ BUILDERS = {
     "cosine_restarts": lambda o: CosineWarmRestartsSchedule(o, 6, 2, 1e-5),
     "snapshot": lambda o: SnapshotCosineSchedule(o, 70, 5),
     "fge": lambda o: FGECycleSchedule(o, 8, [0.05, 0.02], [5e-4, 1e-4], start_step=20),
+    "dmc": lambda o: DMCSchedule(o, 3, 20),
 }
 
 
@@ -343,7 +345,7 @@ def test_factory_converts_epochs_to_iterations():
 
 def test_factory_params_table():
     assert list(SCHEDULE_PARAMS) == ["constant", "step", "multistep", "linear", "cosine",
-                                     "cosine_restarts", "snapshot", "fge"]
+                                     "cosine_restarts", "snapshot", "fge", "dmc"]
     assert EPOCH_PARAMS <= {p for params in SCHEDULE_PARAMS.values() for p in params}
     assert repr(REQUIRED) == "REQUIRED"
     assert SCHEDULE_PARAMS["fge"]["lr_high"] is REQUIRED
@@ -393,3 +395,32 @@ def test_constructor_validation():
         FGECycleSchedule(make_opt(0.1), 1, 0.1, 0.01)
     with pytest.raises(ValueError, match="total_steps"):
         CosineSchedule(make_opt(0.1), 0)
+
+
+def _dmc_reference(base_lr: float, epoch: int, total_epochs: int) -> float:
+    """``learning_rate_schedule`` of timgaripov/dnn-mode-connectivity's train.py, written out."""
+    alpha = epoch / total_epochs
+    if alpha <= 0.5:
+        factor = 1.0
+    elif alpha <= 0.9:
+        factor = 1.0 - (alpha - 0.5) / 0.4 * 0.99
+    else:
+        factor = 0.01
+    return factor * base_lr
+
+
+def test_dmc_matches_reference_per_epoch():
+    spe, epochs = 7, 200
+    sched = build_schedule("dmc", make_opt(0.05), steps_per_epoch=spe, epochs=epochs)
+    lrs = trace(sched, spe * epochs - 1)
+    for k, (lr,) in enumerate(lrs):
+        assert lr == _dmc_reference(0.05, k // spe + 1, epochs), f"step {k}"
+    # VGG-16 in DMC: epoch 160 of 200 (1-based) runs at 0.0129, where fge.py takes over
+    assert lrs[159 * spe][0] == pytest.approx(0.05 * (1 - 0.3 / 0.4 * 0.99), rel=1e-15)
+    assert lrs[159 * spe][0] == pytest.approx(0.012875, rel=1e-12)
+    assert lrs[-1][0] == pytest.approx(0.0005, rel=1e-12)
+
+
+def test_dmc_validation():
+    with pytest.raises(ValueError, match="flat < decay_end"):
+        DMCSchedule(make_opt(0.1), 5, 10, flat=0.9, decay_end=0.5)

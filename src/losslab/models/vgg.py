@@ -18,7 +18,15 @@ convolution and drop the then-redundant conv bias. Pools use ``ceil_mode`` so th
 inputs survive all five (28 -> 14 -> 7 -> 4 -> 2 -> 1). The flattened size follows
 ``image_size``, so a model is built for one input size.
 
-Weight init: He-normal convolutions, PyTorch-default linear layers (``common.init_weights``).
+``vgg16_dmc`` is VGG-16 as the mode-connectivity and FGE paper trained it (Garipov et al.
+2018, their code timgaripov/dnn-mode-connectivity, ``models/vgg.py``): no BatchNorm, conv
+biases, and a classifier ``Dropout, Linear(512, 512), ReLU, Dropout, Linear(512, 512), ReLU,
+Linear(512, classes)`` (dropout 0.5) instead of the single linear layer: 15.25M parameters
+for 10 classes. ``vgg16_bn_dmc`` is their VGG16BN (same head, BatchNorm after each conv).
+
+Weight init: He-normal convolutions (fan-out, zero bias: the reference code's
+``normal_(0, sqrt(2 / (k*k*out_channels)))``), PyTorch-default linear layers
+(``common.init_weights``).
 """
 
 from __future__ import annotations
@@ -58,8 +66,12 @@ def make_features(config: list[int | str], in_channels: int, batch_norm: bool) -
 
 
 def make_classifier(flat: int, hidden: int | None, num_classes: int,
-                    batch_norm: bool) -> nn.Sequential:
+                    batch_norm: bool, dropout_head: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
+    if dropout_head:  # Garipov et al.'s head: two 512-unit layers behind dropout
+        for _ in range(2):
+            layers += [nn.Dropout(0.5), nn.Linear(flat, 512), nn.ReLU()]
+            flat = 512
     if hidden is not None:
         layers.append(nn.Linear(flat, hidden, bias=not batch_norm))
         if batch_norm:
@@ -72,7 +84,7 @@ def make_classifier(flat: int, hidden: int | None, num_classes: int,
 
 class VGG(nn.Module):
     def __init__(self, name: str, num_classes: int, in_channels: int, image_size: int,
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, dropout_head: bool = False):
         super().__init__()
         config = CONFIGS[name]
         pools = config.count(M)
@@ -82,7 +94,7 @@ class VGG(nn.Module):
         channels = [v for v in config if v != M][-1]
         self.features = make_features(config, in_channels, batch_norm)
         self.classifier = make_classifier(int(channels) * side * side, HIDDEN.get(name),
-                                          num_classes, batch_norm)
+                                          num_classes, batch_norm, dropout_head)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,10 +102,10 @@ class VGG(nn.Module):
 
 
 def _vgg(name: str, num_classes: int, in_channels: int, image_size: int,
-         batch_norm: bool) -> nn.Module:
+         batch_norm: bool, dropout_head: bool = False) -> nn.Module:
     if not isinstance(batch_norm, bool):
         raise ValueError(f"{name}: batch_norm must be true or false, got {batch_norm!r}")
-    return VGG(name, num_classes, in_channels, image_size, batch_norm)
+    return VGG(name, num_classes, in_channels, image_size, batch_norm, dropout_head)
 
 
 @register_model("vgg9", "VGG-9 of Li et al. 2018 (7 convs + fc 256 + classifier), 2.79M params")
@@ -138,3 +150,15 @@ def vgg19(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
 @register_model("vgg19_bn", "VGG-19 (config E) for 32x32 with BatchNorm")
 def vgg19_bn(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     return _vgg("vgg19", num_classes, in_channels, image_size, True)
+
+
+@register_model("vgg16_dmc", "VGG-16 of Garipov et al.'s code: no BatchNorm, 512-512 dropout "
+                "classifier, 15.25M params")
+def vgg16_dmc(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    return _vgg("vgg16", num_classes, in_channels, image_size, False, dropout_head=True)
+
+
+@register_model("vgg16_bn_dmc", "VGG16BN of Garipov et al.'s code: BatchNorm, 512-512 dropout "
+                "classifier")
+def vgg16_bn_dmc(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    return _vgg("vgg16", num_classes, in_channels, image_size, True, dropout_head=True)

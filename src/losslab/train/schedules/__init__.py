@@ -10,6 +10,7 @@ from losslab.train.schedules._base import ClosedFormSchedule
 from losslab.train.schedules.constant import ConstantSchedule
 from losslab.train.schedules.cosine import CosineSchedule
 from losslab.train.schedules.cosine_restarts import CosineWarmRestartsSchedule
+from losslab.train.schedules.dmc import DMCSchedule
 from losslab.train.schedules.factory import (
     EPOCH_PARAMS,
     REQUIRED,
@@ -32,6 +33,7 @@ __all__ = [
     "CosineWarmRestartsSchedule",
     "SnapshotCosineSchedule",
     "FGECycleSchedule",
+    "DMCSchedule",
     "build_schedule",
     "SCHEDULE_PARAMS",
     "EPOCH_PARAMS",

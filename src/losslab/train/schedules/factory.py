@@ -9,9 +9,10 @@ Convention
   must come out >= 1 iteration, a point in time >= 0). These are listed in
   :data:`EPOCH_PARAMS`: ``step_size``, ``restart_every``, ``milestones`` (each entry),
   ``T_0``, ``cycle`` and ``start_epoch``.
-* The total length of ``linear``, ``cosine`` and ``snapshot`` is the whole run:
+* The total length of ``linear``, ``cosine``, ``snapshot`` and ``dmc`` is the whole run:
   ``epochs * steps_per_epoch`` iterations.
-* Everything else is unit-free: ``gamma``, ``final_factor``, ``T_mult``, ``cycles``, and
+* Everything else is unit-free: ``gamma``, ``final_factor``, ``T_mult``, ``cycles``,
+  ``flat`` and ``decay_end`` (fractions of the run), and
   the learning rates ``eta_min``, ``lr_high``, ``lr_low`` (absolute values).
 * :data:`SCHEDULE_PARAMS` maps each name to ``{param: default}``; :data:`REQUIRED` marks a
   parameter without a default.
@@ -28,6 +29,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from losslab.train.schedules.constant import ConstantSchedule
 from losslab.train.schedules.cosine import CosineSchedule
 from losslab.train.schedules.cosine_restarts import CosineWarmRestartsSchedule
+from losslab.train.schedules.dmc import DMCSchedule
 from losslab.train.schedules.fge import FGECycleSchedule
 from losslab.train.schedules.linear import LinearDecaySchedule
 from losslab.train.schedules.multistep import MultiStepSchedule
@@ -55,6 +57,7 @@ SCHEDULE_PARAMS: Final[dict[str, dict[str, Any]]] = {
     "cosine_restarts": {"T_0": REQUIRED, "T_mult": 1, "eta_min": 0.0},
     "snapshot": {"cycles": REQUIRED},
     "fge": {"cycle": REQUIRED, "lr_high": REQUIRED, "lr_low": REQUIRED, "start_epoch": 0},
+    "dmc": {"flat": 0.5, "decay_end": 0.9, "final_factor": 0.01},
 }
 """``{schedule name: {parameter: default or REQUIRED}}``; durations are in epochs."""
 
@@ -102,7 +105,7 @@ def build_schedule(name: str, optimizer: Optimizer, *, steps_per_epoch: int, epo
             raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
     p = {**allowed, **params}
     spe, total = steps_per_epoch, epochs * steps_per_epoch
-    if name in ("linear", "cosine", "snapshot") and total < 1:
+    if name in ("linear", "cosine", "snapshot", "dmc") and total < 1:
         raise ValueError(f"schedule {name!r} spans the whole run and needs epochs >= 1")
 
     if name == "constant":
@@ -129,4 +132,6 @@ def build_schedule(name: str, optimizer: Optimizer, *, steps_per_epoch: int, epo
     if name == "fge":
         return FGECycleSchedule(optimizer, _iters("cycle", p["cycle"], spe, 2), p["lr_high"],
                                 p["lr_low"], _iters("start_epoch", p["start_epoch"], spe, 0))
+    if name == "dmc":
+        return DMCSchedule(optimizer, spe, epochs, p["flat"], p["decay_end"], p["final_factor"])
     raise AssertionError(f"schedule {name!r} listed in SCHEDULE_PARAMS but not built")
