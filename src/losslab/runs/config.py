@@ -132,6 +132,8 @@ class CheckpointConfig(_Strict):
     save_initial: bool = Field(False, description="save the initialization as epoch 0")
     members: bool = Field(True, description="save ensemble members where the schedule marks them "
                           "(snapshot and cosine_restarts: each cycle's end; fge: each lr minimum)")
+    optimizer: bool = Field(False, description="also save the optimizer state (momentum) with "
+                            "each checkpoint, so another run can start from it warm (init)")
 
 
 class RepulsionConfig(_Strict):
@@ -221,6 +223,27 @@ class CurveConfig(_Strict):
         return self.start is not None
 
 
+class InitConfig(_Strict):
+    """Start from a checkpoint of another run instead of a fresh initialization.
+
+    Garipov et al.'s FGE starts from epoch 160 of an independent network, with its weights and
+    its SGD momentum (their ``fge.py --ckpt checkpoint-160.pt``): ``init: {run: RUN, epoch:
+    160}``. ``run`` is a run directory or a checkpoint file; in a study it may name a variant,
+    meaning that variant's run of the same seed, which then trains first.
+    """
+
+    run: str | None = Field(None, description="run directory or checkpoint file; in a study, "
+                            "a variant's name (its run with the same seed)")
+    epoch: int | None = Field(None, ge=0, description="that run's checkpoint of this epoch "
+                              "(None: its final model)")
+    optimizer: bool = Field(True, description="also take its optimizer state (momentum), as "
+                            "fge.py does; that run needs checkpoints.optimizer: true")
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None
+
+
 class TrainConfig(_Strict):
     """Everything that defines a training run."""
 
@@ -236,6 +259,14 @@ class TrainConfig(_Strict):
     restarts: RestartConfig = RestartConfig()
     log: LogConfig = LogConfig()
     curve: CurveConfig = CurveConfig()
+    init: InitConfig = InitConfig()
+
+    @model_validator(mode="after")
+    def _init_or_curve(self) -> TrainConfig:
+        if self.init.enabled and self.curve.enabled:
+            raise ValueError("init and curve cannot be combined: a curve run starts from its "
+                             "endpoints (curve.start, curve.end)")
+        return self
 
     @model_validator(mode="after")
     def _annealing_sets_its_own_steps(self) -> TrainConfig:

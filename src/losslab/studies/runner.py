@@ -4,7 +4,9 @@ Resumable by construction: a run whose record says ``finished`` is skipped, any 
 handed to the backend, which trains it or resumes it from its last finished epoch. A second
 ``losslab run`` of a finished study only rebuilds what is missing (aggregates, analyses and the
 report are always rebuilt from the records). A failing run is recorded with its error in
-``status.json`` and its own ``meta.json`` and does not stop the others.
+``status.json`` and its own ``meta.json`` and does not stop the others. Runs that start from
+another run's checkpoint (``init.run`` naming a variant) run in a later wave than that run;
+if it failed, they are recorded as failed with the reason, without starting.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from losslab.studies.backends import make_backend
 from losslab.studies.findings import evaluate_findings
 from losslab.studies.records import StudyRecords, load_records, write_aggregates
 from losslab.studies.spec import (
+    PlannedRun,
     StudySpec,
     base_tree,
     check_study_findings,
@@ -91,12 +94,36 @@ def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *
         engine = make_backend(backend, workers=workers, cpus_per_run=spec.resources.cpus,
                               gpus_per_run=spec.resources.gpus, address=address)
         try:
-            engine.run(study.path, todo, on_done)
+            for wave in _waves(runs, todo):
+                ready = []
+                for run in wave:
+                    if run.init_from and study.run_status(run.init_from) != "finished":
+                        on_done({"run_id": run.run_id, "status": "failed", "error":
+                                 f"not started: the run it starts from, {run.init_from}, did not "
+                                 "finish"})
+                    else:
+                        ready.append(run.run_id)
+                if ready:
+                    engine.run(study.path, ready, on_done)
         finally:
             bar.close()
     else:
         bar.close()
     return finish_study(study.path, spec)
+
+
+def _waves(runs: list[PlannedRun], todo: list[str]) -> list[list[PlannedRun]]:
+    """The runs of ``todo`` in waves: a run starting from another run's checkpoint comes one
+    wave after it (the planner has refused cycles)."""
+    by_id = {r.run_id: r for r in runs}
+
+    def depth(run: PlannedRun) -> int:
+        return 0 if run.init_from is None else depth(by_id[run.init_from]) + 1
+
+    waves: dict[int, list[PlannedRun]] = {}
+    for run_id in todo:
+        waves.setdefault(depth(by_id[run_id]), []).append(by_id[run_id])
+    return [waves[k] for k in sorted(waves)]
 
 
 def _read_status(study: StudyDir) -> dict[str, Any]:

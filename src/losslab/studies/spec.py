@@ -23,6 +23,11 @@
          a: cosine, b: constant, expect: greater}
     resources: {cpus: 1, gpus: 0}   # what one run needs (used by the Ray backend)
 
+A variant may start from another variant's checkpoint (``init: {run: ind, epoch: 160}``, as
+FGE starts from an independent network): ``init.run`` names the variant, each seed's run starts
+from that variant's run of the same seed, which trains first; the planner checks that it saves
+the epoch (and the optimizer state) asked for.
+
 Variants and grid combine as a product: every listed variant is crossed with every grid
 point (a study with only one of them uses it alone; with neither, one variant ``base``). Each
 (variant, seed) is a run named ``<variant>-s<seed>``. Every run's config is validated before any
@@ -150,6 +155,7 @@ class PlannedRun:
     seed: int
     overrides: dict[str, Any]  # the variant's dotted overrides (without the seed)
     config: dict[str, Any]     # the complete resolved config of this run
+    init_from: str | None = None  # the run whose checkpoint this run starts from (init.run)
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudySpec, Path]:
@@ -219,23 +225,55 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def plan_runs(spec: StudySpec, study_root: Path) -> list[PlannedRun]:
     """Every (variant, seed) run with its validated config; all errors are reported together."""
     base = base_tree(spec, study_root)
-    runs, errors = [], []
-    for name, overrides in variant_overrides(spec).items():
+    runs, errors, configs = [], [], {}
+    variants = variant_overrides(spec)
+    for name, overrides in variants.items():
         if "seed" in overrides:
             errors.append(f"variant {name!r}: set seeds with the study's `seeds`, not in a variant")
             continue
         try:
             tree = apply_overrides(base, overrides)
-            validate_config(tree)  # once per variant; seeds only change the top-level `seed`
+            configs[name] = validate_config(tree)  # once; seeds only change the top-level `seed`
         except ConfigError as e:
             errors.append(f"variant {name!r}: {e}")
             continue
+        source = configs[name].init.run if configs[name].init.run in variants else None
         for seed in spec.seeds:
             config = config_to_dict(validate_config({**tree, "seed": seed}, TrainConfig))
-            runs.append(PlannedRun(f"{name}-s{seed}", name, seed, overrides, config))
+            runs.append(PlannedRun(f"{name}-s{seed}", name, seed, overrides, config,
+                                   f"{source}-s{seed}" if source else None))
+    errors += _init_problems(configs)
     if errors:
         raise ConfigError("the study cannot start; no run was started:\n" + "\n".join(errors))
     return runs
+
+
+def _init_problems(configs: dict[str, TrainConfig]) -> list[str]:
+    """What stops a variant from starting at another variant's checkpoint: a cycle, or a
+    source that does not save the epoch or the optimizer state asked for."""
+    problems = []
+    for name, config in configs.items():
+        init, seen = config.init, [name]
+        source = configs.get(init.run) if init.run is not None else None
+        if source is None:
+            continue
+        while init.run in configs and init.run not in seen:  # follow the chain
+            seen.append(init.run)
+            init = configs[init.run].init
+        if init.run in seen:
+            problems.append(f"variant {name!r}: init.run makes a cycle: {' -> '.join(seen)} -> "
+                            f"{init.run}")
+            continue
+        want, c = config.init.epoch, source.checkpoints
+        saves = want is None or want in c.epochs or (c.every > 0 and want % c.every == 0)
+        if want is not None and not (saves and want <= source.epochs):
+            problems.append(f"variant {name!r}: init.epoch={want}, but variant "
+                            f"{config.init.run!r} does not save epoch {want} (its epochs: "
+                            f"{source.epochs}; add it to its checkpoints.epochs)")
+        if config.init.optimizer and not c.optimizer:
+            problems.append(f"variant {name!r}: init.optimizer needs variant {config.init.run!r} "
+                            "to set checkpoints.optimizer: true (or set init.optimizer: false)")
+    return problems
 
 
 def study_fingerprint(runs: list[PlannedRun]) -> str:

@@ -38,10 +38,12 @@ def execute_run(study_dir: str | Path, run_id: str, threads: int | None = None) 
     try:
         planned = {r.run_id: r for r in study.planned_runs()}[run_id]
         run_dir = study.run_dir(run_id)
+        # init.run names a variant in the plan; the run it means is a directory of this study
+        init_run = study.run_dir(planned.init_from) if planned.init_from else None
         if RunDir(run_dir).exists():
-            resume(run_dir)
+            resume(run_dir, init_run=init_run)
         else:
-            train(planned.config, run_dir)
+            train(planned.config, run_dir, init_run=init_run)
         return {"run_id": run_id, "status": "finished", "error": None}
     except Exception as e:
         logging.getLogger(__name__).error("run %s failed: %s", run_id, e)

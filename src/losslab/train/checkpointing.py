@@ -2,7 +2,9 @@
 
 Saves ``epoch_NNNN`` (role ``epoch``) at the configured epochs, keeps the best model on
 validation accuracy as ``best`` (the source documents report best-on-validation results;
-ties go to the lower validation loss), and always saves ``final`` after the last epoch.
+ties go to the lower validation loss), and always saves ``final`` after the last epoch. With
+``optimizer_state`` each checkpoint carries the optimizer's state too
+(:mod:`losslab.runs.optimizer_state`), so another run can start from it warm.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from losslab.runs.checkpoints import save_model_checkpoint
+from losslab.runs.optimizer_state import save_optimizer_state
 from losslab.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -26,7 +29,7 @@ class CheckpointPolicy(Callback):
 
     def __init__(self, directory: str | Path, *, run_id: str, every: int = 0,
                  epochs: Iterable[int] = (), keep_best: bool = True, save_initial: bool = False,
-                 best_metric: str = "val_acc"):
+                 best_metric: str = "val_acc", optimizer_state: bool = False):
         self.directory = Path(directory)
         self.run_id = run_id
         self.every = every
@@ -34,6 +37,7 @@ class CheckpointPolicy(Callback):
         self.keep_best = keep_best
         self.save_initial = save_initial
         self.best_metric = best_metric
+        self.optimizer_state = optimizer_state
         self.best: tuple[float, float] | None = None  # (accuracy, -loss) of the best epoch
         self.best_epoch: int | None = None
 
@@ -42,6 +46,9 @@ class CheckpointPolicy(Callback):
 
     def save(self, trainer: Trainer, name: str, role: str, epoch: int,
              extra: dict[str, Any] | None = None) -> Path:
+        if self.optimizer_state:  # before the sidecar, which completes the checkpoint
+            extra = {**(extra or {}), "optimizer": save_optimizer_state(
+                self.directory / f"{name}.safetensors", trainer.optimizer)}
         return save_model_checkpoint(self.directory, name, trainer.model, run_id=self.run_id,
                                      epoch=epoch, step=trainer.step, role=role, extra=extra)
 

@@ -29,6 +29,7 @@ from losslab.runs.rundir import RunDir
 from losslab.train.annealing_log import AnnealingLog
 from losslab.train.callbacks import Callback
 from losslab.train.checkpointing import CheckpointPolicy
+from losslab.train.init_from import start_from
 from losslab.train.optim import build_optimizer
 from losslab.train.repulsion_callback import RepulsionCallback
 from losslab.train.restarts import ColdRestart
@@ -141,7 +142,8 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
         c = config.checkpoints
         all_callbacks.insert(0, CheckpointPolicy(run.checkpoints, run_id=run.run_id, every=c.every,
                                                  epochs=c.epochs, keep_best=c.keep_best,
-                                                 save_initial=c.save_initial))
+                                                 save_initial=c.save_initial,
+                                                 optimizer_state=c.optimizer))
         if c.members and member_role(scheduler) is not None:
             all_callbacks.append(MemberCollector(run.checkpoints, run_id=run.run_id,
                                                  scheduler=scheduler))
@@ -168,8 +170,12 @@ def _fit(trainer: Trainer, run: RunDir) -> None:
 
 
 def train(config: TrainConfig | dict[str, Any], out: str | Path,
-          callbacks: Sequence[Callback] = ()) -> Path:
-    """Train a new run into the directory ``out`` and return it."""
+          callbacks: Sequence[Callback] = (), *, init_run: str | Path | None = None) -> Path:
+    """Train a new run into the directory ``out`` and return it.
+
+    ``init_run`` is the run directory ``config.init.run`` means, where the config names it
+    otherwise (a study's variant name); the config is stored as given.
+    """
     if not isinstance(config, TrainConfig):
         config = validate_config(config)
     run = RunDir(out)
@@ -180,6 +186,7 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path,
     run.create(config_to_dict(config))
     try:
         trainer = build_trainer(config, run, callbacks)
+        _start(trainer, run, config, init_run)
     except BaseException:
         # Nothing was trained: remove what this call created, so a corrected retry can start,
         # and nothing that was in the directory before.
@@ -194,7 +201,17 @@ def train(config: TrainConfig | dict[str, Any], out: str | Path,
     return run.path
 
 
-def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> Path:
+def _start(trainer: Trainer, run: RunDir, config: TrainConfig,
+           init_run: str | Path | None) -> None:
+    """Apply ``config.init`` to a run that has not trained a step, and record it."""
+    if config.init.enabled:
+        init = config.init if init_run is None else config.init.model_copy(
+            update={"run": str(init_run)})
+        run.update_meta(init=start_from(trainer, init))
+
+
+def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
+           init_run: str | Path | None = None) -> Path:
     """Continue a killed or interrupted run from its last finished epoch.
 
     With the same code and device the continued run reaches exactly the numbers an
@@ -209,6 +226,8 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> Path:
     trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
     if state is not None:
         trainer.load_state_dict(state)
+    else:  # killed before its first epoch ended: it starts over, from its init if it has one
+        _start(trainer, run, config, init_run)
     assert trainer.metrics_log is not None
     trainer.metrics_log.truncate(start_epoch)
     if trainer.epoch >= trainer.epochs:
