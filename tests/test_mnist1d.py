@@ -141,7 +141,7 @@ def test_load_dataset_carves_validation_and_never_downloads(tmp_path, no_downloa
     assert m1d.DEFAULT_NUM_SAMPLES == 10000 and m1d.DEFAULT_SEED == 42
 
 
-def test_the_loader_normalizes_signals_and_refuses_image_augmentation(tmp_path):
+def test_the_loader_normalizes_signals_and_refuses_a_flip(tmp_path):
     splits = load_dataset("mnist1d", tmp_path, num_samples=N)
     train, evals = make_loaders(splits, batch_size=32, seed=0)
     x, y = next(iter(evals["test"]))
@@ -149,10 +149,29 @@ def test_the_loader_normalizes_signals_and_refuses_image_augmentation(tmp_path):
     mean, std = splits.mean[0], splits.std[0]
     torch.testing.assert_close(x, (splits.test.x[:32] - mean) / std)
     assert sum(len(b[1]) for b in train) == len(splits.train)
-    for augment in (Augment(crop_padding=4), Augment(flip=True)):
-        with pytest.raises(ValueError, match=r"data.augment .* 1-D signals of shape \(144, 1, "
-                                             r"40\).*crop_padding=0"):
-            DeviceLoader(splits.train, 32, augment=augment)
+    with pytest.raises(ValueError, match=r"data.augment.flip is for NCHW images; these are "
+                                         r"1-D signals of shape \(144, 1, 40\)"):
+        DeviceLoader(splits.train, 32, augment=Augment(crop_padding=4, flip=True))
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_crop_padding_shifts_a_signal(tmp_path, mode):
+    """Each example is the window of length L at its drawn offset in the padded signal, and
+    the epoch's offsets cover [0, 2p]."""
+    splits = load_dataset("mnist1d", tmp_path, num_samples=N)
+    p, length = 4, splits.train.x.shape[-1]
+    loader = DeviceLoader(splits.train, 500, shuffle=False,
+                          augment=Augment(crop_padding=p, padding_mode=mode), seed=3)
+    _, params = loader.epoch_plan(0)
+    assert params.top.eq(0).all() and set(params.left.tolist()) == set(range(2 * p + 1))
+    (x, _), = list(loader)
+    raw = splits.train.x.double()
+    padded = (torch.nn.functional.pad(raw, (p, p)) if mode == "zeros"
+              else torch.nn.functional.pad(raw, (p, p), mode="reflect"))
+    expected = torch.stack([padded[i, :, int(o):int(o) + length] for i, o in
+                            enumerate(params.left)])
+    assert x.shape == raw.shape
+    torch.testing.assert_close(x.double(), expected)  # mean 0, std 1: the raw values
 
 
 @pytest.mark.parametrize("options, message", [

@@ -12,6 +12,11 @@ with a few batched gathers, never one image at a time:
   flip); the result is normalized afterwards.
 
 There is no data-dependent control flow, so nothing waits for the device.
+
+1-D signals (N, C, L), such as MNIST-1D, take ``crop_padding`` as a random shift: padded by
+``p`` samples at both ends (:func:`pad_signals`), a window of length L at an offset in
+``[0, 2p]``: the padded crop along the one axis there is. A flip (time reversal) does not
+keep a signal's label and is refused for them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "AugmentParams", "PADDING_MODES", "pad_images", "sample_params",
+__all__ = ["Augment", "AugmentParams", "PADDING_MODES", "pad_images", "pad_signals",
+           "sample_params",
            "crop_flip", "augment_batch"]
 
 PADDING_MODES = ("zeros", "reflect")
@@ -88,6 +94,22 @@ def pad_images(x: Tensor, padding: int, mode: str = "zeros") -> Tensor:
         rows = _reflect_index(height, padding, x.device)
         cols = _reflect_index(width, padding, x.device)
         return x.index_select(-2, rows).index_select(-1, cols)
+    raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+
+
+def pad_signals(x: Tensor, padding: int, mode: str = "zeros") -> Tensor:
+    """``x`` (N, C, L) padded by ``padding`` at both ends, as (N, C, 1, L + 2p): a one-row
+    image, so that :func:`crop_flip` crops it with ``top = 0``."""
+    x = x.unsqueeze(2)
+    if padding == 0:
+        return x
+    if mode == "zeros":
+        return F.pad(x, (padding, padding, 0, 0))
+    if mode == "reflect":
+        length = x.shape[-1]
+        if padding >= length:
+            raise ValueError(f"reflect padding {padding} needs signals longer than it, got {length}")
+        return x.index_select(-1, _reflect_index(length, padding, x.device))
     raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
 
 

@@ -22,7 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from losslab.data.augment import Augment, AugmentParams, crop_flip, pad_images, sample_params
+from losslab.data.augment import (
+    Augment,
+    AugmentParams,
+    crop_flip,
+    pad_images,
+    pad_signals,
+    sample_params,
+)
 from losslab.data.splits import DatasetSplits, Split
 
 __all__ = ["DeviceLoader", "make_loaders", "epoch_generator"]
@@ -78,17 +85,21 @@ class DeviceLoader:
         x = split.x.to(self.device)
         self.y = split.y.to(self.device)
         self.num_examples, channels, *spatial = x.shape
-        if len(spatial) == 1 and self.augment is not None:
-            # Crops and flips are image transforms; on a (N, C, L) signal they have no meaning
-            # losslab would vouch for (MNIST-1D's generator already shifts and shears).
-            raise ValueError("data.augment (crop_padding, flip) is for NCHW images; these are "
-                             f"1-D signals of shape {tuple(x.shape)}: set "
-                             "data.augment.crop_padding=0 and data.augment.flip=false")
+        self.signals = len(spatial) == 1
+        if self.signals and self.augment is not None and self.augment.flip:
+            # Time reversal does not keep a signal's class (MNIST-1D's digits read one way).
+            raise ValueError("data.augment.flip is for NCHW images; these are 1-D signals of "
+                             f"shape {tuple(x.shape)}: set data.augment.flip=false (crop_padding "
+                             "shifts a signal)")
         self.height, self.width = spatial if len(spatial) == 2 else (1, spatial[0])
         # Padding once here, not per batch; the loader then needs only the padded copy.
         padding = self.augment.crop_padding if self.augment is not None else 0
         mode = self.augment.padding_mode if self.augment is not None else "zeros"
-        self._source = pad_images(x, padding, mode).contiguous()
+        if self.signals:  # a shifted window of a one-row image; plain (N, C, L) otherwise
+            self._source = (pad_signals(x, padding, mode) if self.augment is not None
+                            else x).contiguous()
+        else:
+            self._source = pad_images(x, padding, mode).contiguous()
         self._index = torch.arange(self.num_examples, device=self.device)
         self.mean = _channel_vector(mean, 0.0, channels, "mean")
         self.std = _channel_vector(std, 1.0, channels, "std")
@@ -135,6 +146,8 @@ class DeviceLoader:
         if self.augment is not None:
             gen = epoch_generator(self.seed, epoch, _AUGMENT_STREAM)
             params = sample_params(self.num_examples, self.augment, gen).to(self.device)
+            if self.signals:  # one row: only the shift along the signal is drawn
+                params = params._replace(top=torch.zeros_like(params.top))
         return order, params
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -159,6 +172,8 @@ class DeviceLoader:
                 index = self._index[start:stop]
             x = crop_flip(self._source, index, params.slice(start, stop), self.height,
                           self.width)
+            if self.signals:
+                x = x.view(x.shape[0], x.shape[1], self.width)
         elif index is not None:
             x = self._source.index_select(0, index)
         else:
