@@ -41,18 +41,19 @@ def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int
 
 
 def _loaded(path: str | Path, splits: Sequence[str]):
-    """The fitted curve at ``path``, the device, and its data set's ``splits`` on it (a split
-    named twice is one loader, so the evaluation engine reads it onto the device once)."""
+    """The fitted curve at ``path``, the device, its data set's ``splits`` on it (a split
+    named twice is one loader, so the evaluation engine reads it onto the device once) and
+    the curve run's config."""
     device = resolve_device("auto")
     curve, config = load_curve(path, device)
     data = dataset_of(config)
     loaders = {s: split_loader(data, s, EVAL_BATCH, device) for s in dict.fromkeys(splits)}
-    return curve, device, [loaders[s] for s in splits]
+    return curve, device, [loaders[s] for s in splits], config
 
 
 def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
     """Train and test loss and accuracy along the fitted curve and the straight line."""
-    curve, device, (train, test) = _loaded(path, ["train", "test"])
+    curve, device, (train, test), _ = _loaded(path, ["train", "test"])
     r = evaluate_curve(curve, train=train, test=test, ts=default_ts(points), device=device)
     return {"ts": as_list(r.ts), "curve": {k: as_list(v) for k, v in r.curve.items()},
             "line": {k: as_list(v) for k, v in r.line.items()}, "barrier": r.barrier,
@@ -61,11 +62,27 @@ def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
 
 def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train",
                        margin: float = 0.2) -> dict[str, Any]:
-    """The loss over the plane through the endpoints and the middle bend, paths projected."""
-    curve, device, (batches, train) = _loaded(path, [split, "train"])
-    p = curve_plane(curve, batches=batches, recompute_batches=train, grid=grid, margin=margin,
+    """DMC's two planes through the endpoints and the middle bend, paths projected: the train
+    loss plus ½·wd·‖w‖² (``train_loss_l2``, wd the run's ``optimizer.weight_decay``; ``l2``
+    alone) and the test error in percent (``test_error``; ``test_loss``, ``test_acc``).
+    ``loss``/``acc`` are the grids of ``split`` (default the train split, as before)."""
+    names = ["train", "test"] + ([] if split in ("train", "test") else [split])
+    curve, device, (train, test, *more), config = _loaded(path, names)
+    wd = float(config.optimizer.weight_decay)
+    p = curve_plane(curve, batches=train, test_batches=test, weight_decay=wd,
+                    extra_batches={split: more[0]} if more else None, grid=grid, margin=margin,
                     device=device)
-    return {"x": as_list(p.x), "y": as_list(p.y), "loss": as_list(p.loss), "acc": as_list(p.acc),
-            "curve_xy": as_list(p.curve_xy), "line_xy": as_list(p.line_xy),
+    if split == "train":
+        loss, acc = p.loss, p.acc
+    elif split == "test":
+        loss, acc = p.test_loss, p.test_acc
+    else:
+        loss, acc = p.extra[split]["loss"], p.extra[split]["acc"]
+    meta = {**p.metadata, "weight_decay_on": config.curve.weight_decay_on}
+    return {"x": as_list(p.x), "y": as_list(p.y), "loss": as_list(loss), "acc": as_list(acc),
+            "train_loss": as_list(p.loss), "train_acc": as_list(p.acc), "l2": as_list(p.l2),
+            "train_loss_l2": as_list(p.train_loss_l2), "test_loss": as_list(p.test_loss),
+            "test_acc": as_list(p.test_acc), "test_error": as_list(p.test_error),
+            "weight_decay": wd, "curve_xy": as_list(p.curve_xy), "line_xy": as_list(p.line_xy),
             "control_xy": as_list(p.control_xy), "curve_off_plane": p.curve_off_plane,
-            "split": split, "metadata": p.metadata}
+            "split": split, "metadata": meta}

@@ -1,22 +1,50 @@
-"""The plane through a curve's endpoints and one bend, with a loss grid and the paths on it.
+"""The plane through a curve's endpoints and one bend: DMC's two planes, with the paths on them.
 
-Garipov et al. 2018 (Figs. 1, 3) draw the train loss over the plane through ŵ1, θ and ŵ2 with
-the curve and the straight line on it. An orthonormal basis of that plane (Gram-Schmidt):
+Garipov et al. 2018 (Figs. 1, 3; the reference ``plane.py`` and its plotting notebook) draw two
+planes through ŵ1, θ and ŵ2 with the curve and the straight segment ŵ1–ŵ2 on top: (a) the
+**train loss with the l2 regulariser added** and (b) the **test error (%)**. An orthonormal
+basis of that plane (Gram-Schmidt):
 
     e1 = (ŵ2 − ŵ1) / ‖ŵ2 − ŵ1‖,   e2 = v / ‖v‖,   v = (θ − ŵ1) − ((θ − ŵ1)·e1) e1,
 
 so a point p has coordinates ((p − ŵ1)·e1, (p − ŵ1)·e2) in units of weight-space distance:
 ŵ1 is (0, 0), ŵ2 is (‖ŵ2 − ŵ1‖, 0). The grid spans the control points' coordinates plus a
 ``margin`` (a fraction of the span) on every side and is evaluated by the landscape engine
-(:func:`losslab.landscape.evaluate_points`) with BatchNorm statistics recomputed at every grid
-point when the network has BatchNorm (the paper's choice), else as it is. A one-bend Bezier
-curve lies in the plane; for more bends the curve is projected and ``curve_off_plane`` gives
-its largest distance from the plane. Layout: ``loss[i, j]`` is at ``(x[j], y[i])``.
+(:class:`losslab.landscape.points.PointEvaluator`: one private copy, every split's data
+resident once) with BatchNorm statistics recomputed at every grid point on the training
+batches when the network has BatchNorm (the paper's ``update_bn``), else as it is; each point
+is built and its BatchNorm pass run once for all splits. A one-bend Bezier curve lies in the
+plane; for more bends the curve is projected and ``curve_off_plane`` gives its largest
+distance from the plane. Layout: ``loss[i, j]`` is at ``(x[j], y[i])``.
+
+The l2 term. At the grid point w(x, y) = ŵ1 + x·e1 + y·e2,
+
+    l2[i, j] = ½ · wd · ‖w(x[j], y[i])‖²,   train_loss_l2 = loss + l2,
+
+with ``wd`` the ``weight_decay`` given (for a curve run, its ``optimizer.weight_decay``) and w
+the flat vector of **every trainable parameter of the network** (weights and biases of every
+layer, BatchNorm's affine weight and bias included; running statistics and other buffers not):
+the vector the curve is fitted in, and the set DMC's ``curves.l2_regularizer(wd)`` decays, ½·wd
+times the sum over its curve modules (Linear, Conv2d, BatchNorm; all parameters of its
+architectures) of ‖w_t‖², the objective a DMC curve is trained with (and losslab's
+``CurveWeightDecay``). ‖w‖² is closed form in the basis, in float64, without running the net:
+
+    ‖w‖² = ‖ŵ1‖² + 2x (ŵ1·e1) + 2y (ŵ1·e2) + x² (e1·e1) + 2xy (e1·e2) + y² (e2·e2)
+
+(the Gram entries are kept rather than taken as 1 and 0, so the value is that of the float64
+point ŵ1 + x e1 + y e2; the network itself runs at that point rounded to its own dtype). One
+difference from the reference, stated so nobody is surprised: DMC's ``plane.py`` passes
+``utils.l2_regularizer(wd)`` to its ``utils.test``, which adds ½·wd·Σ_k ‖w_k‖ over the base
+model's parameter tensors k, a sum of *unsquared* per-tensor norms; we add the squared norm
+above, the quantity its curves are trained on and the paper's "l2-regularized train loss".
+
+The test error is ``test_error = 100 · (1 − test_acc)`` on ``test_batches``, in percent, as
+DMC's ``te_err``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -24,25 +52,40 @@ from torch import Tensor
 
 from losslab.curves.curve_model import CurveModel
 from losslab.curves.evaluate import bn_policy
-from losslab.landscape.evaluate import evaluate_points
+from losslab.landscape.evaluate import cross_entropy_per_example
+from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
 
-__all__ = ["CurvePlane", "curve_plane"]
+__all__ = ["CurvePlane", "curve_plane", "plane_l2"]
 
 AXIS_CONVENTION = "loss[i, j] is at (x[j], y[i])"
+L2_FORMULA = ("l2 = 0.5 * weight_decay * ||w||^2 at w = w1 + x e1 + y e2, w every trainable "
+              "parameter of the network (no buffers), closed form in float64; "
+              "train_loss_l2 = loss + l2")
 
 
 @dataclass
 class CurvePlane:
+    """The grids over the plane (float64, (ny, nx), ``[i, j]`` at ``(x[j], y[i])``) and the
+    paths on it. ``loss``/``acc`` are on the training batches; the ``test_*`` grids are
+    ``None`` when no test batches were given; ``extra`` holds ``{"loss", "acc"}`` grids of
+    further named sets."""
+
     x: Tensor                 # (nx,) float64
     y: Tensor                 # (ny,)
-    loss: Tensor              # (ny, nx)
-    acc: Tensor
+    loss: Tensor              # (ny, nx) train loss (cross-entropy)
+    acc: Tensor               # train accuracy in [0, 1]
     curve_xy: Tensor          # (T, 2) the curve's projection, t = 0 … 1
     line_xy: Tensor           # (2, 2) ŵ1 and ŵ2
     control_xy: Tensor        # (n + 2, 2) ŵ1, the bends, ŵ2
     curve_off_plane: float    # max distance of the curve from the plane
     metadata: dict = field(default_factory=dict)
+    l2: Tensor | None = None              # ½·wd·‖w‖² at every grid point
+    train_loss_l2: Tensor | None = None   # loss + l2: DMC's plane (a)
+    test_loss: Tensor | None = None
+    test_acc: Tensor | None = None
+    test_error: Tensor | None = None      # 100·(1 − test_acc): DMC's plane (b)
+    extra: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
 
 def _basis(points: Tensor, bend: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,12 +101,37 @@ def _basis(points: Tensor, bend: int) -> tuple[Tensor, Tensor, Tensor]:
     return w1, e1, v / v.norm()
 
 
+def plane_l2(origin: Tensor, e1: Tensor, e2: Tensor, x: Tensor, y: Tensor,
+             weight_decay: float) -> Tensor:
+    """½·wd·‖origin + x·e1 + y·e2‖² on the grid (``[i, j]`` at ``(x[j], y[i])``), in float64,
+    from the Gram matrix of (origin, e1, e2): no weight vector is built per point."""
+    basis = torch.stack([origin, e1, e2]).double()
+    g = basis @ basis.T
+    xx = x.double()[None, :]
+    yy = y.double()[:, None]
+    sq = (g[0, 0] + 2 * xx * g[0, 1] + 2 * yy * g[0, 2] + xx * xx * g[1, 1]
+          + 2 * xx * yy * g[1, 2] + yy * yy * g[2, 2])
+    return 0.5 * float(weight_decay) * sq.cpu()
+
+
 @torch.no_grad()
-def curve_plane(curve: CurveModel, *, batches: Iterable, recompute_batches: Iterable | None = None,
-                grid: int = 21, margin: float = 0.2, bend: int | None = None, curve_points: int = 61,
+def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable | None = None,
+                weight_decay: float = 0.0, recompute_batches: Iterable | None = None,
+                extra_batches: Mapping[str, Iterable] | None = None, grid: int = 21,
+                margin: float = 0.2, bend: int | None = None, curve_points: int = 61,
                 device: torch.device | str | None = None) -> CurvePlane:
-    """The loss over the plane through ŵ1, bend ``bend`` (1-based; default the middle one) and
-    ŵ2, on ``grid`` × ``grid`` points; see the module docstring."""
+    """DMC's planes through ŵ1, bend ``bend`` (1-based; default the middle one) and ŵ2, on
+    ``grid`` × ``grid`` points: the loss and accuracy on ``batches`` (the training batches),
+    ``train_loss_l2 = loss + ½·weight_decay·‖w‖²``, and with ``test_batches`` the test loss,
+    accuracy and error (%); ``extra_batches`` (e.g. ``{"val": ...}``) are evaluated at the
+    same points. BatchNorm is recomputed on ``recompute_batches`` (default ``batches``). See
+    the module docstring for the basis and for what ‖w‖² includes.
+
+    Example::
+
+        plane = curve_plane(curve, batches=train, test_batches=test, weight_decay=5e-4)
+        plane.train_loss_l2, plane.test_error     # (21, 21) each, at (plane.x[j], plane.y[i])
+    """
     if curve.num_bends == 0:
         raise ValueError("a curve without bends is the straight line: no plane to draw")
     bend = (curve.num_bends + 1) // 2 if bend is None else bend
@@ -71,6 +139,11 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, recompute_batches: Iter
         raise ValueError(f"bend must be in [1, {curve.num_bends}], got {bend}")
     if grid < 2:
         raise ValueError(f"grid must be >= 2, got {grid}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    extra = dict(extra_batches or {})
+    if {"train", "test"} & set(extra):
+        raise ValueError("extra_batches may not be named 'train' or 'test'")
     points = curve.control_points().detach().double()
     w1, e1, e2 = _basis(points, bend)
 
@@ -86,11 +159,19 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, recompute_batches: Iter
     yy, xx = torch.meshgrid(y, x, indexing="ij")
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     dtype = curve.endpoints.dtype
-    as_dict = [curve.unflatten(v.to(dtype)) for v in (w1, e1, e2)]
+    center, *dirs = [curve.unflatten(v.to(dtype)) for v in (w1, e1, e2)]
     bn = bn_policy(curve)
-    loss, acc = evaluate_points(curve.net, as_dict[0], buffers_of(curve.net), as_dict[1:], coords,
-                                batches, bn=bn, recompute_batches=recompute_batches,
-                                device=device)
+    sets = {"train": batches, **({} if test_batches is None else {"test": test_batches}), **extra}
+    ev = PointEvaluator(curve.net, center, buffers_of(curve.net), dirs, sets,
+                        loss_fn=cross_entropy_per_example, bn=bn,
+                        recompute_batches=batches if recompute_batches is None
+                        else recompute_batches, points_per_call=1, device=device)
+    grids = {name: (loss.view(grid, grid), acc.view(grid, grid))
+             for name, (loss, acc, _) in ev.evaluate_sets(coords).items()}
+    loss, acc = grids.pop("train")
+    l2 = plane_l2(w1, e1, e2, x, y, weight_decay)
+    test_loss, test_acc = grids.pop("test", (None, None))
+    test_error = None if test_acc is None else 100.0 * (1.0 - test_acc)
     ts = torch.linspace(0, 1, curve_points, dtype=torch.float64)
     along = torch.stack([curve.flat_point(float(t)).double() for t in ts])
     curve_xy = project(along)
@@ -98,6 +179,11 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, recompute_batches: Iter
     off = float((along - rebuilt).norm(dim=1).max())
     meta = {"axis_convention": AXIS_CONVENTION, "indexing": "xy", "bn": bn, "bend": bend,
             "basis": "e1 = (ŵ2 − ŵ1)/‖ŵ2 − ŵ1‖, e2 ⟂ e1 towards the bend (Gram-Schmidt)",
-            "reference": "Garipov et al. 2018, arXiv:1802.10026"}
-    return CurvePlane(x, y, loss.view(grid, grid), acc.view(grid, grid), curve_xy,
-                      project(points[[0, -1]]), control, off, meta)
+            "weight_decay": float(weight_decay), "l2_formula": L2_FORMULA,
+            "l2_parameters": curve.endpoints.shape[1],
+            "test_error": "100 * (1 - test_acc), percent",
+            "reference": "Garipov et al. 2018, arXiv:1802.10026; DMC plane.py"}
+    return CurvePlane(x, y, loss, acc, curve_xy, project(points[[0, -1]]), control, off, meta,
+                      l2=l2, train_loss_l2=loss + l2, test_loss=test_loss, test_acc=test_acc,
+                      test_error=test_error,
+                      extra={k: {"loss": v[0], "acc": v[1]} for k, v in grids.items()})

@@ -8,7 +8,11 @@ Options (beside ``name: curve``):
   the seed of each endpoint (default: the study's first seed for both);
 * ``bends`` (1), ``kind`` (``bezier`` or ``polychain``), ``set`` (overrides of the start run's
   config for the curve's training, e.g. ``{epochs: 30, optimizer.lr: 0.02}``);
-* ``points`` (61 values of t), ``grid`` (21 points per axis of the plane; 0: no plane);
+* ``points`` (61 values of t), ``grid`` (21 points per axis of the planes; 0: no plane):
+  DMC's two planes through the endpoints and the middle bend, the train loss plus
+  ½·wd·‖w‖² (``plane.train_loss_l2``; wd the curve run's ``optimizer.weight_decay``, w
+  every trainable parameter) and the test error in percent (``plane.test_error``),
+  beside the train ``loss``/``acc`` grids (:func:`losslab.curves.curve_plane`);
 * ``ensemble``: the t of the points ensembled through the ensemble analytics (default 0, 0.25,
   0.5, 0.75, 1; saved as ``curve_point`` checkpoints of the curve run; empty: none);
 * ``published``: numbers to print beside ours, e.g. the reference README's test error (%)
@@ -120,7 +124,8 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
                    ensemble: list[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
                    published: dict[str, list[float]] | None = None,
                    published_setting: str | None = None) -> dict[str, Any]:
-    """A curve between two variants' final models: loss and error along t, barrier, plane."""
+    """A curve between two variants' final models: loss and error along t, barrier, the
+    planes (train loss + l2, test error)."""
     check_published_setting("curve", published, published_setting)
     if not variants or len(variants) != 2:
         raise ValueError("curve: give exactly two variants (the endpoints)")

@@ -1,4 +1,5 @@
-"""The report section of the ``curve`` analysis: loss and error along t, the plane, the table."""
+"""The report section of the ``curve`` analysis: loss and error along t, the planes (train
+loss + l2 and test error, as DMC draws them), the table."""
 
 from __future__ import annotations
 
@@ -39,18 +40,47 @@ def _table(data: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _plane_figure(pair: str, p: dict[str, Any]) -> HeatmapFigure:
+def _plane_paths(p: dict[str, Any]) -> list[ScatterSeries]:
+    """The curve's projection, the straight segment ŵ1–ŵ2 and the control points."""
     curve, line, control = (np.asarray(p[k]) for k in ("curve_xy", "line_xy", "control_xy"))
-    paths = [ScatterSeries("curve", curve[:, 0], curve[:, 1]),
-             ScatterSeries("straight line", line[:, 0], line[:, 1]),
-             ScatterSeries("endpoints and bends", control[:, 0], control[:, 1],
-                           labels=["ŵ1", *[f"θ{i}" for i in range(1, len(control) - 1)], "ŵ2"],
-                           connected=False)]
-    return HeatmapFigure(f"{pair}: {p.get('split', 'train')} loss on the plane through ŵ1, θ, ŵ2",
-                         np.asarray(p["x"]), np.asarray(p["y"]), np.asarray(p["loss"]),
-                         "along ŵ2 − ŵ1", "towards the bend", contour=True, zlabel="loss",
-                         paths=paths, equal_aspect=True,  # both axes: weight-space distance
-                         levels=loss_levels(), zmax=10.0)
+    return [ScatterSeries("curve", curve[:, 0], curve[:, 1]),
+            ScatterSeries("straight line", line[:, 0], line[:, 1]),
+            ScatterSeries("endpoints and bends", control[:, 0], control[:, 1],
+                          labels=["ŵ1", *[f"θ{i}" for i in range(1, len(control) - 1)], "ŵ2"],
+                          connected=False)]
+
+
+def _plane_heatmap(title: str, p: dict[str, Any], z: Any, zlabel: str, levels: list[float],
+                   zmax: float) -> HeatmapFigure:
+    return HeatmapFigure(title, np.asarray(p["x"]), np.asarray(p["y"]), np.asarray(z),
+                         "along ŵ2 − ŵ1", "towards the bend", contour=True, zlabel=zlabel,
+                         paths=_plane_paths(p), equal_aspect=True,  # both axes: distance
+                         levels=levels, zmax=zmax)
+
+
+def _error_scale(err: np.ndarray) -> tuple[list[float], float]:
+    """Contour levels and clip for a test-error plane: DMC's plot clips at 40 % (levels every
+    2.5 %), which would hide everything of a plane whose best point is already above 20 %;
+    then the whole 0-100 % range, every 5 %."""
+    if float(np.nanmin(err)) < 20.0:
+        return [float(v) for v in np.arange(0.0, 40.0, 2.5)], 40.0
+    return [float(v) for v in np.arange(0.0, 100.0, 5.0)], 100.0
+
+
+def _plane_figures(pair: str, p: dict[str, Any]) -> list[HeatmapFigure]:
+    """DMC's two planes (train loss + l2, test error) when the analysis computed them; an
+    older analysis (one loss grid) as it was drawn before."""
+    where = "on the plane through ŵ1, θ, ŵ2"
+    if "train_loss_l2" not in p or "test_error" not in p:
+        return [_plane_heatmap(f"{pair}: {p.get('split', 'train')} loss {where}", p, p["loss"],
+                               "loss", loss_levels(), 10.0)]
+    wd = p.get("weight_decay", p.get("metadata", {}).get("weight_decay", 0.0))
+    err = np.asarray(p["test_error"], dtype=float)
+    levels, top = _error_scale(err)
+    return [_plane_heatmap(f"{pair}: train loss + l2 (wd={wd:g}) {where}", p, p["train_loss_l2"],
+                           "train loss + ½·wd·‖w‖²", loss_levels(), 10.0),
+            _plane_heatmap(f"{pair}: test error (%) {where}", p, err, "test error (%)", levels,
+                           top)]
 
 
 @register_section("curve")
@@ -70,7 +100,14 @@ def curve_section(records, data: dict[str, Any]) -> Section:
             "The barrier is the largest train loss along the path minus the endpoints' mean.</p>")
     plane = data.get("plane")
     if plane and "error" not in plane:
-        figures.append(_plane_figure(pair, plane))
+        figures.extend(_plane_figures(pair, plane))
+        if "train_loss_l2" in plane:
+            wd = plane.get("weight_decay", plane.get("metadata", {}).get("weight_decay", 0.0))
+            html += ("<p>The planes through the endpoints and the middle bend, as the reference "
+                     "code draws them: the train loss plus ½·wd·‖w‖² "
+                     f"(wd = {wd:g}, the curve run's weight decay; w every trainable parameter "
+                     "of the network at the grid point, buffers not) and the test error (%), "
+                     "each with the curve and the straight segment ŵ1–ŵ2.</p>")
     elif plane:
         html += f"<p>No plane: {escape(plane['error'])}</p>"
     tables = [_table(data)]
