@@ -261,3 +261,16 @@ def test_cli_run_and_report(tmp_path, capsys):
     (tmp_path / "out" / "report.html").unlink()
     assert main(["report", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_seed_offset_makes_a_variant_independent_of_the_others(tmp_path):
+    path = _study(tmp_path, variants=[{"name": "G", "set": {}},
+                                      {"name": "A", "set": {}, "seed_offset": 100}],
+                  seeds=[0, 1])
+    spec, root = load_study(path)
+    plan = {r.run_id: r for r in plan_runs(spec, root)}
+    assert [plan[k].config["seed"] for k in ("G-s0", "G-s1", "A-s0", "A-s1")] == [0, 1, 100, 101]
+    assert plan["A-s1"].seed == 1  # the study's seed: what findings and ensembles pair by
+    bad = _study(tmp_path, variants=[{"name": "G", "set": {}, "seed_offset": -1}])
+    with pytest.raises(ConfigError, match="seed_offset"):
+        load_study(bad)

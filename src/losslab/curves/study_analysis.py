@@ -6,6 +6,8 @@ Options (beside ``name: curve``):
 * ``variants``: the two variants whose final models are the endpoints (the same variant twice
   with two ``seeds`` connects independently trained networks, the paper's setting); ``seeds``:
   the seed of each endpoint (default: the study's first seed for both);
+* ``pairs``: more endpoint seed pairs (``[[2, 3], [4, 5]]``), each fitted and evaluated like
+  the first (no plane or ensemble: the report draws the first), for findings over pairs;
 * ``bends`` (1), ``kind`` (``bezier`` or ``polychain``), ``set`` (overrides of the start run's
   config for the curve's training, e.g. ``{epochs: 30, optimizer.lr: 0.02}``);
 * ``points`` (61 values of t), ``grid`` (21 points per axis of the planes; 0: no plane):
@@ -19,6 +21,11 @@ Options (beside ``name: curve``):
   ranges ``{endpoints: [6.79, 6.94], bezier: [6.79, 7.75], polychain: [6.79, 8.08]}``, with
   ``published_setting`` (required with them: the model, data set and budget they come from,
   e.g. ``"VGG16, CIFAR-10, 600 epochs (DMC README)"``; the report labels them with it).
+
+``per_run`` rows (one per pair, ``variant`` the first endpoint's, ``seed`` its seed), read by
+findings as ``<id>.<key>``: ``curve_barrier`` and ``line_barrier`` (max train loss along the
+path minus the endpoints' mean) and ``curve_error_rise`` and ``line_error_rise`` (max test
+error along the path minus the endpoints' mean, in %).
 
 The curve is trained as a run of its own under ``STUDY/curves/`` (a finished one is reused, an
 interrupted one resumed), so re-running the study does not refit it. What it was fitted from
@@ -117,9 +124,33 @@ def _ensemble_along(run: Path, ts: list[float]) -> dict[str, Any]:
             "n_examples": result["n_examples"], "combination": result["combination"]}
 
 
+def _pair(records: StudyRecords, variants: list[str], seeds: list[int] | None, bends: int,
+          kind: str, sets: dict[str, Any] | None, points: int):
+    """Fit (or reuse) the curve between one pair of endpoints and evaluate it along t."""
+    start, end = _endpoint_runs(records, variants, seeds)
+    tags = [Path(start).name, Path(end).name]
+    run = _fitted(records.directory / "curves" / f"{tags[0]}--{tags[1]}-{kind}{bends}", start,
+                  end, bends, kind, dict(sets or {}))
+    return run, tags, evaluate_curve_run(run, points=points)
+
+
+def _pair_row(variant: str, tags: list[str], records: StudyRecords,
+              evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The numbers findings compare for one pair: barriers and test-error rises."""
+    runs = records.runs
+    seed = int(runs.loc[runs["run_id"] == tags[0], "seed"].iloc[0])
+    row = {"variant": variant, "seed": seed, "pair": f"{tags[0]} → {tags[1]}"}
+    for path in ("curve", "line"):
+        error = [100 * (1 - a) for a in evaluation[path]["test_acc"]]
+        row[f"{path}_barrier"] = evaluation["barrier"][path]
+        row[f"{path}_error_rise"] = max(error) - (error[0] + error[-1]) / 2
+    return row
+
+
 @register_analysis("curve")
 def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
-                   seeds: list[int] | None = None, bends: int = 1, kind: str = "bezier",
+                   seeds: list[int] | None = None, pairs: list[list[int]] | None = None,
+                   bends: int = 1, kind: str = "bezier",
                    set: dict[str, Any] | None = None, points: int = 61, grid: int = 21,
                    ensemble: list[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
                    published: dict[str, list[float]] | None = None,
@@ -131,14 +162,19 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
         raise ValueError("curve: give exactly two variants (the endpoints)")
     if seeds is not None and len(seeds) != 2:
         raise ValueError("curve: seeds gives one seed per endpoint (two)")
-    start, end = _endpoint_runs(records, list(variants), seeds)
-    tags = [Path(start).name, Path(end).name]
-    name = f"{tags[0]}--{tags[1]}-{kind}{bends}"
-    run = _fitted(records.directory / "curves" / name, start, end, bends, kind, dict(set or {}))
+    first, *more = ([seeds] if seeds is not None or not pairs else []) + list(pairs or [])
+    if any(p is None or len(p) != 2 for p in more):
+        raise ValueError("curve: pairs lists pairs of seeds, e.g. [[2, 3], [4, 5]]")
+    run, tags, evaluation = _pair(records, list(variants), first, bends, kind, set, points)
     out: dict[str, Any] = {"pair": f"{tags[0]} → {tags[1]}", "run": str(run),
                            "kind": kind, "bends": bends, "published": published,
-                           "published_setting": published_setting,
-                           "evaluation": evaluate_curve_run(run, points=points)}
+                           "published_setting": published_setting, "evaluation": evaluation}
+    rows = [_pair_row(variants[0], tags, records, evaluation)]
+    for pair in more:
+        _, pair_tags, pair_evaluation = _pair(records, list(variants), list(pair), bends, kind,
+                                              set, points)
+        rows.append(_pair_row(variants[0], pair_tags, records, pair_evaluation))
+    out["per_run"] = rows
     if ensemble:
         out["ensemble"] = _ensemble_along(run, list(ensemble))
     if grid:

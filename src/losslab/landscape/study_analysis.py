@@ -8,7 +8,9 @@ Options (beside ``name: landscape``):
   epoch checkpoints, its snapshot/FGE members marked), ``hessian`` (top eigenvalues, trace
   and spectral density of each variant's final model) or ``ratio_map`` (|λmin/λmax| of the
   Hessian over a filter-normalized random plane: Li et al.'s convexity check);
-* ``variants`` (default: all), ``seed`` (which seed's runs; default the first);
+* ``variants`` (default: all), ``seed`` (which seed's runs the report draws; default the
+  first), ``seeds`` (also compute for these seeds, or ``all``, for findings: each seed's run
+  gives a ``per_run`` row of the numbers below; default: only ``seed``);
 * ``split`` (``test``), ``examples`` (evaluate on a fixed random subset of this many examples;
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
   ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep``, ``recompute``, or for
@@ -21,6 +23,17 @@ Options (beside ``name: landscape``):
   ``plot_2D_contour`` defaults, vmin, vmax, step) and ``log_colors`` (false) set how the
   report draws loss maps: contour levels vmin, vmin + step, … < vmax, colours and the 3-D view
   clipped at vmax (stated on the colour bar), optionally on a log scale.
+
+``per_run`` rows (``{variant, seed, ...}``, read by findings as ``<id>.<key>``), per kind:
+``surface``: ``center_loss``, ``mean_rise`` (the grid's mean loss minus the centre's) and
+``edge_rise`` (the same over the grid's border); ``line`` (row of the first variant):
+``rise_start`` and ``rise_end`` (mean loss over α ∈ [−0.5, 0) minus loss at 0, and over
+α ∈ (1, 1.5] minus loss at 1: how fast each solution's basin rises, Li et al. Figs. 2-3),
+``barrier`` (max over α ∈ [0, 1] of the loss minus the larger endpoint's); ``trajectory``:
+``pca_variance_2`` (the share of the offsets' variance the plane's two directions explain);
+``hessian``: ``lambda_max``, ``lambda_min``, ``abs_ratio`` = |λmin/λmax|, ``trace``;
+``ratio_map``: ``ratio_center`` (|λmin/λmax| at the trained model) and ``ratio_away`` (its
+mean over the grid's border, a span away).
 """
 
 from __future__ import annotations
@@ -167,6 +180,35 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
             "lanczos_steps": o["lanczos_steps"]}
 
 
+def _border(grid: np.ndarray) -> np.ndarray:
+    return np.concatenate([grid[0], grid[-1], grid[1:-1, 0], grid[1:-1, -1]])
+
+
+def summary(kind: str, r: dict[str, Any]) -> dict[str, float]:
+    """The scalar numbers of one result that findings compare (see the module docstring)."""
+    if kind == "surface":
+        loss = np.asarray(r["loss"], dtype=float)
+        c = loss[loss.shape[0] // 2, loss.shape[1] // 2]
+        return {"center_loss": float(c), "mean_rise": float(loss.mean() - c),
+                "edge_rise": float(_border(loss).mean() - c)}
+    if kind == "line":
+        a, loss = np.asarray(r["alphas"], dtype=float), np.asarray(r["loss"], dtype=float)
+        at0, at1 = loss[np.argmin(abs(a))], loss[np.argmin(abs(a - 1))]
+        inside = (a >= 0) & (a <= 1)
+        return {"rise_start": float(loss[a < 0].mean() - at0),
+                "rise_end": float(loss[a > 1].mean() - at1),
+                "barrier": float(loss[inside].max() - max(at0, at1))}
+    if kind == "trajectory":
+        return {"pca_variance_2": float(sum(r["explained_variance"][:2]))}
+    if kind == "hessian":
+        ev = np.asarray(r["eigenvalues"], dtype=float)
+        return {"lambda_max": float(ev.max()), "lambda_min": float(ev.min()),
+                "abs_ratio": float(abs(ev.min() / ev.max())), "trace": float(r["trace"])}
+    ratio = np.asarray(r["ratio"], dtype=float)
+    return {"ratio_center": float(ratio[ratio.shape[0] // 2, ratio.shape[1] // 2]),
+            "ratio_away": float(_border(ratio).mean())}
+
+
 _COMPUTE = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
             "ratio_map": _ratio_map}  # one model each; "line" takes two
 
@@ -199,15 +241,14 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", ex
 @register_analysis("landscape")
 def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        variants: list[str] | None = None, seed: int | None = None,
-                       split: str = "test", examples: int = 0, points: int = 11,
-                       span: float = 1.0, normalization: str = "filter",
+                       seeds: list[int] | str | None = None, split: str = "test",
+                       examples: int = 0, points: int = 11, span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
                        centered: bool = True,
                        contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
                        log_colors: bool = False) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
-    runs = _runs(records, chosen, seed)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
                        centered=centered)
@@ -217,16 +258,53 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                          f"vmax - vmin, got {list(contour_levels)}")
     out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {},
                            "display": {"levels": [vmin, vmax, step], "log": bool(log_colors)}}
+    if kind == "line" and len(chosen) != 2:
+        raise ValueError("landscape: kind 'line' needs exactly two variants")
+    first = _first_seed(records, seed)
+    extra = _seed_list(records, seeds, first)
+    per_run: list[dict[str, Any]] = []
+    for s in [first, *extra]:
+        results = _compute_all(kind, chosen, _runs(records, chosen, s), options)
+        if s == first:
+            out["results"] = results
+        for name, r in results.items():
+            if "error" not in r:
+                variant = chosen[0] if kind == "line" else name
+                per_run.append({"variant": variant, "seed": s, **summary(kind, r)})
+    out["seed"], out["seeds"], out["per_run"] = first, [first, *extra], per_run
+    return out
+
+
+def _first_seed(records: StudyRecords, seed: int | None) -> int | None:
+    if seed is not None:
+        return int(seed)
+    finished = records.runs[records.runs["status"] == "finished"]
+    return int(finished["seed"].min()) if len(finished) else None
+
+
+def _seed_list(records: StudyRecords, seeds: list[int] | str | None, first: int | None) -> list[int]:
+    """The seeds beyond ``first`` to compute for ``per_run`` rows."""
+    if seeds is None:
+        return []
+    if seeds == "all":
+        seeds = sorted(int(x) for x in records.runs["seed"].unique())
+    elif isinstance(seeds, str) or not all(isinstance(x, int) for x in seeds):
+        raise ValueError(f"landscape: seeds must be a list of seeds or 'all', got {seeds!r}")
+    return [int(x) for x in seeds if int(x) != first]
+
+
+def _compute_all(kind: str, chosen: list[str], runs: dict[str, str],
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """One seed's results: the line between the two variants, or each variant's map."""
     if kind == "line":
-        if len(chosen) != 2:
-            raise ValueError("landscape: kind 'line' needs exactly two variants")
-        out["results"][f"{chosen[0]} → {chosen[1]}"] = _line(runs[chosen[0]], runs[chosen[1]],
-                                                             options)
-        return out
+        if not all(v in runs for v in chosen):
+            return {}
+        return {f"{chosen[0]} → {chosen[1]}": _line(runs[chosen[0]], runs[chosen[1]], options)}
+    results = {}
     for variant in chosen:
         if variant in runs:
             try:
-                out["results"][variant] = _COMPUTE[kind](runs[variant], options)
+                results[variant] = _COMPUTE[kind](runs[variant], options)
             except Exception as e:  # one variant's failure does not hide the others
-                out["results"][variant] = {"error": f"{type(e).__name__}: {e}"}
-    return out
+                results[variant] = {"error": f"{type(e).__name__}: {e}"}
+    return results

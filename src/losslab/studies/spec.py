@@ -30,7 +30,9 @@ the epoch (and the optimizer state) asked for.
 
 Variants and grid combine as a product: every listed variant is crossed with every grid
 point (a study with only one of them uses it alone; with neither, one variant ``base``). Each
-(variant, seed) is a run named ``<variant>-s<seed>``. Every run's config is validated before any
+(variant, seed) is a run named ``<variant>-s<seed>``; it trains with that seed, plus the
+variant's ``seed_offset`` (0 unless set: the variants of one seed then share initialization
+and data order, a paired design; distinct offsets make them independent). Every run's config is validated before any
 run starts, and a failing variant is named; so is every finding that names an unknown variant,
 metric or analysis (:mod:`losslab.studies.findings`).
 """
@@ -79,6 +81,10 @@ class _Strict(BaseModel):
 class VariantSpec(_Strict):
     name: str = Field(min_length=1)
     set: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value")
+    seed_offset: int = Field(0, ge=0, description="the run of study seed s trains with seed "
+                             "s + seed_offset: variants with distinct offsets start from "
+                             "independent initializations and data orders (0: shared with "
+                             "the other variants of seed s, the paired design)")
 
 
 class AnalysisSpec(BaseModel):
@@ -208,6 +214,12 @@ def variant_overrides(spec: StudySpec) -> dict[str, dict[str, Any]]:
     return dict(combined)
 
 
+def seed_offsets(spec: StudySpec) -> dict[str, int]:
+    """Variant name -> its seed offset (grid points take their listed variant's)."""
+    offsets = {v.name: v.seed_offset for v in spec.variants}
+    return {name: offsets.get(name.split("+")[0], 0) for name in variant_overrides(spec)}
+
+
 def base_tree(spec: StudySpec, study_root: Path) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     if spec.base_file:
@@ -226,7 +238,7 @@ def plan_runs(spec: StudySpec, study_root: Path) -> list[PlannedRun]:
     """Every (variant, seed) run with its validated config; all errors are reported together."""
     base = base_tree(spec, study_root)
     runs, errors, configs = [], [], {}
-    variants = variant_overrides(spec)
+    variants, offsets = variant_overrides(spec), seed_offsets(spec)
     for name, overrides in variants.items():
         if "seed" in overrides:
             errors.append(f"variant {name!r}: set seeds with the study's `seeds`, not in a variant")
@@ -239,7 +251,8 @@ def plan_runs(spec: StudySpec, study_root: Path) -> list[PlannedRun]:
             continue
         source = configs[name].init.run if configs[name].init.run in variants else None
         for seed in spec.seeds:
-            config = config_to_dict(validate_config({**tree, "seed": seed}, TrainConfig))
+            config = config_to_dict(validate_config({**tree, "seed": seed + offsets[name]},
+                                                    TrainConfig))
             runs.append(PlannedRun(f"{name}-s{seed}", name, seed, overrides, config,
                                    f"{source}-s{seed}" if source else None))
     errors += _init_problems(configs)
