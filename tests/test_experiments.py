@@ -12,8 +12,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 FILES = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if not p.name.endswith("_base.yaml"))
 SUITES = [p for p in FILES if is_suite_file(p)]
 RECIPES = [p for p in FILES if p not in SUITES]
-# The seeds whose small recipes run on MNIST-1D, where their findings are resolvable.
+# The theses' small recipes (suite_small) and the maps/curves/ensembles ones (suite_maps_small).
 ON_MNIST1D = ("repulsion", "annealing")
+MAPS = {"ensembles_budgets_small", "diverse_small", "connect_small", "trajectories_small",
+        "skip_connections_small", "batch_size_small"}
 
 
 def test_there_are_recipes():
@@ -43,9 +45,8 @@ def test_recipe_is_a_valid_study(path):
             named += list(o["published"])
         for name in filter(None, named):
             assert name in variants, f"{path.name}: analysis {analysis.key} names no variant {name!r}"
-    if path.stem.endswith("_small"):
-        data = "mnist1d" if path.parent.name in ON_MNIST1D else "digits"
-        assert all(r.config["data"]["name"] == data for r in runs), path.name
+    if path.stem.endswith("_small"):  # every small recipe runs on MNIST-1D, where it resolves
+        assert all(r.config["data"]["name"] == "mnist1d" for r in runs), path.name
 
 
 def test_the_small_suite_holds_every_small_recipe_of_its_theses_each_with_findings():
@@ -56,4 +57,13 @@ def test_the_small_suite_holds_every_small_recipe_of_its_theses_each_with_findin
         study, _ = load_study(path)
         if path.stem != "switch_off_small":  # the thesis's open question: no claim to test
             assert study.findings, f"{path.name} declares no finding"
+        assert len(study.seeds) >= 3, f"{path.name}: too few seeds to resolve anything"
+
+
+def test_the_maps_suite_holds_the_small_maps_recipes_each_with_findings():
+    spec, files = load_suite(EXPERIMENTS / "suite_maps_small.yaml")
+    assert {p.stem for p in files} == MAPS
+    for path in files:
+        study, _ = load_study(path)
+        assert study.findings, f"{path.name} declares no finding"
         assert len(study.seeds) >= 3, f"{path.name}: too few seeds to resolve anything"

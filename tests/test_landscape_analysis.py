@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import yaml
 
 from losslab.report.landscape_sections import caption
@@ -69,3 +71,32 @@ def test_captions_follow_the_options():
     assert "not centred" in trajectory
     hessian = caption("hessian", data, {"v": {"split": "train", "examples": 512}})
     assert "the train split (a fixed random subset of 512 examples)" in hessian
+
+
+def test_per_run_summaries_have_their_closed_forms():
+    """The numbers findings read from each kind of map, on hand-made results."""
+    import numpy as np
+
+    from losslab.landscape.study_analysis import summary
+
+    x = np.linspace(-1, 1, 5)
+    bowl = (x[None, :] ** 2 + x[:, None] ** 2) + 0.3  # centre 0.3
+    s = summary("surface", {"loss": bowl.tolist()})
+    border = np.concatenate([bowl[0], bowl[-1], bowl[1:-1, 0], bowl[1:-1, -1]])
+    assert s["center_loss"] == pytest.approx(0.3)
+    assert s["mean_rise"] == pytest.approx(bowl.mean() - 0.3)
+    assert s["edge_rise"] == pytest.approx(border.mean() - 0.3)
+    alphas = np.linspace(-0.5, 1.5, 9)  # -0.5, -0.25, 0, ..., 1.5
+    loss = np.array([2.0, 1.0, 0.1, 0.5, 0.9, 0.4, 0.2, 3.0, 5.0])
+    s = summary("line", {"alphas": alphas.tolist(), "loss": loss.tolist()})
+    assert s == pytest.approx({"rise_start": 1.5 - 0.1, "rise_end": 4.0 - 0.2,
+                               "barrier": 0.9 - 0.2})
+    assert summary("trajectory", {"explained_variance": [0.6, 0.25, 0.1]}) == \
+        pytest.approx({"pca_variance_2": 0.85})
+    s = summary("hessian", {"eigenvalues": [-0.5, -0.1, 2.0, 10.0], "trace": 12.0})
+    assert s == pytest.approx({"lambda_max": 10.0, "lambda_min": -0.5, "abs_ratio": 0.05,
+                               "trace": 12.0})
+    ratio = np.full((3, 3), 0.4)
+    ratio[1, 1] = 0.01
+    assert summary("ratio_map", {"ratio": ratio.tolist()}) == \
+        pytest.approx({"ratio_center": 0.01, "ratio_away": 0.4})
