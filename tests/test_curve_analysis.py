@@ -54,3 +54,33 @@ def test_curve_analysis_in_a_study(tmp_path):
     (archived,) = (outcome.directory / "curves" / "archive").iterdir()
     assert archived.name.endswith("base-s0--base-s1-bezier1")
     assert (archived / "metrics.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_curve_pairs_give_findings_one_row_per_pair(tmp_path):
+    study = {
+        "name": "pairs",
+        "base": {"epochs": 2, "log": {"progress": False, "tensorboard": False}},
+        "seeds": [0, 1, 2, 3],
+        "analyses": [{"name": "curve", "id": "bezier", "variants": ["base", "base"],
+                      "pairs": [[0, 1], [2, 3]], "set": {"epochs": 2}, "points": 5, "grid": 0,
+                      "ensemble": []}],
+        "findings": [{"id": "line_worse", "claim": "the line has a barrier", "source": "test",
+                      "metric": "bezier.line_barrier", "a": "base",
+                      "b": {"variant": "base", "metric": "bezier.curve_barrier"},
+                      "expect": "greater"}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    outcome = run_study(path, tmp_path / "out", workers=2)
+    result = load_records(outcome.directory).analyses["bezier"]
+    assert result["pair"] == "base-s0 → base-s1"  # the first pair is the one drawn
+    rows = result["per_run"]
+    assert [(r["pair"], r["seed"]) for r in rows] == [("base-s0 → base-s1", 0),
+                                                      ("base-s2 → base-s3", 2)]
+    e = result["evaluation"]
+    error = [100 * (1 - a) for a in e["line"]["test_acc"]]
+    assert rows[0]["line_barrier"] == e["barrier"]["line"]
+    assert rows[0]["line_error_rise"] == max(error) - (error[0] + error[-1]) / 2
+    assert (outcome.directory / "curves" / "base-s2--base-s3-bezier1").is_dir()
+    (finding,) = load_records(outcome.directory).findings
+    assert finding["a"]["n"] == 2 and finding["difference"]["test"] == "paired"

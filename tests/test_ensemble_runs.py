@@ -144,6 +144,15 @@ def test_study_ensemble_analyses(tmp_path):
     ind = rows[("Ind", "1B")]["error"]
     g0 = read_metrics(outcome.directory / "runs" / "G-s0")[-1]["test_acc"]
     assert ind == pytest.approx(100 * (1 - g0))  # Ind at 1B is the first seed's network
+    per_run = {(r["variant"], r["seed"]): r for r in analyses["ensemble_budgets"]["per_run"]}
+    assert per_run[("G", 0)]["error_1B"] == pytest.approx(100 * (1 - g0))
+    g1 = read_metrics(outcome.directory / "runs" / "G-s1")[-1]["test_acc"]
+    assert per_run[("G", 1)]["error_1B"] == pytest.approx(100 * (1 - g1))
+    fge_rows = [r for r in analyses["ensemble_budgets"]["per_run"] if r["variant"] == "fge"]
+    assert [r["seed"] for r in fge_rows] == [0, 1] and all(r["n_members"] == 2 for r in fge_rows)
+    assert rows[("FGE", "1B")]["error"] == pytest.approx(
+        sum(r["error"] for r in fge_rows) / 2)
+    assert rows[("FGE", "1B")]["epochs"] == 4
     html = (outcome.directory / "report.html").read_text()
     for title in ("Ensembles (run, auto)", "Ensembles (with_first, final)", "Ensembles at equal budgets",
                   "measured in its setting: VGG-16, CIFAR-10, B = 200 epochs"):

@@ -111,6 +111,13 @@ def curve_section(records, data: dict[str, Any]) -> Section:
     elif plane:
         html += f"<p>No plane: {escape(plane['error'])}</p>"
     tables = [_table(data)]
+    if len(data.get("per_run") or []) > 1:  # several pairs of endpoints: one row each
+        tables.append(pd.DataFrame(
+            [{"pair": r["pair"], "curve barrier": f"{r['curve_barrier']:.4f}",
+              "line barrier": f"{r['line_barrier']:.4f}",
+              "curve max test error − endpoints (pts)": f"{r['curve_error_rise']:.2f}",
+              "line max test error − endpoints (pts)": f"{r['line_error_rise']:.2f}"}
+             for r in data["per_run"]]))
     ens = data.get("ensemble")
     if ens:
         tables.append(pd.DataFrame(
