@@ -108,7 +108,9 @@ def ensemble_section(records, data: dict[str, Any]) -> Section:
             "with BatchNorm statistics recomputed on the training data.</p>")
     if errors:
         html += "<p>Ensembles that could not be built:</p><ul>" + "".join(errors) + "</ul>"
-    figures = [_accuracy_curves(groups, by_variant=data["group"] == "run")]
+    # per variant over seeds where groups have one (run, with_first): one line each, not one
+    # per ensemble (48 for diverse nets at 8 seeds)
+    figures = [_accuracy_curves(groups, by_variant=data["group"] in ("run", "with_first"))]
     scatter = _distance_scatter(groups)
     if scatter is not None:
         figures.append(scatter)

@@ -42,6 +42,9 @@ def _text(s: str) -> str:
     return str(s).replace("$", r"\$")
 
 
+MAX_LEGEND = 16
+
+
 def to_matplotlib(fig: Any, palette: Palette | None = None) -> MplFigure:
     """The matplotlib figure for a description (dispatching on its type)."""
     palette = palette if palette is not None else Palette()
@@ -50,7 +53,9 @@ def to_matplotlib(fig: Any, palette: Palette | None = None) -> MplFigure:
     ax = mfig.add_subplot(projection="3d" if isinstance(fig, SurfaceFigure) else None)
     RENDERERS.lookup(fig)(fig, ax, palette)
     ax.set_title(_text(fig.title), loc="left")
-    if ax.get_legend_handles_labels()[0]:
+    # A legend of more entries than this would squeeze the axes to nothing; the interactive
+    # figure names every series on hover.
+    if 0 < len(ax.get_legend_handles_labels()[0]) <= MAX_LEGEND:
         ax.legend(fontsize="small", frameon=False)
     return mfig
 
