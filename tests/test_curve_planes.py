@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from curve_nets import bn_net, data, mlp
 from torch import nn
 from torch.func import functional_call
 
@@ -16,23 +17,6 @@ from losslab.ensembles.swa import recompute_batchnorm
 from losslab.params import buffers_of, flatten, parameters_of
 
 WD = 5e-2  # large, so the l2 term is a sizeable part of the compared numbers
-
-
-def mlp(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-
-
-def bn_net(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
-
-
-def data(n: int = 48, batch: int = 16, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (n,), generator=g)
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
 
 
 def bent_curve(make, seed_bend: int = 0) -> tuple[CurveModel, nn.Module]:

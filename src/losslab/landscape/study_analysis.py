@@ -58,9 +58,8 @@ KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
 
 
 def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[str, str]:
+    """The finished run of each variant with ``seed`` (see :func:`_first_seed` for None)."""
     runs = records.runs[(records.runs["status"] == "finished") & records.runs["variant"].isin(variants)]
-    if seed is None and len(runs):
-        seed = int(runs["seed"].min())
     runs = runs[runs["seed"] == seed]
     return {r.variant: r.run_dir for r in runs.itertuples()}
 
@@ -260,7 +259,7 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                            "display": {"levels": [vmin, vmax, step], "log": bool(log_colors)}}
     if kind == "line" and len(chosen) != 2:
         raise ValueError("landscape: kind 'line' needs exactly two variants")
-    first = _first_seed(records, seed)
+    first = _first_seed(records, seed, chosen)
     extra = _seed_list(records, seeds, first)
     per_run: list[dict[str, Any]] = []
     for s in [first, *extra]:
@@ -275,10 +274,12 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
     return out
 
 
-def _first_seed(records: StudyRecords, seed: int | None) -> int | None:
+def _first_seed(records: StudyRecords, seed: int | None, variants: list[str]) -> int | None:
+    """``seed``, or the smallest seed of the variants' finished runs."""
     if seed is not None:
         return int(seed)
-    finished = records.runs[records.runs["status"] == "finished"]
+    runs = records.runs
+    finished = runs[(runs["status"] == "finished") & runs["variant"].isin(variants)]
     return int(finished["seed"].min()) if len(finished) else None
 
 
