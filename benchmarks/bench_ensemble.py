@@ -24,6 +24,7 @@ import torch
 
 from losslab.ensembles.predict import Ensemble
 from losslab.models import create_model
+from losslab.runs.device import resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -76,10 +77,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda if available), cpu, cuda")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"cpu, {torch.get_num_threads()} threads")
     print(f"torch {torch.__version__}, {where}, {args.members} members, {args.repeats} repeats "

@@ -18,12 +18,22 @@ BatchNorm statistics (``bn="keep"``, the model in eval mode):
   minus the mean, over the std), summing ``cross_entropy`` and counting correct predictions
   over the batches (batch 128 as the tool's default; ``--workers 2`` is its default
   ``--threads``). It runs in a spawned process of its own (``--reference-process same``
-  runs it in ours, where it shares our allocator setting: a conservative comparison).
+  runs it in ours, where it shares our allocator setting: a conservative comparison);
+* compiled (``--compile``): the forward ours runs for a point, ``functional_call`` of the
+  eval-mode network on the point's parameters and buffers in the same layout, compiled with
+  ``torch.compile`` (``default``; ``static``: ``dynamic=False``; ``fused``: compiled over the
+  fx-rewritten graph) in place of the fx rewrites, inside the same engine (point building,
+  resident batches, float64 sums). It exists to decide whether the rewrites, which rely on
+  the private ``torch.ops.mkldnn._convolution_pointwise``, still earn their place: their
+  compilation is reported apart from the time per point (cold: a fresh inductor cache
+  directory, ``--inductor-cache``; warm: the same variant compiled again), with the largest
+  loss difference to the unfused forward.
 
-Two configurations: the small digits CNN (trained 3 epochs with plain SGD here, so the surface
-is not flat) and a randomly initialized ResNet-20 on CIFAR-shaped random uint8 images. For
-each: seconds per grid point for both methods and the ratio reference / ours (target >= 1.5 on
-a 2-core CPU), and the largest absolute difference between the two loss grids (they evaluate
+Two configurations by default: the small digits CNN (trained 3 epochs with plain SGD here, so
+the surface is not flat) and a randomly initialized ResNet-20 on CIFAR-shaped random uint8
+images (``--cifar-model`` runs others on them too, e.g. ``lenet``, a CNN without BatchNorm).
+For each: seconds per grid point for both methods and the ratio reference / ours (target >= 1.5
+on a 2-core CPU), and the largest absolute difference between the two loss grids (they evaluate
 the same points, so it must be at float rounding level). Then subset mode: our surface on a
 fixed random 1/20 of the data (``subset_batches``) against the full-data surface: Spearman rank
 correlation of the two grids (target >= 0.99), the time ratio subset / full (target <= 0.1)
@@ -33,18 +43,25 @@ and the mean standard error the subset run reports.
         [--resnet-repeats 3] [--batch 256] [--ref-batch 128] [--workers 0]
         [--subset-frac 0.05] [--skip-resnet] [--device cpu|cuda]
         [--reference-process separate|same] [--memory-format auto] [--no-fuse]
+        [--compile default,static|none] [--compile-backend inductor] [--inductor-cache fresh]
+        [--cifar-model resnet20 [--cifar-model lenet ...]]
 
-Repeats of the two methods alternate (machine-load drift hits both alike), each after one
-untimed warm-up point; medians are reported.
+Repeats of the methods alternate, forwards then backwards (machine-load drift hits all alike),
+each after one untimed warm-up point; medians (and, for the compiled table, minima) are
+reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import multiprocessing as mp
 import os
 import statistics
+import tempfile
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -52,13 +69,15 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.stats import spearmanr
 from torch import nn
+from torch.func import functional_call
 from torch.utils.data import DataLoader, Dataset
 
 from losslab import create_model, load_dataset
 from losslab.data import DeviceLoader
 from losslab.data.splits import Split
-from losslab.landscape import Directions, surface
+from losslab.landscape import Directions, points, surface
 from losslab.landscape.evaluate import evaluate_points, subset_batches
+from losslab.landscape.inference import FastForward
 from losslab.params import buffers_of, parameters_of
 
 
@@ -171,6 +190,65 @@ class RemoteReference:
         self.proc.join()
 
 
+# -- torch.compile of the same functional forward ---------------------------------------------
+# name: (torch.compile keyword arguments, compiled over the fx-rewritten graph of ``fusion``)
+COMPILE_VARIANTS = {
+    "default": ({}, False),
+    "static": ({"dynamic": False}, False),
+    "fused": ({}, True),
+}
+
+
+def _fresh_forward(net: nn.Module, tag: str):
+    """``functional_call(net, state, (x,))`` as a function with a code object of its own.
+
+    Dynamo keeps its compiled graphs on the Python code object it traced, so variants compiled
+    from one shared function would find (and count against the recompile limit of) each
+    other's graphs; a fresh code object keeps each compiled forward's cache apart, and makes a
+    second compilation of a variant a measure of the compile time with inductor's caches warm.
+    """
+    src = "def forward(state, x):\n    return functional_call(net, state, (x,))\n"
+    namespace = {"functional_call": functional_call, "net": net}
+    exec(compile(src, f"<bench_landscape compiled forward: {tag}>", "exec"), namespace)
+    return namespace["forward"]
+
+
+class CompiledForward(FastForward):
+    """What :class:`FastForward` runs for a point, compiled by ``torch.compile`` instead of
+    rewritten: the same layout (weights and batches channels-last on a CPU under ``auto``),
+    the same ``functional_call`` of the eval-mode network on the point's parameters and
+    buffers, so the weights are graph inputs and nothing is constant-folded. The ``fused``
+    variant compiles the fx-rewritten graph instead, to see whether the two add up."""
+
+    def __init__(self, net: nn.Module, params: dict, device: torch.device, *,
+                 memory_format: str, variant: str, backend: str):
+        kwargs, over_fused = COMPILE_VARIANTS[variant]
+        super().__init__(net, params, device, memory_format=memory_format, fuse=over_fused)
+        self.variant, self.backend = variant, backend
+        self._compiled = torch.compile(_fresh_forward(self.net, variant), backend=backend,
+                                       **kwargs)
+
+    def __call__(self, state: dict, x: torch.Tensor) -> torch.Tensor:
+        return self._compiled(state, self.layout(x))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "torch_compile": self.variant, "backend": self.backend}
+
+
+@contextlib.contextmanager
+def engine_forward(forward: CompiledForward):
+    """The landscape engine (``PointEvaluator``, under ``surface``) running ``forward`` instead
+    of the FastForward it would build, so the compiled row pays for the same point building,
+    resident batches and float64 sums as ours. One compiled forward serves every repeat of a
+    configuration: its compilation is paid (and timed) once, as one long surface pays it."""
+    with mock.patch.object(points, "FastForward", lambda *args, **kwargs: forward):
+        yield
+
+
+def _graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
 # -- one configuration -------------------------------------------------------------------------
 def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats: int,
             device: torch.device) -> dict:
@@ -201,28 +279,70 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
     evaluate_points(model, center, bufs, dirs, torch.zeros(1, 2), ours_batches, device=device)
     ref.grid(np.zeros(1), np.zeros(1))
 
+    # torch.compile rows: each variant compiled twice, first with inductor's caches as they are
+    # (cold when main() gave it a fresh cache directory), then again on a fresh code object
+    # (dynamo traces again, inductor's compiled graphs come from its cache); the second serves
+    # the timed surfaces. A compilation is timed as the first point evaluated through it (every
+    # batch shape compiles there) less the variant's median time per point.
+    compiled, first_point, graphs = {}, {}, {}
+    for v in args.compile_variants:
+        for attempt in ("cold", "warm"):
+            fwd = CompiledForward(copy.deepcopy(model).eval(), center, device,
+                                  memory_format=args.memory_format, variant=v,
+                                  backend=args.compile_backend)
+            g0, t0 = _graphs(), time.perf_counter()
+            try:
+                with engine_forward(fwd):
+                    evaluate_points(model, center, bufs, dirs, torch.zeros(1, 2), ours_batches,
+                                    device=device, memory_format=args.memory_format)
+            except Exception as err:  # no C++ compiler, an unsupported op: report, go on
+                print(f"{name}: torch.compile {v} ({args.compile_backend}) failed: "
+                      f"{type(err).__name__}: {err}")
+                break
+            first_point[v, attempt] = time.perf_counter() - t0
+            graphs[v] = _graphs() - g0
+            compiled[v] = fwd
+    compiled_graphs = _graphs()
+
     xs = np.linspace(-r, r, g)
     xs[g // 2] = 0.0
-    times = {"ref": [], "ours": [], "plain": []}
-    ours_grid = plain_grid = ref_grid = None
+    methods = ["ref", "ours", "plain", *(f"compiled:{v}" for v in compiled)]
+    times = {m: [] for m in methods}
+    grids = {}
     for k in range(repeats):
-        order = ("ref", "ours", "plain") if k % 2 == 0 else ("plain", "ours", "ref")
-        for which in order:
+        for which in methods if k % 2 == 0 else methods[::-1]:
             _sync(device)
             t0 = time.perf_counter()
             if which == "ours":
-                ours_grid = run_ours(ours_batches)
+                grids[which] = run_ours(ours_batches)
             elif which == "plain":
-                plain_grid = run_ours(ours_batches, fast=False)
-            else:
+                grids[which] = run_ours(ours_batches, fast=False)
+            elif which == "ref":
                 ref_grid = ref.grid(xs, xs)
+            else:
+                with engine_forward(compiled[which.split(":")[1]]):
+                    grids[which] = surface(model, center, dirs, xrange=xrange, yrange=yrange,
+                                           batches=ours_batches, buffers=bufs, bn="keep",
+                                           device=device, memory_format=args.memory_format,
+                                           fuse=False)
             _sync(device)
             times[which].append(time.perf_counter() - t0)
     points = g * g
-    t_ref = statistics.median(times["ref"]) / points
-    t_ours = statistics.median(times["ours"]) / points
-    t_plain = statistics.median(times["plain"]) / points
+    per_point = {m: statistics.median(t) / points for m, t in times.items()}
+    min_point = {m: min(t) / points for m, t in times.items()}
+    t_ref, t_ours, t_plain = per_point["ref"], per_point["ours"], per_point["plain"]
+    ours_grid, plain_grid = grids["ours"], grids["plain"]
     plain_diff = float((ours_grid.loss - plain_grid.loss).abs().max())
+    compile_rows = {}
+    for v in compiled:
+        m = f"compiled:{v}"
+        compile_rows[v] = {
+            "point": per_point[m], "min": min_point[m], "graphs": graphs[v],
+            "compile_cold": first_point.get((v, "cold"), float("nan")) - per_point[m],
+            "compile_warm": first_point.get((v, "warm"), float("nan")) - per_point[m],
+            "diff_plain": float((grids[m].loss - plain_grid.loss).abs().max()),
+            "inference": grids[m].metadata["inference"]}
+    recompiled = _graphs() - compiled_graphs  # graphs compiled inside the timed surfaces
     full_loss = ours_grid.loss.numpy()
     assert np.allclose(ours_grid.x.numpy(), xs) and np.allclose(ours_grid.y.numpy(), xs)
     max_diff = float(np.abs(full_loss - ref_grid).max())
@@ -247,6 +367,7 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
             "ours": t_ours, "ratio": t_ref / t_ours, "plain": t_plain,
             "plain_ratio": t_ref / t_plain, "plain_diff": plain_diff,
             "inference": ours_grid.metadata["inference"], "max_diff": max_diff, "max_rel": max_rel,
+            "min": min_point, "compiled": compile_rows, "recompiled": recompiled,
             "sub": t_sub,
             "sub_ratio": t_sub / t_ours, "rho": rho,
             "se_sub": float(sub_res.loss_se.mean()), "se_full": float(ours_grid.loss_se.mean()),
@@ -296,9 +417,28 @@ def main() -> None:
     ap.add_argument("--reference-process", default="separate", choices=("separate", "same"),
                     help="same: the reference shares our process and its allocator setting")
     ap.add_argument("--no-fuse", action="store_true", help="ours without BN folding / fusion")
+    ap.add_argument("--compile", default="default,static",
+                    help="torch.compile rows, comma-separated from "
+                    f"{','.join(COMPILE_VARIANTS)} (static: dynamic=False; fused: compiled over "
+                    "the fx-rewritten graph), or none")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend (aot_eager where inductor cannot compile)")
+    ap.add_argument("--inductor-cache", default="fresh", choices=("fresh", "shared"),
+                    help="fresh: a new inductor cache directory for this run, so the first "
+                    "compilation of each variant is a cold one (unless TORCHINDUCTOR_CACHE_DIR "
+                    "is set)")
+    ap.add_argument("--cifar-model", action="append", default=None,
+                    help="model(s) run on the random CIFAR-shaped images (default resnet20; "
+                    "e.g. lenet for a CNN without BatchNorm); repeatable")
     args = ap.parse_args()
     if args.grid % 2 != 1:
         ap.error("--grid must be odd so that 0 is a grid point")
+    args.compile_variants = [] if args.compile == "none" else args.compile.split(",")
+    unknown = set(args.compile_variants) - set(COMPILE_VARIANTS)
+    if unknown:
+        ap.error(f"--compile: unknown variant(s) {sorted(unknown)}")
+    if args.inductor_cache == "fresh" and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_landscape_inductor_")
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"grid {args.grid}x{args.grid} on [-{args.range}, {args.range}]^2, filter-normalized "
@@ -322,9 +462,11 @@ def main() -> None:
         y = torch.randint(0, 10, (args.n,), generator=gen)
         mean = tuple((x.float() / 255).mean(dim=(0, 2, 3)).tolist())
         std = tuple((x.float() / 255).std(dim=(0, 2, 3)).tolist())
-        net = make("resnet20")
-        results.append(compare("resnet20 / random 3x32x32 uint8", net, Split(x, y), mean, std,
-                               args, args.resnet_repeats, device))
+        for model_name in args.cifar_model or ["resnet20"]:
+            torch.manual_seed(0)
+            net = make(model_name)
+            results.append(compare(f"{model_name} / random 3x32x32 uint8", net, Split(x, y),
+                                   mean, std, args, args.resnet_repeats, device))
 
     print()
     print("| config | examples | reference s/point | ours s/point | ratio ref/ours (target >= 1.5)"
@@ -337,6 +479,27 @@ def main() -> None:
               f"{r['max_diff']:.2e} | {r['max_rel']:.2e} | {r['plain_diff']:.2e} |")
     for r in results:
         print(f"{r['name']}: ours ran with {r['inference']}")
+    if args.compile_variants:
+        print()
+        print(f"torch.compile ({args.compile_backend}) of the same functional forward, same "
+              "layout, beside ours (fused) and unfused; medians (min) of alternating repeats; "
+              "compile = first point through a fresh compiled forward less its median point:")
+        print("| config | variant | ours fused s/point | unfused s/point | compiled s/point | "
+              "compile s, cold / warm cache (graphs) | ref/compiled | compiled/fused | "
+              "unfused/compiled | max abs loss diff compiled/unfused |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            for v, c in r["compiled"].items():
+                print(f"| {r['name']} | {v} | {r['ours']:.4f} ({r['min']['ours']:.4f}) | "
+                      f"{r['plain']:.4f} ({r['min']['plain']:.4f}) | {c['point']:.4f} "
+                      f"({c['min']:.4f}) | {c['compile_cold']:.1f} / {c['compile_warm']:.1f} "
+                      f"({c['graphs']}) | {r['ref'] / c['point']:.2f}x | "
+                      f"**{c['point'] / r['ours']:.2f}** | {r['plain'] / c['point']:.2f} | "
+                      f"{c['diff_plain']:.2e} |")
+        for r in results:
+            if r["recompiled"]:
+                print(f"{r['name']}: WARNING {r['recompiled']} graph(s) compiled during the "
+                      "timed surfaces: the compiled rows include compilation")
     print()
     print("Subset mode (ours, fixed random subset via subset_batches, seed 0) vs ours on all data:")
     print("| config | subset / full examples | full s/point | subset s/point | time subset/full "

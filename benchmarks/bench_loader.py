@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from losslab.data import Augment, DeviceLoader, Split
+from losslab.errors import ConfigError
+from losslab.runs.device import resolve_device
 
 MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10's, for realism; any values cost the same
 STD = (0.2470, 0.2435, 0.2616)
@@ -103,11 +105,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu (default), cuda (if available), or auto")
     args = parser.parse_args()
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for, but CUDA is not available")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as e:
+        parser.error(str(e))
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (args.n, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -25,6 +25,7 @@ import yaml
 
 from losslab.data import Augment, load_dataset, make_loaders
 from losslab.models import create_model
+from losslab.runs.device import resolve_device
 from losslab.train.schedules import CosineSchedule
 from losslab.train.trainer import Trainer
 
@@ -94,9 +95,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     args = p.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     hand, ours = [], []
     for _ in range(args.repeats):
         # Epochs alternate between the two loops, so drifts in machine load hit both alike;

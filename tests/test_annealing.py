@@ -587,7 +587,7 @@ def test_the_thesis_loss_scale_divides_by_512_whatever_the_batch_size():
 def test_the_restart_threshold_and_loss_estimate_use_the_512_scale():
     from losslab.data import load_dataset
     from losslab.runs.config import load_config
-    from losslab.studies.loss_estimate import _squared_errors
+    from losslab.train.restarts_analysis import _squared_errors
     from losslab.train.run import _cold_restart
 
     for batch in (32, 128):

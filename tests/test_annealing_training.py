@@ -8,14 +8,14 @@ from losslab.runs.config import ConfigError, load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.annealing_log import read_moves
 from losslab.train.callbacks import Callback
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 
 BASE = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128",
         "schedule.name=constant"]
 
 
 def test_sgdsa_run_logs_its_moves_and_cools(tmp_path):
-    records = read_metrics(train(load_config(overrides=[
+    records = read_metrics(train_run(load_config(overrides=[
         *BASE, "epochs=4", "optimizer.name=sgdsa", "optimizer.annealing.lrs=H2"]), tmp_path / "r"))
     temperatures = [r["temperature"] for r in records]
     assert temperatures == pytest.approx([0.93 ** k for k in range(4)], rel=1e-12)
@@ -34,7 +34,7 @@ def test_sgdsa_run_logs_its_moves_and_cools(tmp_path):
 
 
 def test_ssa_run_with_the_error_objective(tmp_path):
-    records = read_metrics(train(load_config(overrides=[
+    records = read_metrics(train_run(load_config(overrides=[
         *BASE, "epochs=3", "optimizer.name=ssa", "optimizer.annealing.objective=error",
         "optimizer.annealing.eps=0.05"]), tmp_path / "r"))
     assert [r["temperature"] for r in records] == pytest.approx([1.0, 0.97, 0.97 ** 2])
@@ -54,10 +54,10 @@ def test_annealing_runs_resume_exactly(tmp_path):
 
     for name in ("ssa", "sgdsa"):
         config = load_config(overrides=[*BASE, "epochs=4", f"optimizer.name={name}"])
-        ref = read_metrics(train(config, tmp_path / f"{name}_ref"))
+        ref = read_metrics(train_run(config, tmp_path / f"{name}_ref"))
         with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / name, callbacks=[Stop()])
-        resume(tmp_path / name)
+            train_run(config, tmp_path / name, callbacks=[Stop()])
+        resume_run(tmp_path / name)
         assert _comparable(read_metrics(tmp_path / name)) == _comparable(ref)
         # The per-move record: one line per epoch, the redone epoch written once.
         assert read_moves(tmp_path / name) == read_moves(tmp_path / f"{name}_ref")
@@ -91,7 +91,7 @@ def test_annealing_moves_analysis_and_its_report_section(tmp_path):
         "sgd": [*BASE, "epochs=2"]}
     runs, rows = [], []
     for variant, overrides in configs.items():
-        run_dir = train(load_config(overrides=overrides), tmp_path / variant)
+        run_dir = train_run(load_config(overrides=overrides), tmp_path / variant)
         runs.append({"run_id": f"{variant}-s0", "variant": variant, "seed": 0,
                      "status": "finished", "run_dir": str(run_dir)})
         rows += [{"run_id": f"{variant}-s0", "variant": variant, **r}

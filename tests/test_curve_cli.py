@@ -6,12 +6,12 @@ from losslab.cli import main
 from losslab.curves.members import save_curve_points
 from losslab.runs.config import load_config
 from losslab.runs.metrics import read_metrics
-from losslab.train.run import train
+from losslab.train.run import train_run
 
 
 def test_curve_fit_evaluate_plane(tmp_path, capsys):
     quiet = ["log.progress=false", "log.tensorboard=false"]
-    runs = [train(load_config(overrides=[*quiet, "epochs=3", f"seed={s}"]), tmp_path / f"r{s}")
+    runs = [train_run(load_config(overrides=[*quiet, "epochs=3", f"seed={s}"]), tmp_path / f"r{s}")
             for s in (0, 1)]
     curve = tmp_path / "curve"
     assert main(["curve", "fit", str(runs[0]), str(runs[1]), "--out", str(curve),

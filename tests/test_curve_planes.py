@@ -12,8 +12,9 @@ from curve_nets import bn_net, data, mlp
 from torch import nn
 from torch.func import functional_call
 
-from losslab.curves import CurveModel, commands, curve_plane
+from losslab.curves import CurveModel, curve_plane, curve_runs
 from losslab.ensembles.swa import recompute_batchnorm
+from losslab.landscape import EvalOptions
 from losslab.params import buffers_of, flatten, parameters_of
 
 WD = 5e-2  # large, so the l2 term is a sizeable part of the compared numbers
@@ -110,8 +111,8 @@ def test_plane_of_curve_run_uses_the_runs_weight_decay(monkeypatch):
     def loaded(path, names):
         return curve, "cpu", [splits[s] for s in names], config
 
-    monkeypatch.setattr(commands, "_loaded", loaded)
-    p = commands.plane_of_curve_run("unused", grid=3)
+    monkeypatch.setattr(curve_runs, "_loaded", loaded)
+    p = curve_runs.plane_of_curve_run("unused", grid=3)
     direct = curve_plane(curve, batches=train, test_batches=test, weight_decay=WD, grid=3)
     assert p["weight_decay"] == WD and p["metadata"]["weight_decay_on"] == "point"
     assert p["loss"] == p["train_loss"] == direct.loss.tolist()  # the old fields: train split
@@ -119,11 +120,11 @@ def test_plane_of_curve_run_uses_the_runs_weight_decay(monkeypatch):
     assert p["train_loss_l2"] == direct.train_loss_l2.tolist()
     assert p["test_error"] == direct.test_error.tolist()
     # another split for the old loss grid: the two planes stay on train and test
-    v = commands.plane_of_curve_run("unused", grid=3, split="val")
+    v = curve_runs.plane_of_curve_run("unused", grid=3, split="val")
     assert v["split"] == "val" and v["train_loss_l2"] == p["train_loss_l2"]
-    assert v["loss"] == curve_plane(curve, batches=val, recompute_batches=train,
-                                    grid=3).loss.tolist()
-    t = commands.plane_of_curve_run("unused", grid=3, split="test")
+    assert v["loss"] == curve_plane(curve, batches=val, grid=3,
+                                    options=EvalOptions(recompute_batches=train)).loss.tolist()
+    t = curve_runs.plane_of_curve_run("unused", grid=3, split="test")
     assert t["loss"] == p["test_loss"] and t["acc"] == p["test_acc"]
 
 

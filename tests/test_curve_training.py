@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from losslab.curves import CurveModel, evaluate_curve
-from losslab.ensembles.members import dataset_of, split_loader, template_model
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.runs.config import ConfigError, load_config
 from losslab.runs.metrics import read_metrics
+from losslab.runs.rebuild import dataset_of, split_loader, template_model
 from losslab.train.callbacks import Callback
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 
 QUIET = ["log.progress=false", "log.tensorboard=false"]
 
@@ -20,7 +20,7 @@ QUIET = ["log.progress=false", "log.tensorboard=false"]
 @pytest.fixture(scope="module")
 def endpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ends")
-    return [train(load_config(overrides=[*QUIET, "epochs=3", f"seed={s}"]), root / f"e{s}")
+    return [train_run(load_config(overrides=[*QUIET, "epochs=3", f"seed={s}"]), root / f"e{s}")
             for s in (0, 1)]
 
 
@@ -31,7 +31,7 @@ def curve_config(endpoints, *extra):
 
 
 def test_curve_run_trains_the_bends_only_and_keeps_the_endpoints(endpoints, tmp_path):
-    run = train(curve_config(endpoints), tmp_path / "curve")
+    run = train_run(curve_config(endpoints), tmp_path / "curve")
     final = resolve_checkpoint(run).load()
     start = resolve_checkpoint(endpoints[0]).load()
     end = resolve_checkpoint(endpoints[1]).load()
@@ -50,8 +50,8 @@ def test_curve_run_trains_the_bends_only_and_keeps_the_endpoints(endpoints, tmp_
 
 
 def test_weight_decay_goes_on_the_point_or_the_bends(endpoints, tmp_path):
-    point = train(curve_config(endpoints, "optimizer.weight_decay=0.01"), tmp_path / "p")
-    bends = train(curve_config(endpoints, "optimizer.weight_decay=0.01",
+    point = train_run(curve_config(endpoints, "optimizer.weight_decay=0.01"), tmp_path / "p")
+    bends = train_run(curve_config(endpoints, "optimizer.weight_decay=0.01",
                                "curve.weight_decay_on=bends"), tmp_path / "b")
     a = resolve_checkpoint(point).load().params["bends"]
     b = resolve_checkpoint(bends).load().params["bends"]
@@ -65,10 +65,10 @@ def test_a_resumed_curve_run_matches(endpoints, tmp_path):
                 raise KeyboardInterrupt
 
     cfg = curve_config(endpoints)
-    ref = train(cfg, tmp_path / "ref")
+    ref = train_run(cfg, tmp_path / "ref")
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", callbacks=[Stop()])
-    resume(tmp_path / "run")
+        train_run(cfg, tmp_path / "run", callbacks=[Stop()])
+    resume_run(tmp_path / "run")
     a = resolve_checkpoint(ref).load()
     b = resolve_checkpoint(tmp_path / "run").load()
     assert torch.equal(a.params["bends"], b.params["bends"])
@@ -77,17 +77,17 @@ def test_a_resumed_curve_run_matches(endpoints, tmp_path):
 
 def test_bad_curve_configs_are_clear(endpoints, tmp_path):
     with pytest.raises(ConfigError, match="curve.start"):
-        train(load_config(overrides=[*QUIET, f"curve.start={tmp_path / 'none'}",
+        train_run(load_config(overrides=[*QUIET, f"curve.start={tmp_path / 'none'}",
                                      f"curve.end={endpoints[1]}"]), tmp_path / "x")
     with pytest.raises(ConfigError, match="does not hold the parameters"):
-        train(load_config(overrides=[*QUIET, "model.name=mlp", f"curve.start={endpoints[0]}",
+        train_run(load_config(overrides=[*QUIET, "model.name=mlp", f"curve.start={endpoints[0]}",
                                      f"curve.end={endpoints[1]}"]), tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_trained_curve_evaluates_along_t(endpoints, tmp_path):
     cfg = curve_config(endpoints, "epochs=4")
-    run = train(cfg, tmp_path / "c")
+    run = train_run(cfg, tmp_path / "c")
     final = resolve_checkpoint(run).load()
     template = template_model(cfg)
     start = resolve_checkpoint(endpoints[0]).load()

@@ -13,7 +13,7 @@ from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.runs.config import load_config
 from losslab.runs.metrics import read_metrics
 from losslab.studies import load_records, run_study
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 from losslab.train.schedules import FGECycleSchedule, SnapshotCosineSchedule
 
 QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128"]
@@ -26,7 +26,7 @@ def _schedule_for(cls, **kw):
 
 
 def test_snapshot_members_at_each_cycle_end(tmp_path):
-    run = train(load_config(overrides=[*QUIET, "epochs=6", "schedule.name=snapshot",
+    run = train_run(load_config(overrides=[*QUIET, "epochs=6", "schedule.name=snapshot",
                                        "schedule.cycles=3"]), tmp_path / "sse")
     members = CheckpointSet.from_run(run, role="snapshot")
     schedule = _schedule_for(SnapshotCosineSchedule, total_steps=6 * STEPS_PER_EPOCH, cycles=3)
@@ -42,7 +42,7 @@ def test_snapshot_members_at_each_cycle_end(tmp_path):
 def test_fge_members_at_each_lr_minimum(tmp_path):
     overrides = [*QUIET, "epochs=7", "schedule.name=fge", "schedule.start_epoch=3",
                  "schedule.cycle=2", "schedule.lr_high=0.05", "schedule.lr_low=0.001"]
-    members = CheckpointSet.from_run(train(load_config(overrides=overrides), tmp_path / "fge"),
+    members = CheckpointSet.from_run(train_run(load_config(overrides=overrides), tmp_path / "fge"),
                                      role="fge")
     schedule = _schedule_for(FGECycleSchedule, cycle_steps=2 * STEPS_PER_EPOCH, lr_high=0.05,
                              lr_low=0.001, start_step=3 * STEPS_PER_EPOCH)
@@ -62,10 +62,10 @@ def test_members_survive_an_interruption(tmp_path):
                 raise KeyboardInterrupt
 
     overrides = [*QUIET, "epochs=6", "schedule.name=snapshot", "schedule.cycles=3"]
-    ref = train(load_config(overrides=overrides), tmp_path / "ref")
+    ref = train_run(load_config(overrides=overrides), tmp_path / "ref")
     with pytest.raises(KeyboardInterrupt):
-        train(load_config(overrides=overrides), tmp_path / "run", callbacks=[Stop()])
-    resume(tmp_path / "run")
+        train_run(load_config(overrides=overrides), tmp_path / "run", callbacks=[Stop()])
+    resume_run(tmp_path / "run")
     a, b = CheckpointSet.from_run(ref, role="snapshot"), CheckpointSet.from_run(tmp_path / "run",
                                                                                role="snapshot")
     assert [r.step for r in a] == [r.step for r in b]
@@ -77,7 +77,7 @@ def test_members_survive_an_interruption(tmp_path):
 @pytest.fixture(scope="module")
 def three_seeds(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seeds")
-    return [train(load_config(overrides=[*QUIET, "epochs=3", f"seed={s}"]), tmp / f"s{s}")
+    return [train_run(load_config(overrides=[*QUIET, "epochs=3", f"seed={s}"]), tmp / f"s{s}")
             for s in range(3)]
 
 
@@ -164,7 +164,7 @@ def test_a_snapshot_that_is_the_final_model_counts_once(tmp_path):
     and the final model are the same weights; the ensemble has each member once."""
     from losslab.ensembles.members import distinct_checkpoints
 
-    run = train(load_config(overrides=[*QUIET, "epochs=4", "schedule.name=cosine_restarts",
+    run = train_run(load_config(overrides=[*QUIET, "epochs=4", "schedule.name=cosine_restarts",
                                        "schedule.T_0=2"]), tmp_path / "sgdr")
     both = CheckpointSet.from_run(run, role=["snapshot", "final"])
     assert sorted((r.role, r.epoch) for r in both) == [("final", 4), ("snapshot", 2),

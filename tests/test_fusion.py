@@ -15,7 +15,7 @@ from torch import nn
 
 from losslab import create_model
 from losslab.cpu_allocator import keep_freed_memory
-from losslab.landscape import Directions, evaluate_points
+from losslab.landscape import Directions, EvalOptions, evaluate_points
 from losslab.landscape.fusion import pointwise_kernel_works
 from losslab.landscape.inference import FastForward, resolve_memory_format
 from losslab.params import buffers_of, parameters_of
@@ -142,13 +142,16 @@ def test_evaluation_fused_equals_unfused_and_unfused_is_bitwise():
     dirs = Directions.random(parameters_of(net), n=2, seed=0)
     coords = torch.tensor([[0.0, 0.0], [0.5, -0.25]], dtype=torch.float64)
     for bn in ("keep", "recompute"):
-        fused = evaluate_points(net, net, None, list(dirs), coords, batches, bn=bn)
-        plain = evaluate_points(net, net, None, list(dirs), coords, batches, bn=bn, fuse=False)
+        on = EvalOptions(bn=bn)
+        fused = evaluate_points(net, net, list(dirs), batches=batches, coords=coords, options=on)
+        plain = evaluate_points(net, net, list(dirs), batches=batches, coords=coords,
+                                options=on.with_(fuse=False))
         for a, b in zip(fused, plain, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         direct = F.cross_entropy(net(x), y).item()
-    plain, _ = evaluate_points(net, net, None, list(dirs), coords[:1], batches, fuse=False)
+    plain, _ = evaluate_points(net, net, list(dirs), batches=batches, coords=coords[:1],
+                               options=EvalOptions(fuse=False))
     assert float(plain[0]) == pytest.approx(direct, rel=1e-15)
 
 

@@ -19,6 +19,7 @@ from losslab.landscape.hessian import (
     select_parameters,
     spectral_density,
 )
+from losslab.landscape.options import EvalOptions
 from losslab.params import flatten, parameters_of, unflatten
 
 # torch.func.hessian (the oracle) loads torch's jvp decompositions, which call torch.jit.script
@@ -57,7 +58,7 @@ def dense_oracle(model, x, y, names):
 def tiny():
     model = tiny_mlp()
     x, y, batches = tiny_data()
-    op = HessianOperator(model, F.cross_entropy, batches)
+    op = HessianOperator(model, batches=batches)
     dense = dense_oracle(model, x, y, op.names)
     return model, op, dense, torch.linalg.eigvalsh(dense).numpy()
 
@@ -80,7 +81,7 @@ def test_matvec_is_the_size_weighted_average_over_batches(tiny):
     assert op.num_products == before + 1
     torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)
     # the trap: an unweighted mean (or the sum) of the per-batch Hessians is a different matrix
-    per_batch = [HessianOperator(model, F.cross_entropy, [b]).dense() for b in op.batches]
+    per_batch = [HessianOperator(model, batches=[b]).dense() for b in op.batches]
     assert not torch.allclose(sum(per_batch) / len(per_batch), dense, rtol=1e-3)
 
 
@@ -92,7 +93,7 @@ def test_matvec_is_the_size_weighted_average_over_batches(tiny):
 def test_matvec_on_a_parameter_subset(selection, names):
     model = tiny_mlp()
     x, y, batches = tiny_data()
-    op = HessianOperator(model, F.cross_entropy, batches, params=selection)
+    op = HessianOperator(model, batches=batches, wrt=selection)
     assert op.names == names
     dense = dense_oracle(model, x, y, op.names)
     torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)
@@ -119,7 +120,7 @@ def test_batchnorm_eval_mode_and_no_mutation():
     model[3].eval()  # a mixed mode must come back as it was
     x, y, batches = tiny_data()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    op = HessianOperator(model, F.cross_entropy, batches)
+    op = HessianOperator(model, batches=batches, options=EvalOptions(loss_fn=F.cross_entropy))
     h = op.dense()
     assert model.training and model[1].training and not model[3].training
     for k, v in model.state_dict().items():
@@ -234,3 +235,41 @@ def test_spectral_density_slq():
     # the isolated top eigenvalue carries weight ~1/P at its node
     near_top = np.abs(d.nodes - true[-1]) < 1e-6
     assert abs(d.weights[near_top].sum() / 10 - 1 / op.size) < 2 / op.size
+
+
+def test_weights_are_every_matrix_whatever_its_name():
+    """``wrt="weights"`` is every parameter with two or more dimensions, as the directions and
+    PCA code choose them: MultiheadAttention's ``in_proj_weight`` and a custom matrix count."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+            self.mix = nn.Parameter(torch.randn(4, 3))  # a matrix not named "weight"
+            self.norm = nn.LayerNorm(3)
+
+        def forward(self, x):
+            h, _ = self.attn(x, x, x)
+            return self.norm(h @ self.mix).mean(1)
+
+    torch.manual_seed(0)
+    net = Net().double()
+    x, y = torch.randn(6, 5, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
+    op = HessianOperator(net, batches=[(x, y)], wrt="weights")
+    assert op.names == ["mix", "attn.in_proj_weight", "attn.out_proj.weight"]  # model order
+    assert all(p.ndim >= 2 for p in op.params.values())
+    dense = dense_oracle(net, x, y, op.names)
+    torch.testing.assert_close(op.dense(), dense, rtol=1e-10, atol=1e-12)
+
+
+def test_frozen_parameters_are_held_fixed_in_the_operators_dtype():
+    """A frozen parameter (left out of ``parameters_of``) is still cast to the operator's dtype
+    and held at its value, so a float32 model's Hessian can be taken in float64."""
+    torch.manual_seed(0)
+    model = tiny_mlp().float()
+    model[0].weight.requires_grad_(False)
+    x, y, batches = tiny_data()
+    op = HessianOperator(model, batches=batches, dtype=torch.float64)
+    assert "0.weight" not in op.names
+    oracle = dense_oracle(model.double(), x, y, op.names)
+    torch.testing.assert_close(op.dense(), oracle, rtol=1e-6, atol=1e-8)

@@ -15,7 +15,7 @@ from losslab.runs.optimizer_state import optimizer_state_path
 from losslab.runs.rundir import RunDir
 from losslab.studies import load_study, plan_runs, run_study
 from losslab.train.callbacks import Callback
-from losslab.train.run import train
+from losslab.train.run import train_run
 
 LOG = {"progress": False, "tensorboard": False}
 IND = {"epochs": 6, "log": LOG, "data": {"batch_size": 128}, "model": {"name": "mlp"},
@@ -50,10 +50,10 @@ class Capture(Callback):
 
 def test_fge_starts_where_the_independent_run_was_at_the_hand_over(tmp_path):
     at_160 = Capture(epoch=4)
-    ind = train(IND, tmp_path / "ind", callbacks=[at_160])
+    ind = train_run(IND, tmp_path / "ind", callbacks=[at_160])
     weights, momentum, _ = at_160.state
     start = Capture()
-    fge = train({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "fge", callbacks=[start])
+    fge = train_run({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "fge", callbacks=[start])
     got_weights, got_momentum, first_lr = start.state
     for k, v in weights.items():  # the weights, exactly
         assert torch.equal(got_weights[k], v), k
@@ -77,25 +77,25 @@ def len_steps(run_dir) -> int:
 
 
 def test_init_without_optimizer_state_or_epoch_is_a_clear_error(tmp_path):
-    ind = train({**IND, "checkpoints": {"epochs": [4]}}, tmp_path / "ind")
+    ind = train_run({**IND, "checkpoints": {"epochs": [4]}}, tmp_path / "ind")
     assert not optimizer_state_path(ind / "checkpoints" / "epoch_0004.safetensors").exists()
     with pytest.raises(ConfigError, match="no optimizer state.*init.optimizer: false"):
-        train({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "a")
+        train_run({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "a")
     assert not (tmp_path / "a").exists()  # nothing left behind: a corrected retry can start
     with pytest.raises(ConfigError, match=r"no checkpoint of epoch 3 \(it saved epochs \[4\]\)"):
-        train({**FGE, "init": {"run": str(ind), "epoch": 3, "optimizer": False}}, tmp_path / "b")
-    cold = train({**FGE, "init": {"run": str(ind), "epoch": 4, "optimizer": False}}, tmp_path / "c")
+        train_run({**FGE, "init": {"run": str(ind), "epoch": 3, "optimizer": False}}, tmp_path / "b")
+    cold = train_run({**FGE, "init": {"run": str(ind), "epoch": 4, "optimizer": False}}, tmp_path / "c")
     assert RunDir(cold).read_meta()["init"]["optimizer"] is False
 
 
 def test_corrupt_optimizer_state_is_detected(tmp_path):
-    ind = train(IND, tmp_path / "ind")
+    ind = train_run(IND, tmp_path / "ind")
     path = optimizer_state_path(ind / "checkpoints" / "epoch_0004.safetensors")
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(Exception, match="corrupt"):
-        train({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "fge")
+        train_run({**FGE, "init": {"run": str(ind), "epoch": 4}}, tmp_path / "fge")
 
 
 def _study(tmp_path, variants, seeds=(0, 1)):

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 import yaml
 
 from losslab.report.landscape_sections import caption

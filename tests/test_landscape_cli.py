@@ -4,11 +4,11 @@ import json
 
 from losslab.cli import main
 from losslab.runs.config import load_config
-from losslab.train.run import train
+from losslab.train.run import train_run
 
 
 def test_landscape_cli_surface_and_line(tmp_path, capsys):
-    runs = [train(load_config(overrides=["epochs=2", f"seed={s}", "log.progress=false",
+    runs = [train_run(load_config(overrides=["epochs=2", f"seed={s}", "log.progress=false",
                                          "log.tensorboard=false"]), tmp_path / f"r{s}")
             for s in (0, 1)]
     assert main(["landscape", "surface", str(runs[0]), "--points", "3", "--examples", "100",
@@ -25,7 +25,7 @@ def test_landscape_cli_surface_and_line(tmp_path, capsys):
 def test_landscape_cli_takes_checkpoint_files(tmp_path, capsys):
     """A checkpoint file stands for itself; the line from an epoch checkpoint to the final model
     starts at that checkpoint's own test loss (the run logged it for the same weights)."""
-    run = train(load_config(overrides=["epochs=3", "checkpoints.every=1", "log.progress=false",
+    run = train_run(load_config(overrides=["epochs=3", "checkpoints.every=1", "log.progress=false",
                                        "log.tensorboard=false"]), tmp_path / "r")
     first = run / "checkpoints" / "epoch_0001"
     assert main(["landscape", "line", str(first), str(run), "--out", str(tmp_path)]) == 0

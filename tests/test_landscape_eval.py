@@ -23,8 +23,8 @@ from losslab.landscape import (
     subset_batches,
     surface,
 )
-from losslab.landscape.evaluate import cross_entropy_per_example
 from losslab.landscape.grid_io import load_grid
+from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of, parameters_of
 
@@ -71,7 +71,7 @@ def test_line_endpoints_are_exact_and_start_is_not_mutated():
     start, end, batches = mlp(0), mlp(1), data()
     start.train()
     before = snapshot(start)
-    res = line(start, start, end, batches=batches)
+    res = line(start, start, end=end, batches=batches)
     a = res.alphas
     assert len(a) == 41 and float(a.min()) == -0.5 and float(a.max()) == 1.5
     i0, i1 = int(torch.nonzero(a == 0.0)[0]), int(torch.nonzero(a == 1.0)[0])
@@ -89,10 +89,10 @@ def test_line_along_a_direction_and_explicit_alphas():
     model, batches = mlp(0), data()
     params = parameters_of(model)
     d = {k: torch.ones_like(v) for k, v in params.items()}
-    res = line(model, params, direction=d, alphas=[-1.0, 0.0, 0.5], batches=batches)
+    res = line(model, params, d, grid=torch.tensor([-1.0, 0.0, 0.5]), batches=batches)
     assert float(res.loss[1]) == direct_loss(model, model.state_dict(), batches)
     with pytest.raises(ValueError, match="contains 0.0"):
-        line(model, params, direction=d, alphas=[-1.0, 0.5], batches=batches)
+        line(model, params, d, grid=torch.tensor([-1.0, 0.5]), batches=batches)
     with pytest.raises(ValueError, match="exactly one"):
         line(model, params, batches=batches)
 
@@ -100,14 +100,14 @@ def test_line_along_a_direction_and_explicit_alphas():
 def test_surface_centre_is_theta_star_and_grid_is_validated():
     model, batches = mlp(0), data()
     dirs = Directions.random(parameters_of(model), n=2, seed=0)
-    res = surface(model, model, dirs, xrange=(-1, 1, 5), yrange=(-0.5, 0.5, 3), batches=batches)
+    res = surface(model, model, dirs, grid=((-1, 1, 5), (-0.5, 0.5, 3)), batches=batches)
     assert res.loss.shape == (3, 5) and res.acc.shape == (3, 5)
     assert float(res.x[2]) == 0.0 and float(res.y[1]) == 0.0
     assert float(res.loss[1, 2]) == direct_loss(model, model.state_dict(), batches)
     assert res.metadata["axis_convention"] == "loss[i, j] is at (x[j], y[i])"
     assert res.metadata["directions"]["normalization"] == "filter"
     with pytest.raises(ValueError, match="odd number"):
-        surface(model, model, dirs, xrange=(-1, 1, 4), yrange=(-1, 1, 3), batches=batches)
+        surface(model, model, dirs, grid=((-1, 1, 4), (-1, 1, 3)), batches=batches)
 
 
 def test_surface_axis_convention_with_an_asymmetric_function():
@@ -121,8 +121,8 @@ def test_surface_axis_convention_with_an_asymmetric_function():
     def logit0(logits, y):
         return logits[:, 0]
 
-    res = surface(model, params, [d1, d2], xrange=(-1, 1, 5), yrange=(0, 2, 3),
-                  batches=batches, loss_fn=logit0)
+    res = surface(model, params, [d1, d2], grid=((-1, 1, 5), (0, 2, 3)),
+                  batches=batches, options=EvalOptions(loss_fn=logit0))
     base = float(res.loss[0, 2])
     expect = base + res.x[None, :] + 10.0 * res.y[:, None]
     torch.testing.assert_close(res.loss, expect, rtol=0, atol=1e-12)
@@ -134,19 +134,22 @@ def test_bn_keep_uses_the_centre_buffers_and_recompute_differs():
     center, bufs = parameters_of(model), buffers_of(model)
     dirs = Directions.random(center, n=2, seed=1)
     coords = torch.tensor([[0.0, 0.0], [0.3, -0.2]], dtype=torch.float64)
-    keep, _ = evaluate_points(model, center, bufs, list(dirs), coords, batches, bn="keep")
+    keep, _ = evaluate_points(model, center, list(dirs), batches=batches, coords=coords,
+                              buffers=bufs, options=EvalOptions(bn="keep"))
     assert float(keep[0]) == direct_loss(model, model.state_dict(), batches)
     other = {k: v.clone() for k, v in bufs.items()}
     other["1.running_mean"].fill_(-1.0)
-    keep2, _ = evaluate_points(model, center, other, list(dirs), coords[:1], batches)
+    keep2, _ = evaluate_points(model, center, list(dirs), batches=batches, coords=coords[:1],
+                               buffers=other)
     assert float(keep2[0]) == direct_loss(model, {**center, **other}, batches)
-    rec, _ = evaluate_points(model, center, bufs, list(dirs), coords, batches, bn="recompute")
+    rec, _ = evaluate_points(model, center, list(dirs), batches=batches, coords=coords,
+                             buffers=bufs, options=EvalOptions(bn="recompute"))
     assert (rec - keep).abs().min() > 1e-3
     oracle = recompute_batchnorm(model, model.state_dict(), batches)  # swa_utils.update_bn
     assert float(rec[0]) == pytest.approx(direct_loss(model, oracle, batches), rel=1e-12)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in bufs.items())
-    res = surface(model, model, dirs, xrange=(-1, 1, 3), yrange=(-1, 1, 3), batches=batches,
-                  bn="recompute")
+    res = surface(model, model, dirs, grid=(-1, 1, 3), batches=batches,
+                  options=EvalOptions(bn="recompute"))
     assert res.metadata["bn"] == "recompute"
     assert float(res.loss[1, 1]) == float(rec[0])
 
@@ -157,9 +160,10 @@ def test_named_evaluation_sets_share_one_batchnorm_pass_per_point(points_per_cal
     center, bufs = parameters_of(model), buffers_of(model)
     dirs = list(Directions.random(center, n=2, seed=1))
     coords = torch.tensor([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.1]], dtype=torch.float64)
+    options = EvalOptions(recompute_batches=train, points_per_call=points_per_call,
+                          device="cpu")
     ev = PointEvaluator(model, center, bufs, dirs, {"train": train, "test": test},
-                        loss_fn=cross_entropy_per_example, bn="recompute",
-                        recompute_batches=train, points_per_call=points_per_call, device="cpu")
+                        options=options, bn="recompute")
     assert ev.recompute_batches is ev.batch_sets["train"]  # read onto the device once
     passes = []
     recompute = ev._recomputed
@@ -167,8 +171,8 @@ def test_named_evaluation_sets_share_one_batchnorm_pass_per_point(points_per_cal
     together = ev.evaluate_sets(coords)
     assert len(passes) == len(coords) and ev.examples == {"train": 64, "test": 48}
     for name, batches in (("train", train), ("test", test)):
-        alone = evaluate_points(model, center, bufs, dirs, coords, batches, bn="recompute",
-                                recompute_batches=train, points_per_call=points_per_call,
+        alone = evaluate_points(model, center, dirs, batches=batches, coords=coords,
+                                buffers=bufs, options=options.with_(bn="recompute"),
                                 return_stderr=True)
         for a, b in zip(together[name], alone, strict=True):
             assert torch.equal(a, b)
@@ -183,10 +187,10 @@ def test_vmap_points_equal_single_points(make, bn):
     dirs = Directions.random(parameters_of(model), n=2, seed=2)
     g = torch.Generator().manual_seed(0)
     coords = torch.rand(7, 2, generator=g, dtype=torch.float64) * 2 - 1
-    one = evaluate_points(model, model, None, list(dirs), coords, batches, bn=bn,
-                          return_stderr=True)
-    three = evaluate_points(model, model, None, list(dirs), coords, batches, bn=bn,
-                            points_per_call=3, return_stderr=True)
+    one = evaluate_points(model, model, list(dirs), batches=batches, coords=coords,
+                          options=EvalOptions(bn=bn), return_stderr=True)
+    three = evaluate_points(model, model, list(dirs), batches=batches, coords=coords,
+                            options=EvalOptions(bn=bn, points_per_call=3), return_stderr=True)
     for a, b in zip(one, three, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -200,7 +204,8 @@ def test_surface_resumes_after_an_interruption(tmp_path):
         calls["n"] += 1
         return F.cross_entropy(logits, y, reduction="none")
 
-    kw = dict(xrange=(-1, 1, 5), yrange=(-1, 1, 3), batches=batches, loss_fn=counted)
+    kw = dict(grid=((-1, 1, 5), (-1, 1, 3)), batches=batches,
+              options=EvalOptions(loss_fn=counted))
     full = surface(model, model, dirs, **kw)
     total = 15
 
@@ -229,7 +234,7 @@ def test_surface_resumes_after_an_interruption(tmp_path):
     surface(model, model, dirs, path=path, **kw)  # finished: nothing left to do
     assert calls["n"] == 0
     with pytest.raises(ValueError, match="different surface"):
-        surface(model, model, dirs, path=path, **{**kw, "xrange": (-2, 2, 5)})
+        surface(model, model, dirs, path=path, **{**kw, "grid": ((-2, 2, 5), (-1, 1, 3))})
 
 
 def test_subset_standard_errors_and_correlation():
@@ -241,7 +246,7 @@ def test_subset_standard_errors_and_correlation():
     assert len(sub) == 2 and sub.describe() == {"n": 128, "seed": 0, "population": 512}
     model = mlp(0)
     dirs = Directions.random(parameters_of(model), n=2, seed=4)
-    kw = dict(xrange=(-1, 1, 5), yrange=(-1, 1, 5))
+    kw = dict(grid=(-1, 1, 5))
     a = surface(model, model, dirs, batches=full, **kw)
     b = surface(model, model, dirs, batches=sub, **kw)
     assert b.metadata["data"]["subset"]["n"] == 128 and b.metadata["num_examples"] == 128
@@ -271,7 +276,7 @@ def test_loaded_checkpoint_like_start_supplies_buffers():
     model, batches = bn_net(), data()
     ckpt = SimpleNamespace(params=parameters_of(model), buffers=buffers_of(model))
     other = bn_net(1)
-    res = line(other, ckpt, ckpt, alphas=[0.0, 1.0], batches=batches)
+    res = line(other, ckpt, end=ckpt, grid=torch.tensor([0.0, 1.0]), batches=batches)
     assert float(res.loss[0]) == direct_loss(model, model.state_dict(), batches)
 
 
@@ -283,7 +288,7 @@ def test_line_between_two_batchnorm_models_ends_exactly_at_each():
         end[1].running_mean.fill_(-1.0)
         end[1].running_var.fill_(4.0)
     batches = data()
-    res = line(start, start, end, batches=batches)
+    res = line(start, start, end=end, batches=batches)
     a = res.alphas
     i0, i1 = int(torch.nonzero(a == 0.0)[0]), int(torch.nonzero(a == 1.0)[0])
     assert res.metadata["bn"] == "interpolate"
@@ -300,10 +305,48 @@ def test_line_between_two_batchnorm_models_ends_exactly_at_each():
             alpha == 0.5  # at -0.5 the linear mix of these variances would be negative
         assert float(res.loss[i]) == pytest.approx(direct_loss(start, mixed, batches),
                                                    rel=1e-10)
-    kept = line(start, start, end, batches=batches, bn="keep")
+    kept = line(start, start, end=end, batches=batches, options=EvalOptions(bn="keep"))
     assert abs(float(kept.loss[i1]) - float(res.loss[i1])) > 1e-3
     with pytest.raises(ValueError, match="needs the end model's buffers"):
-        line(start, start, parameters_of(end), batches=batches, bn="interpolate")
+        line(start, start, end=parameters_of(end), batches=batches,
+             options=EvalOptions(bn="interpolate"))
     with pytest.raises(ValueError, match="for a line between two models"):
         surface(start, start, Directions.random(parameters_of(start), n=2, seed=0),
-                xrange=(-1, 1, 3), yrange=(-1, 1, 3), batches=batches, bn="interpolate")
+                grid=(-1, 1, 3), batches=batches, options=EvalOptions(bn="interpolate"))
+
+
+def test_float64_directions_of_a_float32_model_are_cast_to_its_dtype():
+    """A float32 model with float64 directions (e.g. loaded from a float64 file) is evaluated
+    in the model's dtype, by surface and line alike (oneDNN would refuse the mixed point)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+    batches = [(x, y)]
+    params = parameters_of(model)
+    d64 = [{k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in params.items()}
+           for _ in range(2)]
+    d32 = [{k: v.float() for k, v in d.items()} for d in d64]
+    grid = (-1, 1, 3)
+    a = surface(model, model, d64, batches=batches, grid=grid)
+    b = surface(model, model, d32, batches=batches, grid=grid)
+    assert torch.equal(a.loss, b.loss)
+    la = line(model, model, d64[0], batches=batches, grid=grid)
+    lb = line(model, model, d32[0], batches=batches, grid=grid)
+    assert torch.equal(la.loss, lb.loss)
+
+
+def test_one_grid_spec_for_every_map():
+    model, batches = mlp(0), data()
+    dirs = Directions.random(parameters_of(model), n=2, seed=0)
+    both = surface(model, model, dirs, batches=batches, grid=(-1, 1, 3))
+    assert both.x.tolist() == both.y.tolist() == [-1.0, 0.0, 1.0]
+    explicit = surface(model, model, dirs, batches=batches,
+                       grid=(torch.tensor([-1.0, 0.0, 1.0]), (-1, 1, 3)))
+    assert torch.equal(explicit.loss, both.loss)
+    with pytest.raises(ValueError, match=r"expected \(lo, hi, n\)"):
+        surface(model, model, dirs, batches=batches, grid=(-1, 1, 2.5))
+    with pytest.raises(ValueError, match="chooses its own range"):
+        surface(model, model, dirs, batches=batches, grid=5)
+    with pytest.raises(ValueError, match="end="):
+        line(model, model, model, batches=batches)

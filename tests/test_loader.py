@@ -212,3 +212,30 @@ def test_invalid_arguments():
         Augment(crop_padding=-1)
     with pytest.raises(ValueError):
         Augment(padding_mode="wrap")
+
+
+@pytest.mark.parametrize("augment", [None, Augment(crop_padding=2, flip=True),
+                                     Augment(crop_padding=3, padding_mode="reflect")])
+def test_take_is_normalized_never_augmented_and_in_index_order(augment):
+    split, stats = uint8_split(), {"mean": (0.4, 0.5, 0.6), "std": (0.2, 0.25, 0.3)}
+    plain = list(DeviceLoader(split, 40, shuffle=False, **stats))[0]  # the whole split, in order
+    loader = DeviceLoader(split, 8, augment=augment, seed=3, **stats)  # shuffling, maybe augmenting
+    index = torch.tensor([7, 0, 39, 7, 12])
+    x, y = loader.take(index)
+    assert torch.equal(x, plain[0][index]) and torch.equal(y, index)  # bitwise the plain pixels
+    assert x.dtype == torch.float32 and x.is_contiguous()
+    assert loader.epoch == 0  # not an epoch
+    xs, ys = loader.take([3, 1])  # a list works as well
+    assert torch.equal(xs, plain[0][[3, 1]]) and ys.tolist() == [3, 1]
+
+
+def test_take_signals():
+    x = torch.randn(20, 2, 16)
+    split = Split(x, torch.arange(20))
+    plain = DeviceLoader(split, 20, shuffle=False, mean=(0.1, -0.2), std=(2.0, 0.5))
+    shifted = DeviceLoader(split, 4, augment=Augment(crop_padding=3, flip=False),
+                           mean=(0.1, -0.2), std=(2.0, 0.5))
+    index = torch.tensor([5, 2, 19])
+    assert torch.equal(shifted.take(index)[0], plain.take(index)[0])
+    assert plain.take(index)[0].shape == (3, 2, 16)
+    assert torch.equal(plain.take(index)[0], list(plain)[0][0][index])

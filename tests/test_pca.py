@@ -91,9 +91,9 @@ def test_centered_pca_is_sklearns_on_a_saved_trajectory(tmp_path):
     # θ_i − θ_final of the saved epochs; ours must give the same directions and variances.
     from losslab.runs.checkpoint_set import CheckpointSet
     from losslab.runs.config import load_config
-    from losslab.train.run import train
+    from losslab.train.run import train_run
 
-    run = train(load_config(overrides=["epochs=5", "checkpoints.every=1", "log.progress=false",
+    run = train_run(load_config(overrides=["epochs=5", "checkpoints.every=1", "log.progress=false",
                                        "log.tensorboard=false", "model.name=mlp"]),
                 tmp_path / "run")
     traj = [c.params for c in CheckpointSet.from_run(run, role="epoch").load_all()]

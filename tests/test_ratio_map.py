@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from losslab.landscape.directions import random_direction
@@ -35,14 +34,14 @@ def setup():
     dirs = [random_direction(center, seed=s) for s in (0, 1)]
     batches = tiny_batches()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    result = eigenvalue_ratio_map(model, center, buffers_of(model), dirs,
-                                  xrange=(-0.5, 0.5, 3), yrange=(0.0, 1.0, 2),
-                                  batches=batches, max_iter=30, tol=1e-10)
+    result = eigenvalue_ratio_map(model, center, dirs, batches=batches,
+                                  buffers=buffers_of(model),
+                                  grid=((-0.5, 0.5, 3), (0.0, 1.0, 2)), max_iter=30, tol=1e-10)
     return model, center, dirs, batches, state, result
 
 
 def dense_extremes(model, params, batches) -> tuple[float, float]:
-    op = HessianOperator(model, F.cross_entropy, batches, at=params, buffers=buffers_of(model))
+    op = HessianOperator(model, params, batches=batches, buffers=buffers_of(model))
     h = op.dense()
     eig = torch.linalg.eigvalsh((h + h.T) / 2)
     return float(eig[0]), float(eig[-1])
@@ -97,15 +96,15 @@ def test_errors_and_checkpoint_like_centre():
     center = parameters_of(model)
     dirs = [random_direction(center, seed=s) for s in (0, 1)]
     with pytest.raises(ValueError, match="2 directions"):
-        eigenvalue_ratio_map(model, center, None, dirs[:1], batches=tiny_batches())
+        eigenvalue_ratio_map(model, center, dirs[:1], batches=tiny_batches())
     with pytest.raises(ValueError, match="no grid point is 0"):
-        eigenvalue_ratio_map(model, center, None, dirs, xrange=(-1, 1, 4),
+        eigenvalue_ratio_map(model, center, dirs, grid=((-1, 1, 4), (-1, 1, 5)),
                              batches=tiny_batches())
 
     class Ckpt:  # a LoadedCheckpoint-like centre: its buffers are used when buffers is None
         params, buffers = dict(center), {}
 
-    r = eigenvalue_ratio_map(model, Ckpt(), None, dirs, xrange=(0, 0, 1), yrange=(0, 0, 1),
+    r = eigenvalue_ratio_map(model, Ckpt(), dirs, grid=(0, 0, 1),
                              batches=tiny_batches()[0], max_iter=26, tol=0.0)
     lo, hi = dense_extremes(model, center, tiny_batches()[:1])
     assert r.lambda_max.shape == (1, 1)

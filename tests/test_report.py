@@ -28,7 +28,7 @@ from losslab.report import (
     build_report,
     register_section,
 )
-from losslab.report.curves import curve_figures, metric_columns, split_metric
+from losslab.report.epoch_curves import curve_figures, metric_columns, split_metric
 from losslab.report.plotly_render import to_plotly
 from losslab.report.sections import analysis_sections
 from losslab.report.static_render import to_matplotlib

@@ -8,7 +8,7 @@ from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.runs.config import ConfigError, RepulsionConfig, load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.callbacks import Callback
-from losslab.train.run import build_trainer, resume, train
+from losslab.train.run import build_trainer, resume_run, train_run
 
 QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128", "epochs=6",
          "repulsion.first=2", "repulsion.every=2", "repulsion.width=1.0"]
@@ -29,8 +29,8 @@ def test_checkpoint_epochs_policy():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rep")
-    shadow = train(load_config(overrides=[*QUIET, "repulsion.strength=0"]), tmp / "shadow")
-    pushed = train(load_config(overrides=[*QUIET, "repulsion.strength=10"]), tmp / "pushed")
+    shadow = train_run(load_config(overrides=[*QUIET, "repulsion.strength=0"]), tmp / "shadow")
+    pushed = train_run(load_config(overrides=[*QUIET, "repulsion.strength=10"]), tmp / "pushed")
     return shadow, pushed
 
 
@@ -72,8 +72,8 @@ def test_snapshots_before_each_checkpoint_form_the_thesis_ensemble(runs):
 def test_autograd_mode_trains_like_the_analytic_mode(tmp_path):
     """The two ways of applying the penalty give the same training (float32 rounding aside)."""
     cfg = [*QUIET, "repulsion.strength=10", "epochs=4"]
-    a = read_metrics(train(load_config(overrides=cfg), tmp_path / "a"))
-    b = read_metrics(train(load_config(overrides=[*cfg, "repulsion.mode=autograd"]), tmp_path / "b"))
+    a = read_metrics(train_run(load_config(overrides=cfg), tmp_path / "a"))
+    b = read_metrics(train_run(load_config(overrides=[*cfg, "repulsion.mode=autograd"]), tmp_path / "b"))
     assert ["repulsion_penalty" in r for r in b] == [False, False, True, True]
     for ra, rb in zip(a[2:], b[2:], strict=True):
         assert rb["repulsion_penalty"] == pytest.approx(ra["repulsion_penalty"], rel=1e-3)
@@ -88,16 +88,16 @@ def test_a_resumed_repulsion_run_matches(tmp_path):
                 raise KeyboardInterrupt
 
     cfg = load_config(overrides=[*QUIET, "repulsion.strength=10"])
-    ref = read_metrics(train(cfg, tmp_path / "ref"))
+    ref = read_metrics(train_run(cfg, tmp_path / "ref"))
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", callbacks=[Stop()])
-    resume(tmp_path / "run")
+        train_run(cfg, tmp_path / "run", callbacks=[Stop()])
+    resume_run(tmp_path / "run")
     strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
     assert strip(read_metrics(tmp_path / "run")) == strip(ref)
 
 
 def test_window_switches_the_term_off_again(tmp_path):
-    records = read_metrics(train(load_config(overrides=[
+    records = read_metrics(train_run(load_config(overrides=[
         *QUIET, "repulsion.strength=10", "repulsion.every=0", "repulsion.window=2"]),
         tmp_path / "w"))
     assert [r["active_checkpoints"] for r in records] == [0, 0, 1, 1, 0, 0]
@@ -128,7 +128,7 @@ def _timing(epoch_medians, penalty_steps, steps=10, logged_extra=0.05):
 
 
 def test_cost_rows_known_answers():
-    from losslab.studies.repulsion_cost import _row_for
+    from losslab.train.repulsion_cost import _row_for
 
     # every checkpoint costs the same: 1 ms a step, 10 ms an epoch; epochs 1.0 + 0.1 k s
     row = _row_for(_timing([1.0, 1.1, 1.2, 1.3], [0.0, 0.001, 0.002, 0.003]), [0, 1, 2, 3])
@@ -186,7 +186,7 @@ def test_cost_analysis_times_interleaved_epochs(tmp_path):
     assert result["in_run"]  # the runs' own epoch times, kept for reference
     assert "Repulsion: cost per checkpoint" in (outcome.directory / "report.html").read_text()
     # an unknown variant is a one-line error naming it
-    from losslab.studies.repulsion_cost import repulsion_cost
+    from losslab.train.repulsion_cost import repulsion_cost
 
     with pytest.raises(ValueError, match="unknown variants"):
         repulsion_cost(load_records(outcome.directory), variants=["nope"])

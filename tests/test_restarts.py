@@ -12,7 +12,7 @@ from losslab.runs.config import load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.callbacks import Callback
 from losslab.train.restarts import ColdRestart
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 
 
 class Constant(nn.Module):
@@ -75,7 +75,7 @@ def _restart_run_config(**extra):
 
 
 def test_a_run_with_restarts_records_them_and_keeps_the_best(tmp_path):
-    run = train(_restart_run_config(), tmp_path / "run")
+    run = train_run(_restart_run_config(), tmp_path / "run")
     records = read_metrics(run)
     restarts = [r["epoch"] for r in records if r["restarted"]]
     assert restarts and all(r["loss_estimate"] > 0 for r in records)
@@ -98,10 +98,10 @@ def test_a_resumed_run_restarts_the_same_way(tmp_path):
             if epoch == 5:
                 raise KeyboardInterrupt
 
-    ref = read_metrics(train(_restart_run_config(), tmp_path / "ref"))
+    ref = read_metrics(train_run(_restart_run_config(), tmp_path / "ref"))
     with pytest.raises(KeyboardInterrupt):
-        train(_restart_run_config(), tmp_path / "run", callbacks=[Stop()])
-    resume(tmp_path / "run")
+        train_run(_restart_run_config(), tmp_path / "run", callbacks=[Stop()])
+    resume_run(tmp_path / "run")
     strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
     assert strip(read_metrics(tmp_path / "run")) == strip(ref)
     assert json.loads((tmp_path / "run" / "meta.json").read_text())["status"] == "finished"

@@ -16,7 +16,7 @@ from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.runs.config import ConfigError, load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.callbacks import Callback
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 from losslab.train.trainer import Trainer
 
 QUICK = ["epochs=4", "checkpoints.every=2", "log.progress=false", "data.batch_size=128"]
@@ -43,7 +43,7 @@ class InterruptAt(Callback):
 
 
 def test_run_directory_holds_the_complete_record(tmp_path):
-    run_dir = train(load_config(overrides=QUICK), tmp_path / "run")
+    run_dir = train_run(load_config(overrides=QUICK), tmp_path / "run")
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "meta.json", "metrics.jsonl", "checkpoints", "tb", "state"} <= names
     records = read_metrics(run_dir)
@@ -67,7 +67,7 @@ def test_run_directory_holds_the_complete_record(tmp_path):
 def test_tensorboard_has_the_same_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = train(load_config(overrides=QUICK), tmp_path / "run")
+    run_dir = train_run(load_config(overrides=QUICK), tmp_path / "run")
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     records = read_metrics(run_dir)
@@ -76,9 +76,9 @@ def test_tensorboard_has_the_same_scalars(tmp_path):
 
 
 def test_same_seed_same_numbers_different_seed_different(tmp_path):
-    a = read_metrics(train(load_config(overrides=QUICK), tmp_path / "a"))
-    b = read_metrics(train(load_config(overrides=QUICK), tmp_path / "b"))
-    c = read_metrics(train(load_config(overrides=[*QUICK, "seed=1"]), tmp_path / "c"))
+    a = read_metrics(train_run(load_config(overrides=QUICK), tmp_path / "a"))
+    b = read_metrics(train_run(load_config(overrides=QUICK), tmp_path / "b"))
+    c = read_metrics(train_run(load_config(overrides=[*QUICK, "seed=1"]), tmp_path / "c"))
     assert _comparable(a) == _comparable(b)
     assert _comparable(a) != _comparable(c)
 
@@ -87,13 +87,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     overrides = [*QUICK, "data.augment.flip=true", "data.augment.crop_padding=1",
                  "schedule.name=cosine_restarts", "schedule.T_0=1", "optimizer.nesterov=true"]
     config = load_config(overrides=overrides)
-    reference = train(config, tmp_path / "reference")
+    reference = train_run(config, tmp_path / "reference")
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "killed", callbacks=[InterruptAt(3)])
+        train_run(config, tmp_path / "killed", callbacks=[InterruptAt(3)])
     killed = tmp_path / "killed"
     assert [r["epoch"] for r in read_metrics(killed)] == [1, 2]
     assert json.loads((killed / "meta.json").read_text())["status"] == "interrupted"
-    resume(killed)
+    resume_run(killed)
     assert _comparable(read_metrics(killed)) == _comparable(read_metrics(reference))
     ref_w, res_w = _final_weights(reference), _final_weights(killed)
     assert all(torch.equal(ref_w[k], res_w[k]) for k in ref_w)
@@ -101,25 +101,25 @@ def test_interrupted_run_resumes_to_the_uninterrupted_numbers(tmp_path):
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
-    run_dir = train(load_config(overrides=QUICK), tmp_path / "run")
+    run_dir = train_run(load_config(overrides=QUICK), tmp_path / "run")
     before = (run_dir / "metrics.jsonl").read_text()
-    resume(run_dir)
+    resume_run(run_dir)
     assert (run_dir / "metrics.jsonl").read_text() == before
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
-    train(load_config(overrides=["epochs=1", "log.progress=false"]), tmp_path / "run")
+    train_run(load_config(overrides=["epochs=1", "log.progress=false"]), tmp_path / "run")
     with pytest.raises(ConfigError, match="losslab resume"):
-        train(load_config(overrides=["epochs=1"]), tmp_path / "run")
+        train_run(load_config(overrides=["epochs=1"]), tmp_path / "run")
 
 
 def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
     config = load_config(overrides=QUICK)
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "run", callbacks=[InterruptAt(3)])
+        train_run(config, tmp_path / "run", callbacks=[InterruptAt(3)])
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "train_lo')  # a kill in the middle of an append
-    resume(tmp_path / "run")
+    resume_run(tmp_path / "run")
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
 
 

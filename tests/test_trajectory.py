@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from losslab.landscape.evaluate import make_axis
+from losslab.landscape.grid import make_axis
 from losslab.landscape.pca import project
 from losslab.landscape.trajectory import auto_range, trajectory_plane
 from losslab.runs.checkpoint_set import CheckpointSet
@@ -52,7 +52,7 @@ def test_trajectory_plane(run):
     assert traj.epochs == list(range(7))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     members = CheckpointSet.from_run(root, role="snapshot") + traj[:1]
-    plane = trajectory_plane(model, traj, batches=batches, n=9, members=members)
+    plane = trajectory_plane(model, traj, batches=batches, grid=9, members=members)
 
     assert plane.path_coords.shape == (7, 2)
     assert plane.path_epochs == list(range(7))
@@ -90,14 +90,14 @@ def test_trajectory_plane(run):
 def test_explicit_ranges_centre_index_and_resume(run, tmp_path):
     root, model, batches = run
     traj = CheckpointSet.from_run(root, role="epoch")
-    plane = trajectory_plane(model, traj, final=3, batches=batches, xrange=(-1, 1),
-                             yrange=(-0.5, 0.5, 3), n=5, path=str(tmp_path / "surf"))
+    plane = trajectory_plane(model, traj, point=3, batches=batches,
+                             grid=((-1, 1, 5), (-0.5, 0.5, 3)), path=str(tmp_path / "surf"))
     assert plane.surface.x.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert plane.surface.y.tolist() == [-0.5, 0.0, 0.5]
     assert torch.equal(plane.path_coords[3], torch.zeros(2, dtype=torch.float64))
     assert plane.member_coords is None and plane.member_labels == []
-    again = trajectory_plane(model, traj, final=3, batches=batches, xrange=(-1, 1),
-                             yrange=(-0.5, 0.5, 3), n=5, path=str(tmp_path / "surf"))
+    again = trajectory_plane(model, traj, point=3, batches=batches,
+                             grid=((-1, 1, 5), (-0.5, 0.5, 3)), path=str(tmp_path / "surf"))
     torch.testing.assert_close(again.surface.loss, plane.surface.loss)
     assert again.surface.metadata["evaluated_points"] == 0  # all read back from the file
 

@@ -17,18 +17,25 @@ from losslab.data import (
     make_loaders,
 )
 from losslab.ensembles import Ensemble, analyze_ensemble, swa_model
+from losslab.errors import (
+    CheckpointCorruptError,
+    ConfigError,
+    InputError,
+    LosslabError,
+    MissingFileError,
+    NotFoundError,
+)
 from losslab.models import create_model, list_models
 from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
-from losslab.runs.checkpoints import CheckpointCorruptError
-from losslab.runs.config import ConfigError, TrainConfig, load_config
+from losslab.runs.config import TrainConfig, load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.annealing import H1, H2, SGDSA, SSA, ExponentialCooling
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
 from losslab.train.repulsion import CheckpointRepulsion
 from losslab.train.restarts import ColdRestart
-from losslab.train.run import resume, train
+from losslab.train.run import resume_run, train_run
 from losslab.train.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -55,9 +62,11 @@ __all__ = [
     "Ensemble", "analyze_ensemble", "swa_model",
     # runs and checkpoints
     "ParamDict", "CheckpointRef", "CheckpointSet", "LoadedCheckpoint", "CheckpointCorruptError",
-    "ConfigError", "TrainConfig", "load_config", "read_metrics",
+    "TrainConfig", "load_config", "read_metrics",
+    # errors: the user-error family
+    "LosslabError", "InputError", "NotFoundError", "ConfigError", "MissingFileError",
     # training
-    "Callback", "Trainer", "evaluate", "train", "resume", "build_schedule",
+    "Callback", "Trainer", "evaluate", "train_run", "resume_run", "build_schedule",
     "CheckpointRepulsion", "ColdRestart", "SSA", "SGDSA", "ExponentialCooling", "H1", "H2",
     "ConstantSchedule", "StepSchedule", "MultiStepSchedule", "LinearDecaySchedule",
     "CosineSchedule", "CosineWarmRestartsSchedule", "SnapshotCosineSchedule", "FGECycleSchedule",

@@ -17,7 +17,9 @@
     losslab datasets
 
 Errors in what the user gave (a config key, a value, a missing data set, a corrupt
-checkpoint) are printed as one clear message and exit with status 2, without a traceback.
+checkpoint: the :class:`~losslab.errors.LosslabError` family) are printed as one clear line and
+exit with status 2 (``-v`` shows their traceback); any other exception is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from losslab.errors import InputError
 
 __all__ = ["main"]
 
@@ -60,19 +64,19 @@ def _summary(run_dir: Path) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from losslab.runs.config import load_config
-    from losslab.train.run import train
+    from losslab.train.run import train_run
 
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else _default_out(config)
-    run_dir = train(config, out)
+    run_dir = train_run(config, out)
     print(_summary(run_dir))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from losslab.train.run import resume
+    from losslab.train.run import resume_run
 
-    run_dir = resume(args.run_dir)
+    run_dir = resume_run(args.run_dir)
     print(_summary(run_dir))
     return 0
 
@@ -144,28 +148,28 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
-    from losslab.curves import commands
+    from losslab.curves import curve_runs
     from losslab.runs.atomic import atomic_write_json
 
     if args.action == "fit":
         if len(args.paths) != 2:
-            raise ValueError("curve fit needs START and END (run directories or checkpoints)")
+            raise InputError("curve fit needs START and END (run directories or checkpoints)")
         out = Path(args.out) if args.out else Path("runs") / f"{_stamp()}-curve"
-        run_dir = commands.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
-                                     overrides=args.set)
+        run_dir = curve_runs.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
+                                       overrides=args.set)
         print(_summary(run_dir))
         return 0
     if len(args.paths) != 1:
-        raise ValueError(f"curve {args.action} takes one curve run (or its checkpoint)")
+        raise InputError(f"curve {args.action} takes one curve run (or its checkpoint)")
     if args.action == "evaluate":
-        result = commands.evaluate_curve_run(args.paths[0], points=args.points)
+        result = curve_runs.evaluate_curve_run(args.paths[0], points=args.points)
         for name in ("curve", "line"):
             err = 100 * (1 - max(result[name]["test_acc"]))
             worst = 100 * (1 - min(result[name]["test_acc"]))
             print(f"{name:<5} barrier (train loss) {result['barrier'][name]:.4f}, length "
                   f"{result['length'][name]:.4g}, test error {err:.2f}-{worst:.2f}%")
     else:
-        result = commands.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
+        result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
         print(f"plane: {args.grid}x{args.grid} grid, loss {min(map(min, result['loss'])):.4f} "
               f"to {max(map(max, result['loss'])):.4f}")
     path = Path(args.out or ".") / f"curve_{args.action}.json"
@@ -329,16 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from losslab.runs.checkpoints import CheckpointCorruptError
-    from losslab.runs.config import ConfigError
+    from losslab.errors import LosslabError, message_of
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, CheckpointCorruptError, ValueError, TypeError,
-            KeyError) as e:
+    except LosslabError as e:  # the user's input; anything else is a bug and keeps its traceback
         if args.verbose:
             raise
-        print(f"losslab: error: {e}", file=sys.stderr)
+        print(f"losslab: error: {message_of(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("losslab: interrupted; continue with `losslab resume RUN_DIR`", file=sys.stderr)

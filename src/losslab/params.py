@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from losslab.errors import InputError, NotFoundError
+
 ParamDict = dict[str, Tensor]
 
 __all__ = [
@@ -56,10 +58,10 @@ def check_same_keys(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> None:
     if a.keys() != b.keys():
         only_a = sorted(set(a) - set(b))
         only_b = sorted(set(b) - set(a))
-        raise KeyError(f"parameter names differ: only in first {only_a[:5]}, only in second {only_b[:5]}")
+        raise NotFoundError(f"parameter names differ: only in first {only_a[:5]}, only in second {only_b[:5]}")
     for k in a:
         if a[k].shape != b[k].shape:
-            raise ValueError(f"parameter {k!r}: shape {tuple(a[k].shape)} != {tuple(b[k].shape)}")
+            raise InputError(f"parameter {k!r}: shape {tuple(a[k].shape)} != {tuple(b[k].shape)}")
 
 
 def flatten(params: Mapping[str, Tensor], names: Iterable[str] | None = None) -> Tensor:
@@ -76,7 +78,7 @@ def unflatten(vector: Tensor, like: Mapping[str, Tensor]) -> ParamDict:
         out[k] = vector[offset : offset + n].view_as(t)
         offset += n
     if offset != vector.numel():
-        raise ValueError(f"vector has {vector.numel()} elements, the dict needs {offset}")
+        raise InputError(f"vector has {vector.numel()} elements, the dict needs {offset}")
     return out
 
 

@@ -4,8 +4,8 @@
 ``curve:`` config section fits it with the trainer (:mod:`~losslab.curves.training`);
 :func:`evaluate_curve` and :func:`curve_plane` measure it through the landscape engine;
 :mod:`~losslab.curves.members` turns points along it into ensemble members;
-:mod:`~losslab.curves.commands` and :mod:`~losslab.curves.study_analysis` serve
-``losslab curve`` and the study analysis ``curve``. See docs/curves.md.
+:mod:`~losslab.curves.curve_runs` fits, evaluates and planes curve runs for ``losslab curve``
+and the study analysis ``curve`` (:mod:`~losslab.curves.study_analysis`). See docs/curves.md.
 """
 
 from losslab.curves.bases import (

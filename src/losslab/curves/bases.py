@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError
+
 __all__ = ["CURVE_KINDS", "bezier_coefficients", "polychain_coefficients", "curve_coefficients"]
 
 CURVE_KINDS = ("bezier", "polychain")
@@ -27,9 +29,9 @@ CURVE_KINDS = ("bezier", "polychain")
 
 def _check(t: float, points: int) -> None:
     if points < 2:
-        raise ValueError(f"a curve needs at least its 2 endpoints, got {points} points")
+        raise InputError(f"a curve needs at least its 2 endpoints, got {points} points")
     if not 0.0 <= t <= 1.0:
-        raise ValueError(f"t must be in [0, 1], got {t}")
+        raise InputError(f"t must be in [0, 1], got {t}")
 
 
 def bezier_coefficients(t: float, points: int) -> Tensor:
@@ -54,4 +56,4 @@ def curve_coefficients(kind: str, t: float, points: int) -> Tensor:
         return bezier_coefficients(t, points)
     if kind == "polychain":
         return polychain_coefficients(t, points)
-    raise ValueError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")
+    raise InputError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.curves.bases import CURVE_KINDS, curve_coefficients
+from losslab.errors import InputError
 from losslab.landscape.directions import as_params
 from losslab.params import ParamDict, check_same_keys, flatten, parameters_of, unflatten
 
@@ -47,9 +48,9 @@ class CurveModel(nn.Module):
                  kind: str = "bezier", seed: int = 0, eval_t: float | None = None):
         super().__init__()
         if kind not in CURVE_KINDS:
-            raise ValueError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")
+            raise InputError(f"kind must be one of {CURVE_KINDS}, got {kind!r}")
         if isinstance(bends, bool) or not isinstance(bends, int) or bends < 0:
-            raise ValueError(f"bends must be a non-negative integer, got {bends!r}")
+            raise InputError(f"bends must be a non-negative integer, got {bends!r}")
         self.kind, self.num_bends, self.eval_t = kind, bends, eval_t
         self.net = copy.deepcopy(model)
         for p in self.net.parameters():  # the copy's weights are never used: φ(t) replaces them
@@ -117,7 +118,7 @@ class CurveModel(nn.Module):
         eval mode (how a trainer's per-epoch evaluation sees the curve)."""
         if t is None:
             if not self.training and self.eval_t is None:
-                raise ValueError("in eval mode give t: curve(x, t=0.5), or set eval_t")
+                raise InputError("in eval mode give t: curve(x, t=0.5), or set eval_t")
             t = self.sample_t() if self.training else self.eval_t
         self.last_t = float(t)
         flat = self.flat_point(t)

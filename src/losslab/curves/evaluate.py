@@ -27,7 +27,8 @@ from torch import Tensor
 
 from losslab.curves.curve_model import CurveModel, segment_lengths
 from losslab.ensembles.swa import has_batchnorm
-from losslab.landscape.evaluate import cross_entropy_per_example
+from losslab.errors import InputError
+from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
 
@@ -76,7 +77,7 @@ def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None 
     module docstring. ``train`` and ``test`` are re-iterable batches on the device."""
     ts = default_ts() if ts is None else torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     if float(ts.min()) < 0 or float(ts.max()) > 1:
-        raise ValueError("ts must lie in [0, 1]")
+        raise InputError("ts must lie in [0, 1]")
     bn = bn_policy(curve)
     points = curve.control_point_dicts()
     curve_coords = torch.stack([curve.coefficients(float(t)) for t in ts])
@@ -85,8 +86,7 @@ def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None 
     splits = {"train": train} if test is None else {"train": train, "test": test}
     zero = {k: torch.zeros_like(v) for k, v in points[0].items()}
     ev = PointEvaluator(curve.net, zero, buffers_of(curve.net), points, splits,
-                        loss_fn=cross_entropy_per_example, bn=bn, recompute_batches=train,
-                        points_per_call=1, device=device)
+                        options=EvalOptions(recompute_batches=train, device=device), bn=bn)
     results = ev.evaluate_sets(torch.cat([curve_coords, line_coords]))
     out: dict[str, dict[str, Tensor]] = {"curve": {}, "line": {}}
     for split, (loss, acc, _) in results.items():

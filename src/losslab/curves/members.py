@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from losslab.curves.training import load_curve
-from losslab.ensembles.members import dataset_of, split_loader
 from losslab.ensembles.swa import recompute_batchnorm
+from losslab.errors import InputError
 from losslab.params import buffers_of
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.runs.checkpoints import save_checkpoint
+from losslab.runs.rebuild import dataset_of, split_loader
 
 __all__ = ["CURVE_POINT_ROLE", "save_curve_points"]
 
@@ -37,7 +38,7 @@ def save_curve_points(path: str | Path, ts: Sequence[float],
     names = []
     for t in ts:
         if not 0.0 <= float(t) <= 1.0:
-            raise ValueError(f"t must be in [0, 1], got {t}")
+            raise InputError(f"t must be in [0, 1], got {t}")
         name = f"curve_t{float(t):.3f}"
         names.append(name)
         if (run_dir / "checkpoints" / f"{name}.json").exists():

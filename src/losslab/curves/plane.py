@@ -44,15 +44,18 @@ DMC's ``te_err``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from losslab.curves.curve_model import CurveModel
 from losslab.curves.evaluate import bn_policy
-from losslab.landscape.evaluate import cross_entropy_per_example
+from losslab.errors import InputError
+from losslab.landscape.grid import plane_of
+from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
 
@@ -88,15 +91,18 @@ class CurvePlane:
     extra: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
 
+DEFAULTS = EvalOptions()
+
+
 def _basis(points: Tensor, bend: int) -> tuple[Tensor, Tensor, Tensor]:
     w1, w2, theta = points[0], points[-1], points[bend]
     u = w2 - w1
     if float(u.norm()) == 0.0:
-        raise ValueError("the endpoints coincide: no plane through them")
+        raise InputError("the endpoints coincide: no plane through them")
     e1 = u / u.norm()
     v = (theta - w1) - ((theta - w1) @ e1) * e1
     if float(v.norm()) <= 1e-12 * float(u.norm()):
-        raise ValueError("the bend lies on the straight line (an untrained curve): the plane "
+        raise InputError("the bend lies on the straight line (an untrained curve): the plane "
                          "through the endpoints and the bend is not defined")
     return w1, e1, v / v.norm()
 
@@ -116,16 +122,22 @@ def plane_l2(origin: Tensor, e1: Tensor, e2: Tensor, x: Tensor, y: Tensor,
 
 @torch.no_grad()
 def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable | None = None,
-                weight_decay: float = 0.0, recompute_batches: Iterable | None = None,
-                extra_batches: Mapping[str, Iterable] | None = None, grid: int = 21,
-                margin: float = 0.2, bend: int | None = None, curve_points: int = 61,
-                device: torch.device | str | None = None) -> CurvePlane:
-    """DMC's planes through ŵ1, bend ``bend`` (1-based; default the middle one) and ŵ2, on
-    ``grid`` × ``grid`` points: the loss and accuracy on ``batches`` (the training batches),
-    ``train_loss_l2 = loss + ½·weight_decay·‖w‖²``, and with ``test_batches`` the test loss,
-    accuracy and error (%); ``extra_batches`` (e.g. ``{"val": ...}``) are evaluated at the
-    same points. BatchNorm is recomputed on ``recompute_batches`` (default ``batches``). See
-    the module docstring for the basis and for what ‖w‖² includes.
+                extra_batches: Mapping[str, Iterable] | None = None, grid: Any = 21,
+                options: EvalOptions = DEFAULTS, weight_decay: float = 0.0,
+                margin: float = 0.2, bend: int | None = None,
+                curve_points: int = 61) -> CurvePlane:
+    """DMC's planes through ŵ1, bend ``bend`` (1-based; default the middle one) and ŵ2: the
+    loss and accuracy on ``batches`` (the training batches), ``train_loss_l2 = loss +
+    ½·weight_decay·‖w‖²``, and with ``test_batches`` the test loss, accuracy and error (%);
+    ``extra_batches`` (e.g. ``{"val": ...}``) are evaluated at the same points.
+
+    ``grid`` follows :mod:`~losslab.landscape.grid` (one axis or ``(x_axis, y_axis)``); an
+    ``int n`` axis (the default, 21) spans the control points' coordinates plus ``margin`` of
+    their span on each side, as DMC's plane.py. ``options``
+    (:class:`~losslab.landscape.options.EvalOptions`): BatchNorm defaults to the curve's policy
+    (recomputed at every point on ``options.recompute_batches``, default ``batches``, when the
+    network has BatchNorm), and ``device``. See the module docstring for the basis and for
+    what ‖w‖² includes.
 
     Example::
 
@@ -133,17 +145,15 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
         plane.train_loss_l2, plane.test_error     # (21, 21) each, at (plane.x[j], plane.y[i])
     """
     if curve.num_bends == 0:
-        raise ValueError("a curve without bends is the straight line: no plane to draw")
+        raise InputError("a curve without bends is the straight line: no plane to draw")
     bend = (curve.num_bends + 1) // 2 if bend is None else bend
     if not 1 <= bend <= curve.num_bends:
-        raise ValueError(f"bend must be in [1, {curve.num_bends}], got {bend}")
-    if grid < 2:
-        raise ValueError(f"grid must be >= 2, got {grid}")
+        raise InputError(f"bend must be in [1, {curve.num_bends}], got {bend}")
     if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        raise InputError(f"weight_decay must be >= 0, got {weight_decay}")
     extra = dict(extra_batches or {})
     if {"train", "test"} & set(extra):
-        raise ValueError("extra_batches may not be named 'train' or 'test'")
+        raise InputError("extra_batches may not be named 'train' or 'test'")
     points = curve.control_points().detach().double()
     w1, e1, e2 = _basis(points, bend)
 
@@ -154,19 +164,27 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
     control = project(points)
     lo, hi = control.min(0).values, control.max(0).values
     pad = margin * (hi - lo)
-    x = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), grid, dtype=torch.float64)
-    y = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), grid, dtype=torch.float64)
+
+    def span(axis: int) -> Callable[[int], Tensor]:
+        def values(n: int) -> Tensor:
+            if n < 2:
+                raise InputError(f"grid: an axis needs >= 2 points, got {n}")
+            return torch.linspace(float(lo[axis] - pad[axis]), float(hi[axis] + pad[axis]), n,
+                                  dtype=torch.float64)
+        return values
+
+    x, y = plane_of(grid, exact=(), auto_x=span(0), auto_y=span(1))
     yy, xx = torch.meshgrid(y, x, indexing="ij")
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     dtype = curve.endpoints.dtype
     center, *dirs = [curve.unflatten(v.to(dtype)) for v in (w1, e1, e2)]
-    bn = bn_policy(curve)
+    bn = options.bn_or(bn_policy(curve))
     sets = {"train": batches, **({} if test_batches is None else {"test": test_batches}), **extra}
-    ev = PointEvaluator(curve.net, center, buffers_of(curve.net), dirs, sets,
-                        loss_fn=cross_entropy_per_example, bn=bn,
-                        recompute_batches=batches if recompute_batches is None
-                        else recompute_batches, points_per_call=1, device=device)
-    grids = {name: (loss.view(grid, grid), acc.view(grid, grid))
+    if options.recompute_batches is None:
+        options = options.with_(recompute_batches=batches)
+    ev = PointEvaluator(curve.net, center, buffers_of(curve.net), dirs, sets, options=options,
+                        bn=bn)
+    grids = {name: (loss.view(len(y), len(x)), acc.view(len(y), len(x)))
              for name, (loss, acc, _) in ev.evaluate_sets(coords).items()}
     loss, acc = grids.pop("train")
     l2 = plane_l2(w1, e1, e2, x, y, weight_decay)

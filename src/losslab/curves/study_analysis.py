@@ -44,7 +44,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from losslab.curves.commands import evaluate_curve_run, fit_curve, plane_of_curve_run
+from losslab.curves.curve_runs import evaluate_curve_run, fit_curve, plane_of_curve_run
+from losslab.errors import InputError
 from losslab.runs.atomic import atomic_write_json
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.rundir import RunDir
@@ -69,7 +70,7 @@ def _endpoint_runs(records: StudyRecords, variants: list[str],
     for variant, seed in zip(variants, seeds, strict=True):
         match = runs[(runs["variant"] == variant) & (runs["seed"] == seed)]
         if not len(match):
-            raise ValueError(f"curve: no finished run of variant {variant!r} with seed {seed}")
+            raise InputError(f"curve: no finished run of variant {variant!r} with seed {seed}")
         out.append(str(match["run_dir"].iloc[0]))
     return out
 
@@ -85,7 +86,7 @@ def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
             overrides: dict[str, Any]) -> Path:
     """The curve run in ``directory``: reused when finished, resumed when interrupted, both
     only if fitted from the same source; else archived and fitted anew."""
-    from losslab.train.run import resume
+    from losslab.train.run import resume_run
 
     sets = [f"{k}={v}" for k, v in overrides.items()]
     source = _source(start, end, bends, kind, sets)
@@ -95,7 +96,7 @@ def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
         same = not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) == source
         if same:
             if run.read_meta().get("status") != "finished":
-                resume(directory)
+                resume_run(directory)
             return directory
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         target = directory.parent / "archive" / f"{stamp}-{directory.name}"
@@ -112,7 +113,7 @@ def _ensemble_along(run: Path, ts: list[float]) -> dict[str, Any]:
     """Members φ(t) for t in ``ts`` (BatchNorm recomputed), through the ensemble analytics."""
     from losslab.curves.members import save_curve_points
     from losslab.ensembles.analyze import analyze_ensemble
-    from losslab.train.run import resolve_device
+    from losslab.runs.device import resolve_device
 
     device = resolve_device("auto")
     result = analyze_ensemble(save_curve_points(run, ts, device), swa=False, device=device)
@@ -159,12 +160,12 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
     planes (train loss + l2, test error)."""
     check_published_setting("curve", published, published_setting)
     if not variants or len(variants) != 2:
-        raise ValueError("curve: give exactly two variants (the endpoints)")
+        raise InputError("curve: give exactly two variants (the endpoints)")
     if seeds is not None and len(seeds) != 2:
-        raise ValueError("curve: seeds gives one seed per endpoint (two)")
+        raise InputError("curve: seeds gives one seed per endpoint (two)")
     first, *more = ([seeds] if seeds is not None or not pairs else []) + list(pairs or [])
     if any(p is None or len(p) != 2 for p in more):
-        raise ValueError("curve: pairs lists pairs of seeds, e.g. [[2, 3], [4, 5]]")
+        raise InputError("curve: pairs lists pairs of seeds, e.g. [[2, 3], [4, 5]]")
     run, tags, evaluation = _pair(records, list(variants), first, bends, kind, set, points)
     out: dict[str, Any] = {"pair": f"{tags[0]} → {tags[1]}", "run": str(run),
                            "kind": kind, "bends": bends, "published": published,

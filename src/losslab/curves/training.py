@@ -16,8 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from losslab.curves.curve_model import CurveModel
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.config import ConfigError, OptimizerConfig, TrainConfig
+from losslab.runs.rebuild import run_config_of, template_model
 from losslab.train.callbacks import Callback
 
 __all__ = ["CurveWeightDecay", "build_curve"]
@@ -65,12 +67,10 @@ def build_curve(config: TrainConfig, template: nn.Module,
 def load_curve(path, device: torch.device | str = "cpu") -> tuple[CurveModel, TrainConfig]:
     """A fitted curve back from its run directory (its final checkpoint) or a checkpoint file
     of a curve run, with the run's config (architecture, data, curve options)."""
-    from losslab.ensembles.members import run_config_of, template_model
-
     ref = resolve_checkpoint(path)
     config = run_config_of(ref)
     if not config.curve.enabled:
-        raise ValueError(f"{ref.path} is not from a curve run (its config has no curve.start)")
+        raise InputError(f"{ref.path} is not from a curve run (its config has no curve.start)")
     state = ref.load(device)
     template = template_model(config).to(device)
     placeholder = {k: v for k, v in template.named_parameters() if v.requires_grad}

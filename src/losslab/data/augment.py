@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from losslab.errors import InputError, OptionTypeError
+
 __all__ = ["Augment", "AugmentParams", "PADDING_MODES", "pad_images", "pad_signals",
            "sample_params",
            "crop_flip", "augment_batch"]
@@ -46,11 +48,11 @@ class Augment:
 
     def __post_init__(self) -> None:
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int):
-            raise TypeError(f"crop_padding must be an int, got {self.crop_padding!r}")
+            raise OptionTypeError(f"crop_padding must be an int, got {self.crop_padding!r}")
         if self.crop_padding < 0:
-            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+            raise InputError(f"crop_padding must be >= 0, got {self.crop_padding}")
         if self.padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, "
+            raise InputError(f"padding_mode must be one of {PADDING_MODES}, "
                              f"got {self.padding_mode!r}")
 
     @property
@@ -88,13 +90,13 @@ def pad_images(x: Tensor, padding: int, mode: str = "zeros") -> Tensor:
     if mode == "reflect":
         height, width = x.shape[-2:]
         if padding >= min(height, width):
-            raise ValueError(f"reflect padding {padding} needs images larger than it, "
+            raise InputError(f"reflect padding {padding} needs images larger than it, "
                              f"got {height}x{width}")
         # Index-based so it works for uint8 too (F.pad's reflect mode wants floats).
         rows = _reflect_index(height, padding, x.device)
         cols = _reflect_index(width, padding, x.device)
         return x.index_select(-2, rows).index_select(-1, cols)
-    raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    raise InputError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
 
 
 def pad_signals(x: Tensor, padding: int, mode: str = "zeros") -> Tensor:
@@ -108,9 +110,9 @@ def pad_signals(x: Tensor, padding: int, mode: str = "zeros") -> Tensor:
     if mode == "reflect":
         length = x.shape[-1]
         if padding >= length:
-            raise ValueError(f"reflect padding {padding} needs signals longer than it, got {length}")
+            raise InputError(f"reflect padding {padding} needs signals longer than it, got {length}")
         return x.index_select(-1, _reflect_index(length, padding, x.device))
-    raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+    raise InputError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
 
 
 def sample_params(n: int, augment: Augment, generator: torch.Generator) -> AugmentParams:
@@ -143,7 +145,7 @@ def crop_flip(source: Tensor, index: Tensor, params: AugmentParams, height: int,
     ``flip[b]``.
     """
     if not source.is_contiguous():
-        raise ValueError("crop_flip needs a contiguous source (call .contiguous() once)")
+        raise InputError("crop_flip needs a contiguous source (call .contiguous() once)")
     n, channels, padded_height, padded_width = source.shape
     batch, device = index.shape[0], source.device
     # Step 1, rows: view the data as N*C*Hp lines of Wp pixels and pick, per example and

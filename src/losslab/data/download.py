@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from losslab.data.errors import ChecksumError
+from losslab.data.errors import ChecksumError, DownloadError
+from losslab.errors import NotFoundError
 
 __all__ = ["MIRRORS", "CHECKSUMS", "MIRROR_ENV", "base_url", "download_url", "fetch_files"]
 
@@ -119,7 +120,7 @@ def download_url(url: str, dest: str | os.PathLike[str], md5: str, *,
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     actual = _md5_of_stream(response, out)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                raise OSError(f"downloading {url} failed: {e}") from e
+                raise DownloadError(f"downloading {url} failed: {e}") from e
             out.flush()
             os.fsync(out.fileno())  # the bytes are on disk before the name points at them
         if actual != md5.lower():
@@ -142,7 +143,7 @@ def fetch_files(dataset: str, filenames: Iterable[str], dest_dir: str | os.PathL
     paths = []
     for name in filenames:
         if name not in known:
-            raise KeyError(f"no checksum known for {dataset} file {name!r}; pass checksums=")
+            raise NotFoundError(f"no checksum known for {dataset} file {name!r}; pass checksums=")
         url = urllib.parse.urljoin(base, urllib.parse.quote(name))
         paths.append(download_url(url, Path(dest_dir) / name, known[name]))
     return paths

@@ -1,16 +1,19 @@
 """Errors raised while finding, reading or downloading a data set.
 
-They subclass the built-in exception a caller would naturally catch (a missing set *is* a
-``FileNotFoundError``, a corrupt file a ``ValueError``), so generic handlers keep working,
-while the messages carry what a person needs to fix the problem.
+They belong to losslab's user-error family (:mod:`losslab.errors`) and subclass the built-in
+exception a caller would naturally catch (a missing set *is* a ``FileNotFoundError``, a corrupt
+file a ``ValueError``), so generic handlers keep working, while the messages carry what a
+person needs to fix the problem.
 """
 
 from __future__ import annotations
 
-__all__ = ["DatasetNotFoundError", "DatasetFormatError", "ChecksumError"]
+from losslab.errors import InputError, LosslabError, MissingFileError
+
+__all__ = ["DatasetNotFoundError", "DatasetFormatError", "ChecksumError", "DownloadError"]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingFileError):
     """A data set's files are missing or incomplete under the data root.
 
     The message names every path searched, the files expected, which are missing, and how
@@ -18,11 +21,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """A data file exists but is not in the expected format (bad magic number, truncated...)."""
 
 
-class ChecksumError(OSError):
+class ChecksumError(LosslabError, OSError):
     """A downloaded file's checksum differs from the expected one; nothing was kept."""
 
     def __init__(self, url: str, expected: str, actual: str) -> None:
@@ -34,3 +37,7 @@ class ChecksumError(OSError):
         # Rebuild from the fields (the default would call __init__ with the message alone),
         # so the error survives pickling across processes.
         return (type(self), (self.url, self.expected, self.actual))
+
+
+class DownloadError(LosslabError, OSError):
+    """A download that could not complete (no connection, an HTTP error); nothing was kept."""

@@ -31,6 +31,7 @@ from losslab.data.augment import (
     sample_params,
 )
 from losslab.data.splits import DatasetSplits, Split
+from losslab.errors import InputError
 
 __all__ = ["DeviceLoader", "make_loaders", "epoch_generator"]
 
@@ -58,7 +59,7 @@ def _channel_vector(values: Sequence[float] | Tensor | None, default: float, cha
     if vector.numel() == 1:
         vector = vector.expand(channels)
     if vector.numel() != channels:
-        raise ValueError(f"{name} has {vector.numel()} values for {channels} channels")
+        raise InputError(f"{name} has {vector.numel()} values for {channels} channels")
     return vector.clone()
 
 
@@ -77,7 +78,7 @@ class DeviceLoader:
                  std: Sequence[float] | Tensor | None = None, seed: int = 0,
                  device: torch.device | str | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.device = torch.device(device) if device is not None else split.x.device
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment = augment if augment is not None and augment.enabled else None
@@ -88,7 +89,7 @@ class DeviceLoader:
         self.signals = len(spatial) == 1
         if self.signals and self.augment is not None and self.augment.flip:
             # Time reversal does not keep a signal's class (MNIST-1D's digits read one way).
-            raise ValueError("data.augment.flip is for NCHW images; these are 1-D signals of "
+            raise InputError("data.augment.flip is for NCHW images; these are 1-D signals of "
                              f"shape {tuple(x.shape)}: set data.augment.flip=false (crop_padding "
                              "shifts a signal)")
         self.height, self.width = spatial if len(spatial) == 2 else (1, spatial[0])
@@ -104,7 +105,7 @@ class DeviceLoader:
         self.mean = _channel_vector(mean, 0.0, channels, "mean")
         self.std = _channel_vector(std, 1.0, channels, "std")
         if bool((self.std <= 0).any()):
-            raise ValueError(f"std must be positive, got {self.std.tolist()}")
+            raise InputError(f"std must be positive, got {self.std.tolist()}")
         # (x * scale - mean) / std folded into one scale and one shift per channel (in float64,
         # then rounded once to float32).
         scale = 1.0 / 255.0 if x.dtype == torch.uint8 else 1.0
@@ -116,7 +117,7 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s order and augmentation for the next iteration."""
         if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise InputError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict[str, int]:
@@ -126,7 +127,7 @@ class DeviceLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume at ``state["epoch"]``; a different seed would silently change the data."""
         if "seed" in state and int(state["seed"]) != self.seed:
-            raise ValueError(f"loader state was saved with seed {state['seed']}, this loader "
+            raise InputError(f"loader state was saved with seed {state['seed']}, this loader "
                              f"has seed {self.seed}")
         self.set_epoch(int(state["epoch"]))
 
@@ -154,6 +155,26 @@ class DeviceLoader:
         epoch = self.epoch
         self.epoch += 1  # the epoch counts as used once iteration starts, even if cut short
         return self._batches(epoch)
+
+    def take(self, index: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The examples at positions ``index`` of the split, in that order, as one batch
+        ``(x, y)`` on the device.
+
+        ``x`` is normalized exactly as the loader's batches are and never augmented or shuffled,
+        whatever the loader's settings (an augmenting loader gives each example's own, uncropped
+        and unflipped, pixels); the epoch is not advanced. Used to draw a fixed evaluation subset
+        (:func:`losslab.landscape.evaluate.subset_batches`).
+        """
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1).to(self.device)
+        if self.augment is None:  # the stored data as it is
+            return self._batch(0, index.numel(), index, None)
+        p = self.augment.crop_padding  # the stored copy is padded: take the centre window
+        rows = slice(0, 1) if self.signals else slice(p, p + self.height)
+        x = self._source.index_select(0, index)[:, :, rows, p:p + self.width]
+        x = x.to(torch.float32, memory_format=torch.contiguous_format)
+        if self.signals:
+            x = x.view(x.shape[0], x.shape[1], self.width)
+        return x.mul_(self._mul).add_(self._add), self.y.index_select(0, index)
 
     def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         order, params = self.epoch_plan(epoch)

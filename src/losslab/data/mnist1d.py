@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from losslab.data.splits import SourceData, Split
+from losslab.errors import InputError
 
 __all__ = ["load_mnist1d", "generate_mnist1d", "cache_path", "DEFAULT_NUM_SAMPLES",
            "DEFAULT_SEED", "SIGNAL_LENGTH"]
@@ -62,10 +63,10 @@ _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 def _check_options(num_samples: Any, seed: Any) -> None:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) \
             or num_samples < _NUM_CLASSES or num_samples % _NUM_CLASSES:
-        raise ValueError("mnist1d: num_samples must be a positive multiple of 10 (the "
+        raise InputError("mnist1d: num_samples must be a positive multiple of 10 (the "
                          f"generator makes num_samples // 10 per class), got {num_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"mnist1d: seed must be an int in [0, 2**32), got {seed!r}")
+        raise InputError(f"mnist1d: seed must be an int in [0, 2**32), got {seed!r}")
 
 
 def _generator_args(num_samples: int, seed: int) -> Any:

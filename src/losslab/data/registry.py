@@ -23,6 +23,7 @@ from losslab.data.mnist import load_fashion_mnist, load_mnist
 from losslab.data.mnist1d import load_mnist1d
 from losslab.data.splits import DatasetSplits, SourceData, build_splits
 from losslab.data.synthetic import load_synthetic
+from losslab.errors import InputError, OptionTypeError
 
 __all__ = ["load_dataset", "list_datasets", "register_dataset"]
 
@@ -44,7 +45,7 @@ def register_dataset(name: str, reader: Reader, description: str, *,
                      overwrite: bool = False) -> None:
     """Make ``reader`` available to :func:`load_dataset` as ``name``."""
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"dataset {name!r} is already registered")
+        raise InputError(f"dataset {name!r} is already registered")
     _REGISTRY[name] = _Entry(reader, description)
 
 
@@ -79,7 +80,7 @@ def _lookup(name: str) -> tuple[str, _Entry]:
     valid = ", ".join(_REGISTRY)
     close = difflib.get_close_matches(key, list(_REGISTRY), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown dataset {name!r}{hint} Valid names: {valid}")
+    raise InputError(f"unknown dataset {name!r}{hint} Valid names: {valid}")
 
 
 def _check_options(name: str, reader: Reader, options: dict[str, Any]) -> None:
@@ -90,7 +91,7 @@ def _check_options(name: str, reader: Reader, options: dict[str, Any]) -> None:
     allowed = [p for p in params if p not in ("root", "download")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"dataset {name!r} does not take option(s) {', '.join(unknown)}; "
+        raise OptionTypeError(f"dataset {name!r} does not take option(s) {', '.join(unknown)}; "
                         f"it takes: {', '.join(allowed) or 'none'}")
 
 

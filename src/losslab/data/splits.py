@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError, OptionTypeError
+
 __all__ = ["Split", "DatasetSplits", "SourceData", "carve_validation", "channel_stats",
            "build_splits"]
 
@@ -32,10 +34,10 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.x.ndim not in (3, 4):
-            raise ValueError(f"Split.x must be NCHW images (4 dims) or NCL signals (3 dims), "
+            raise InputError(f"Split.x must be NCHW images (4 dims) or NCL signals (3 dims), "
                              f"got shape {tuple(self.x.shape)}")
         if self.y.ndim != 1 or self.y.shape[0] != self.x.shape[0]:
-            raise ValueError(f"Split.y must have shape ({self.x.shape[0]},), "
+            raise InputError(f"Split.y must have shape ({self.x.shape[0]},), "
                              f"got {tuple(self.y.shape)}")
         if self.y.dtype != torch.int64:
             self.y = self.y.long()
@@ -81,19 +83,19 @@ class DatasetSplits:
 def _val_count(val_size: float | int, n: int) -> int:
     """How many of ``n`` training examples go to validation; validates ``val_size``."""
     if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real):
-        raise TypeError(f"val_size must be a fraction or a count, got {val_size!r}")
+        raise OptionTypeError(f"val_size must be a fraction or a count, got {val_size!r}")
     if not isinstance(val_size, numbers.Integral):
         if not 0.0 <= val_size < 1.0:
-            raise ValueError(f"val_size as a fraction must be in [0, 1), got {val_size}; "
+            raise InputError(f"val_size as a fraction must be in [0, 1), got {val_size}; "
                              "pass an int for an absolute count")
         # A positive fraction always yields at least one example: "some validation" was asked.
         count = max(1, round(val_size * n)) if val_size > 0 else 0
     else:
         if val_size < 0:
-            raise ValueError(f"val_size must be >= 0, got {val_size}")
+            raise InputError(f"val_size must be >= 0, got {val_size}")
         count = int(val_size)
     if count >= n:
-        raise ValueError(f"val_size={val_size} leaves no training examples out of {n}")
+        raise InputError(f"val_size={val_size} leaves no training examples out of {n}")
     return count
 
 
@@ -121,7 +123,7 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     that normalizing by it is a plain shift instead of a division by zero.
     """
     if x.shape[0] == 0:
-        raise ValueError("cannot compute statistics of an empty split")
+        raise InputError("cannot compute statistics of an empty split")
     means, stds = [], []
     for c in range(x.shape[1]):
         channel = x[:, c]
@@ -153,7 +155,7 @@ def build_splits(name: str, train: Split, test: Split, num_classes: int, *,
     _, channels, height, width = train.x.shape
     if height != width:
         # Every set we ship is square; models take one ``image_size``.
-        raise ValueError(f"{name}: images must be square, got {height}x{width}")
+        raise InputError(f"{name}: images must be square, got {height}x{width}")
     return DatasetSplits(name=name, train=train, val=val, test=test, num_classes=num_classes,
                          in_channels=channels, image_size=height, mean=mean, std=std)
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from losslab.data.splits import SourceData, Split
+from losslab.errors import InputError
 
 __all__ = ["load_synthetic"]
 
@@ -21,7 +22,7 @@ __all__ = ["load_synthetic"]
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"synthetic: {name} must be a positive int, got {value!r}")
+            raise InputError(f"synthetic: {name} must be a positive int, got {value!r}")
 
 
 def _to_uint8(x: np.ndarray, spread: float) -> np.ndarray:
@@ -44,9 +45,9 @@ def load_synthetic(root: Path | None = None, *, download: bool = False, n: int =
     _check_positive(n=n, n_test=n_test, num_classes=num_classes, channels=channels,
                     image_size=image_size)
     if dtype not in ("float32", "uint8"):
-        raise ValueError(f"synthetic: dtype must be 'float32' or 'uint8', got {dtype!r}")
+        raise InputError(f"synthetic: dtype must be 'float32' or 'uint8', got {dtype!r}")
     if noise < 0:
-        raise ValueError(f"synthetic: noise must be >= 0, got {noise}")
+        raise InputError(f"synthetic: noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
     shape = (channels, image_size, image_size)
     prototypes = rng.standard_normal((num_classes, *shape))

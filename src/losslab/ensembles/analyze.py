@@ -12,16 +12,13 @@ import torch
 from torch.func import functional_call
 
 from losslab.ensembles.diversity import diversity_report
-from losslab.ensembles.members import (
-    dataset_of,
-    predict_members,
-    run_config_of,
-    split_loader,
-    template_model,
-)
+from losslab.ensembles.members import predict_members
 from losslab.ensembles.metrics import cumulative_metrics, member_metrics
 from losslab.ensembles.swa import average_weights, recompute_batchnorm
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.runs.device import resolve_device
+from losslab.runs.rebuild import dataset_of, run_config_of, split_loader, template_model
 
 __all__ = ["analyze_ensemble"]
 
@@ -49,8 +46,8 @@ def analyze_ensemble(checkpoints: CheckpointSet, *, split: str = "test", combine
                      swa: bool = True, device: torch.device | str | None = None) -> dict[str, Any]:
     """Everything about the ensemble of ``checkpoints`` (in their order) on ``split``."""
     if combine not in COMBINE_TEXT:
-        raise ValueError(f"combine must be one of {sorted(COMBINE_TEXT)}, got {combine!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        raise InputError(f"combine must be one of {sorted(COMBINE_TEXT)}, got {combine!r}")
+    device = resolve_device(device)
     preds = predict_members(checkpoints, split=split, device=device)
     members = member_metrics(preds.logits, preds.labels)
     for name, m in zip(preds.names, members, strict=True):

@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 from losslab.ensembles.analyze import analyze_ensemble
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.published import check_published_setting
@@ -42,7 +43,7 @@ __all__ = ["ensemble_budgets"]
 def _finished(records: StudyRecords, variant: str) -> list[str]:
     runs = records.runs[(records.runs["variant"] == variant) & (records.runs["status"] == "finished")]
     if variant not in records.variants:
-        raise ValueError(f"ensemble_budgets: no variant {variant!r}; the study has "
+        raise InputError(f"ensemble_budgets: no variant {variant!r}; the study has "
                          f"{list(records.variants)}")
     return list(runs.sort_values("seed")["run_dir"])
 
@@ -82,7 +83,7 @@ def ensemble_budgets(records: StudyRecords, *, ind: str, sse: dict[int, str],
             for run_dir in _finished(records, variant):
                 ckpts = CheckpointSet.from_run(run_dir, role=role)
                 if not len(ckpts):
-                    raise ValueError(f"ensemble_budgets: run {run_dir} has no {role!r} members; "
+                    raise InputError(f"ensemble_budgets: run {run_dir} has no {role!r} members; "
                                      f"is its schedule {'snapshot' if role == 'snapshot' else 'fge'}?")
                 r = analyze_ensemble(ckpts, split=split, combine=combine, swa=False)
                 errors.append(100 * (1 - r["ensemble"]["acc"]))

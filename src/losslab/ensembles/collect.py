@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from losslab.errors import InputError
 from losslab.runs.checkpoints import save_model_checkpoint
 from losslab.train.callbacks import Callback
 
@@ -41,7 +42,7 @@ class MemberCollector(Callback):
     def __init__(self, directory: str | Path, *, run_id: str, scheduler: LRScheduler):
         role = member_role(scheduler)
         if role is None:
-            raise ValueError(f"{type(scheduler).__name__} marks no ensemble members; use the "
+            raise InputError(f"{type(scheduler).__name__} marks no ensemble members; use the "
                              "snapshot, cosine_restarts or fge schedule")
         self.directory = Path(directory)
         self.run_id = run_id

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from losslab import params as P
 from losslab.ensembles.metrics import check_labels, check_logits
+from losslab.errors import InputError, NotFoundError
 
 __all__ = [
     "predictions",
@@ -159,7 +160,7 @@ def pairwise_kl(logits: Tensor, symmetric: bool = False) -> Tensor:
 def _check_params(params: Sequence[Mapping[str, Tensor]], names: Sequence[str] | None
                   ) -> list[str]:
     if len(params) == 0:
-        raise ValueError("weight_distances needs at least one member's parameters")
+        raise InputError("weight_distances needs at least one member's parameters")
     first = params[0]
     if names is None:
         for i, p in enumerate(params[1:], start=1):
@@ -171,14 +172,14 @@ def _check_params(params: Sequence[Mapping[str, Tensor]], names: Sequence[str] |
         return list(first)
     names = list(names)
     if not names:
-        raise ValueError("names is empty")
+        raise InputError("names is empty")
     for i, p in enumerate(params):
         missing = [k for k in names if k not in p]
         if missing:
-            raise KeyError(f"member {i} has no parameter(s) {missing[:5]}")
+            raise NotFoundError(f"member {i} has no parameter(s) {missing[:5]}")
         for k in names:
             if p[k].shape != first[k].shape:
-                raise ValueError(f"member {i}, parameter {k!r}: shape {tuple(p[k].shape)} "
+                raise InputError(f"member {i}, parameter {k!r}: shape {tuple(p[k].shape)} "
                                  f"!= member 0's {tuple(first[k].shape)}")
     return names
 
@@ -221,7 +222,7 @@ def _matrices(logits: Tensor, labels: Tensor, params: Sequence[Mapping[str, Tens
     check_labels(labels, logits.shape[1])
     m = logits.shape[0]
     if params is not None and len(params) != m:
-        raise ValueError(f"params has {len(params)} members, logits has {m}")
+        raise InputError(f"params has {len(params)} members, logits has {m}")
     preds = predictions(logits)
     out = {
         "disagreement": _disagreement(preds),

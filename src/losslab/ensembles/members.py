@@ -1,9 +1,9 @@
-"""From checkpoints to member predictions: rebuild each member's network and data from its run.
+"""From checkpoints to member predictions: each member's network and data rebuilt from its run.
 
 A checkpoint lives in ``RUN_DIR/checkpoints/``; the run's ``config.yaml`` says which model and
-data set made it. Members are grouped by architecture (model name, options and input shape):
-a group shares one template module and is evaluated in one vectorized call
-(:class:`~losslab.ensembles.predict.Ensemble`). Members from different data sets (a different
+data set made it (rebuilt by :mod:`losslab.runs.rebuild`). Members are grouped by architecture
+(model name, options and input shape): a group shares one template module and is evaluated in
+one vectorized call (:class:`~losslab.ensembles.predict.Ensemble`). Members from different data sets (a different
 test split or classes) cannot form an ensemble and are refused.
 """
 
@@ -12,21 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from losslab.data import DatasetSplits, DeviceLoader, load_dataset
-from losslab.models import create_model
+from losslab.errors import InputError, MissingFileError
 from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
-from losslab.runs.config import TrainConfig, validate_config
-from losslab.runs.rundir import RunDir
+from losslab.runs.config import TrainConfig
+from losslab.runs.device import resolve_device
+from losslab.runs.rebuild import data_key, dataset_of, run_config_of, split_loader, template_model
 
-__all__ = ["MemberPredictions", "run_config_of", "collect_checkpoints", "distinct_checkpoints",
-           "predict_members", "template_model", "dataset_of", "split_loader"]
+__all__ = ["MemberPredictions", "collect_checkpoints", "distinct_checkpoints", "predict_members"]
 
 
 @dataclass
@@ -45,42 +43,9 @@ class MemberPredictions:
         return len(set(self.architectures)) == 1
 
 
-def run_config_of(ref: CheckpointRef) -> TrainConfig:
-    """The config of the run a checkpoint came from (``RUN_DIR/checkpoints/NAME``)."""
-    run = RunDir(ref.path.parent.parent)
-    if not run.exists():
-        raise FileNotFoundError(f"checkpoint {ref.path} is not inside a run directory, so its "
-                                "model and data are unknown")
-    return validate_config(run.read_config())
-
-
-def _data_key(config: TrainConfig) -> str:
-    d = config.data
-    return json.dumps([d.name, d.root, d.val_size, d.split_seed, d.options], sort_keys=True)
-
-
 def _arch_key(config: TrainConfig) -> str:
-    return json.dumps([config.model.name, config.model.options, _data_key(config)], sort_keys=True)
-
-
-@lru_cache(maxsize=4)
-def _dataset(key: str) -> DatasetSplits:
-    name, root, val_size, split_seed, options = json.loads(key)
-    return load_dataset(name, root, val_size=int(val_size) if val_size >= 1 else val_size,
-                        split_seed=split_seed, **options)
-
-
-def dataset_of(config: TrainConfig) -> DatasetSplits:
-    """The run's data set (loaded once per process for all members that share it)."""
-    return _dataset(_data_key(config))
-
-
-def template_model(config: TrainConfig) -> nn.Module:
-    """An untrained network of the run's architecture, to be filled with member weights."""
-    data = dataset_of(config)
-    return create_model(config.model.name, num_classes=data.num_classes,
-                        in_channels=data.in_channels, image_size=data.image_size,
-                        **config.model.options)
+    """Members with equal keys share an architecture and data, so one template serves them."""
+    return json.dumps([config.model.name, config.model.options, data_key(config)], sort_keys=True)
 
 
 def collect_checkpoints(paths: Sequence[str | Path], role: str | None = None) -> CheckpointSet:
@@ -90,7 +55,7 @@ def collect_checkpoints(paths: Sequence[str | Path], role: str | None = None) ->
         if p.is_dir():
             found = CheckpointSet.from_run(p, role=role or "final")
             if not len(found):
-                raise FileNotFoundError(f"run {p} has no checkpoints with role {role or 'final'!r}")
+                raise MissingFileError(f"run {p} has no checkpoints with role {role or 'final'!r}")
             refs.extend(found)
         else:
             refs.extend(CheckpointSet.from_paths([p]))
@@ -119,17 +84,6 @@ def distinct_checkpoints(checkpoints: CheckpointSet) -> tuple[CheckpointSet, lis
     return CheckpointSet(kept), dropped
 
 
-def split_loader(data: DatasetSplits, split: str, batch_size: int,
-                 device: torch.device | str | None) -> DeviceLoader:
-    """Batches of one split in order, normalized like training, never augmented."""
-    part = getattr(data, split, None) if split in ("train", "val", "test") else None
-    if part is None:
-        raise ValueError(f"split {split!r} is not available (train, test, and val when the run "
-                         "carved one)")
-    return DeviceLoader(part, batch_size, shuffle=False, mean=data.mean, std=data.std,
-                        device=device)
-
-
 def _name(ref: CheckpointRef) -> str:
     return f"{ref.run_id}:{ref.role}@{ref.epoch}"
 
@@ -142,12 +96,12 @@ def predict_members(checkpoints: CheckpointSet, *, split: str = "test",
     from losslab.ensembles.predict import Ensemble
 
     if not len(checkpoints):
-        raise ValueError("an ensemble needs at least one member")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        raise InputError("an ensemble needs at least one member")
+    device = resolve_device(device)
     configs = [run_config_of(ref) for ref in checkpoints]
-    data_keys = {_data_key(c) for c in configs}
+    data_keys = {data_key(c) for c in configs}
     if len(data_keys) > 1:
-        raise ValueError("members were trained on different data sets or splits, so their "
+        raise InputError("members were trained on different data sets or splits, so their "
                          f"predictions cannot be compared: {sorted(data_keys)}")
     loader = split_loader(dataset_of(configs[0]), split, batch_size, device)
     arch_keys = [_arch_key(c) for c in configs]

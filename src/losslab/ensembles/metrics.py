@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError
+
 __all__ = [
     "ensemble_probs",
     "accuracy",
@@ -63,12 +65,12 @@ def check_logits(logits: Tensor) -> None:
     if not isinstance(logits, Tensor):
         raise TypeError(f"logits must be a Tensor (M, N, C), got {type(logits).__name__}")
     if logits.dim() != 3:
-        raise ValueError(f"logits must have shape (M, N, C) = (members, examples, classes), "
+        raise InputError(f"logits must have shape (M, N, C) = (members, examples, classes), "
                          f"got shape {tuple(logits.shape)}")
     if not logits.is_floating_point():
-        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+        raise InputError(f"logits must be floating point, got {logits.dtype}")
     if min(logits.shape) < 1:
-        raise ValueError(f"logits shape {tuple(logits.shape)} has an empty dimension")
+        raise InputError(f"logits shape {tuple(logits.shape)} has an empty dimension")
 
 
 def check_labels(labels: Tensor, n: int) -> None:
@@ -76,27 +78,27 @@ def check_labels(labels: Tensor, n: int) -> None:
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels must be a Tensor (N,), got {type(labels).__name__}")
     if labels.dim() != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the predictions' N = {n}, "
+        raise InputError(f"labels must have shape ({n},) to match the predictions' N = {n}, "
                          f"got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+        raise InputError(f"labels must be an integer tensor, got {labels.dtype}")
 
 
 def _check_probs(probs: Tensor, labels: Tensor) -> None:
     if not isinstance(probs, Tensor) or probs.dim() != 2 or min(probs.shape) < 1:
         shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
-        raise ValueError(f"probs must have shape (N, C) with N, C >= 1, got {shape}")
+        raise InputError(f"probs must have shape (N, C) with N, C >= 1, got {shape}")
     check_labels(labels, probs.shape[0])
 
 
 def _check_n_bins(n_bins: int) -> None:
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+        raise InputError(f"n_bins must be a positive int, got {n_bins!r}")
 
 
 def _check_combine(combine: str) -> None:
     if combine not in COMBINES:
-        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+        raise InputError(f"combine must be one of {COMBINES}, got {combine!r}")
 
 
 def _weights(weights: Tensor | Sequence[float] | None, m: int, device: torch.device) -> Tensor:
@@ -105,10 +107,10 @@ def _weights(weights: Tensor | Sequence[float] | None, m: int, device: torch.dev
         return torch.full((m,), 1.0 / m, dtype=torch.float64, device=device)
     w = torch.as_tensor(weights, dtype=torch.float64, device=device)
     if w.shape != (m,):
-        raise ValueError(f"weights must have shape ({m},), one per member, got {tuple(w.shape)}")
+        raise InputError(f"weights must have shape ({m},), one per member, got {tuple(w.shape)}")
     # Validating M user-given numbers reads the device once; no per-example sync.
     if bool(((w < 0).any() | ~torch.isfinite(w).all() | (w.sum() <= 0)).item()):
-        raise ValueError("weights must be finite, non-negative and not all zero")
+        raise InputError("weights must be finite, non-negative and not all zero")
     return w / w.sum()
 
 
@@ -247,12 +249,12 @@ def _order(order: Sequence[int] | Tensor | None, m: int) -> list[int]:
         return list(range(m))
     idx = [int(i) for i in (order.tolist() if isinstance(order, Tensor) else order)]
     if not idx:
-        raise ValueError("order must name at least one member")
+        raise InputError("order must name at least one member")
     bad = [i for i in idx if not 0 <= i < m]
     if bad:
-        raise ValueError(f"order has member indices outside [0, {m}): {bad[:5]}")
+        raise InputError(f"order has member indices outside [0, {m}): {bad[:5]}")
     if len(set(idx)) != len(idx):
-        raise ValueError(f"order repeats members: {idx}")
+        raise InputError(f"order repeats members: {idx}")
     return idx
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 __all__ = ["meta_copy", "module_from_state", "tensor_tree", "signature", "difference",
            "float_dtype", "device_of"]
 
@@ -47,7 +49,7 @@ def module_from_state(template: nn.Module, state: Mapping[str, Tensor],
             continue
         value = (extra_buffers or {}).get(name, real[name])
         if value.is_meta:
-            raise ValueError(f"buffer {name!r} is not in the state dict (it is not persistent) and "
+            raise InputError(f"buffer {name!r} is not in the state dict (it is not persistent) and "
                              "the template holds no value for it (it is on the meta device)")
         owner, _, leaf = name.rpartition(".")
         module.get_submodule(owner).register_buffer(leaf, value.detach().clone(),

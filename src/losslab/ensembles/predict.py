@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
+from losslab.ensembles.member_inputs import checkpoint_name, normalize_weights, state_of
 from losslab.ensembles.modules import (
     device_of as _device_of,
 )
@@ -56,55 +57,12 @@ from losslab.ensembles.modules import (
 from losslab.ensembles.modules import (
     tensor_tree as _tensor_tree,
 )
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointRef, LoadedCheckpoint
 
 __all__ = ["Ensemble"]
 
 _OUTPUT = {"probs": "probabilities", "logits": "logits"}
-
-
-# helpers shared with losslab.ensembles.swa ----------------------------------------------------
-def _state_of(item: object, index: int, device: torch.device | str | None = None
-              ) -> Mapping[str, Tensor]:
-    """A checkpoint (LoadedCheckpoint, CheckpointRef or state dict) as a state dict."""
-    if isinstance(item, LoadedCheckpoint):
-        return item.state_dict
-    if isinstance(item, CheckpointRef):
-        return item.load("cpu" if device is None else device).state_dict
-    if isinstance(item, Mapping):
-        bad = [k for k, v in item.items() if not isinstance(v, Tensor)]
-        if bad:
-            raise TypeError(f"checkpoint {index}: a state dict maps names to tensors, but "
-                            f"{bad[:3]} are not tensors")
-        return item
-    raise TypeError(f"checkpoint {index}: expected a LoadedCheckpoint, a CheckpointRef or a state "
-                    f"dict (a mapping of names to tensors), got {type(item).__name__}")
-
-
-def _checkpoint_name(item: object, index: int) -> str:
-    ref = item.ref if isinstance(item, LoadedCheckpoint) else item
-    if isinstance(ref, CheckpointRef):
-        return f"checkpoint {index} ({ref.path})"
-    return f"checkpoint {index}"
-
-
-def _normalize_weights(weights: Sequence[float] | Tensor, count: int | None) -> Tensor:
-    """Non-negative, finite weights (one per member) scaled to sum to 1, as float64 on the CPU."""
-    if isinstance(weights, Tensor):
-        w = weights.detach().to(device="cpu", dtype=torch.float64)
-    else:
-        w = torch.as_tensor(list(weights), dtype=torch.float64)
-    if w.ndim != 1 or (count is not None and w.numel() != count):
-        want = "a 1-d sequence" if count is None else f"{count} (one per member)"
-        raise ValueError(f"weights: expected {want}, got shape {tuple(w.shape)}")
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError(f"weights must be finite, got {w.tolist()}")
-    if bool((w < 0).any()):
-        raise ValueError(f"weights must be non-negative, got {w.tolist()}")
-    total = w.sum()
-    if total <= 0:
-        raise ValueError("weights sum to zero: at least one member needs a positive weight")
-    return w / total
 
 
 class Ensemble(nn.Module):
@@ -152,7 +110,7 @@ class Ensemble(nn.Module):
         super().__init__()
         members = list(members)
         if not members:
-            raise ValueError("an Ensemble needs at least one member")
+            raise InputError("an Ensemble needs at least one member")
         for i, m in enumerate(members):
             if not isinstance(m, nn.Module):
                 raise TypeError(f"member {i} is a {type(m).__name__}, not an nn.Module")
@@ -165,7 +123,7 @@ class Ensemble(nn.Module):
         if vectorize:
             if not all(same):
                 i = same.index(False)
-                raise ValueError(f"vectorize=True needs members of one architecture, but member "
+                raise InputError(f"vectorize=True needs members of one architecture, but member "
                                  f"{i} differs from member 0: "
                                  f"{_difference(members[0], members[i])}. "
                                  "Use vectorize=None to loop over diverse members")
@@ -176,7 +134,7 @@ class Ensemble(nn.Module):
         else:
             devices = {str(d) for d in map(_device_of, members) if d is not None}
             if len(devices) > 1:
-                raise ValueError(f"members are on different devices {sorted(devices)}; move them "
+                raise InputError(f"members are on different devices {sorted(devices)}; move them "
                                  "to one device first")
             reason = "diverse architectures" if not all(same) else "vectorize=False"
             self._init_looped([copy.deepcopy(m) for m in members], reason)
@@ -207,16 +165,16 @@ class Ensemble(nn.Module):
         nonpersistent = [n for n, _ in model.named_buffers() if n not in expected]
         states: list[dict[str, Tensor]] = []
         for i, item in enumerate(checkpoints):
-            state = _state_of(item, i, device)
+            state = state_of(item, i, device)
             missing = [k for k in expected if k not in state]
             unexpected = [k for k in state if k not in expected]
             if missing or unexpected:
-                raise ValueError(f"{_checkpoint_name(item, i)} does not fit the template "
+                raise InputError(f"{checkpoint_name(item, i)} does not fit the template "
                                  f"{type(model).__name__}: missing {missing[:5]}, unexpected "
                                  f"{unexpected[:5]}")
             for k, t in expected.items():
                 if state[k].shape != t.shape:
-                    raise ValueError(f"{_checkpoint_name(item, i)}: {k!r} has shape "
+                    raise InputError(f"{checkpoint_name(item, i)}: {k!r} has shape "
                                      f"{tuple(state[k].shape)}, the template {tuple(t.shape)}")
             first = next(iter(state.values()), None)
             where = device if device is not None else (first.device if first is not None else None)
@@ -224,12 +182,12 @@ class Ensemble(nn.Module):
                     for k in expected}
             for k in nonpersistent:
                 if template[k].is_meta:
-                    raise ValueError(f"buffer {k!r} is not persistent, so checkpoints do not hold "
+                    raise InputError(f"buffer {k!r} is not persistent, so checkpoints do not hold "
                                      "it, and the template is on the meta device")
                 full[k] = template[k].detach().to(device=where)
             states.append(full)
         if not states:
-            raise ValueError("an Ensemble needs at least one member: no checkpoints given")
+            raise InputError("an Ensemble needs at least one member: no checkpoints given")
 
         self = cls.__new__(cls)
         nn.Module.__init__(self)
@@ -250,17 +208,17 @@ class Ensemble(nn.Module):
     def _configure(self, count: int, combine: str, weights, chunk_size: int | None,
                    dtype: torch.dtype) -> None:
         if combine not in _OUTPUT:
-            raise ValueError(f"combine must be 'probs' (average probabilities) or 'logits' "
+            raise InputError(f"combine must be 'probs' (average probabilities) or 'logits' "
                              f"(average logits), got {combine!r}")
         if chunk_size is not None and (isinstance(chunk_size, bool)
                                        or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+            raise InputError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
         self._combine = combine
         self._count = count
         self.chunk_size = chunk_size
         self._weighted = weights is not None
         w = (torch.full((count,), 1.0 / count, dtype=torch.float64) if weights is None
-             else _normalize_weights(weights, count))
+             else normalize_weights(weights, count))
         # In the members' floating dtype (float64 would not move to every device).
         self.register_buffer("weights", w.to(dtype))
 
@@ -349,17 +307,17 @@ class Ensemble(nn.Module):
             out = torch.vmap(one, in_dims=(0, 0, None), chunk_size=self.chunk_size)(
                 params, buffers, x)
             if out.ndim < 2:
-                raise ValueError(f"members must return (batch, classes) logits, got shape "
+                raise InputError(f"members must return (batch, classes) logits, got shape "
                                  f"{tuple(out.shape[1:])}")
             return out
         outs = [m(x) for m in self.members]
         for i, o in enumerate(outs):
             if o.ndim < 1 or o.shape[-1] != outs[0].shape[-1]:
-                raise ValueError(f"members must predict the same number of classes: member 0 "
+                raise InputError(f"members must predict the same number of classes: member 0 "
                                  f"gives {outs[0].shape[-1]}, member {i} gives "
                                  f"{o.shape[-1] if o.ndim else 'a scalar'}")
             if o.shape != outs[0].shape:
-                raise ValueError(f"members' outputs differ in shape: member 0 gives "
+                raise InputError(f"members' outputs differ in shape: member 0 gives "
                                  f"{tuple(outs[0].shape)}, member {i} {tuple(o.shape)}")
         return torch.stack(outs)
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from losslab.ensembles.analyze import analyze_ensemble
 from losslab.ensembles.members import distinct_checkpoints
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
@@ -136,14 +137,14 @@ def ensemble_analysis(records: StudyRecords, *, members: str = "final", group: s
                       combine: str = "probs", swa: bool = True) -> dict[str, Any]:
     """Ensembles of a study's runs: accuracy as members are added, diversity, weight distances."""
     if group not in GROUPS:
-        raise ValueError(f"ensemble: group must be one of {GROUPS}, got {group!r}")
+        raise InputError(f"ensemble: group must be one of {GROUPS}, got {group!r}")
     if any(role not in ROLES for role in members.split("+")):
-        raise ValueError(f"ensemble: members must be one of {ROLES} (or roles joined by '+'), "
+        raise InputError(f"ensemble: members must be one of {ROLES} (or roles joined by '+'), "
                          f"got {members!r}")
     chosen = list(variants) if variants else list(records.variants)
     unknown = [v for v in chosen if v not in records.variants]
     if unknown:
-        raise ValueError(f"ensemble: unknown variants {unknown}; the study has {list(records.variants)}")
+        raise InputError(f"ensemble: unknown variants {unknown}; the study has {list(records.variants)}")
     groups = _groups(records, group, chosen)
     for g in groups:
         checkpoints, duplicates = _members(g.pop("runs"), members)

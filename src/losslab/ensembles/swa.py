@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 
+from losslab.ensembles.member_inputs import normalize_weights, state_of
 from losslab.ensembles.modules import module_from_state
-from losslab.ensembles.predict import _normalize_weights, _state_of
+from losslab.errors import InputError
 from losslab.params import check_same_keys
 from losslab.runs.checkpoint_set import CheckpointRef, LoadedCheckpoint
 
@@ -53,14 +54,14 @@ def average_weights(checkpoints: Checkpoints,
     The averaged BatchNorm running statistics are only a starting point: recompute them with
     :func:`recompute_batchnorm`.
     """
-    w = None if weights is None else _normalize_weights(weights, None).tolist()
+    w = None if weights is None else normalize_weights(weights, None).tolist()
     first: Mapping[str, Tensor] | None = None
     acc: dict[str, Tensor] = {}
     count = 0
     for i, item in enumerate(checkpoints):
-        state = _state_of(item, i)
+        state = state_of(item, i)
         if w is not None and i >= len(w):
-            raise ValueError(f"weights: {len(w)} given, but there are more checkpoints")
+            raise InputError(f"weights: {len(w)} given, but there are more checkpoints")
         wi = 1.0 if w is None else w[i]
         if first is None:
             first = state
@@ -70,19 +71,19 @@ def average_weights(checkpoints: Checkpoints,
             try:
                 check_same_keys(first, state)
             except (KeyError, ValueError) as e:
-                raise ValueError(f"checkpoint {i} does not match checkpoint 0: "
+                raise InputError(f"checkpoint {i} does not match checkpoint 0: "
                                  f"{e.args[0] if e.args else e}") from None
         for k, a in acc.items():
             t = state[k]
             if not _averaged(t):
-                raise ValueError(f"checkpoint {i}: {k!r} is {t.dtype}, but checkpoint 0's is "
+                raise InputError(f"checkpoint {i}: {k!r} is {t.dtype}, but checkpoint 0's is "
                                  f"{first[k].dtype}")
             a.add_(t.detach().to(device=a.device, dtype=a.dtype), alpha=wi)
         count += 1
     if first is None:
-        raise ValueError("no checkpoints to average")
+        raise InputError("no checkpoints to average")
     if w is not None and count != len(w):
-        raise ValueError(f"weights: {len(w)} given for {count} checkpoints")
+        raise InputError(f"weights: {len(w)} given for {count} checkpoints")
     total = float(count) if w is None else 1.0
     return {k: (acc[k] / total).to(t.dtype) if k in acc else t.detach().clone()
             for k, t in first.items()}
@@ -105,7 +106,7 @@ def _update_bn(module: nn.Module, batches: Iterable, device: torch.device | None
 
     update_bn(counted(), module, device=device)
     if seen == 0:
-        raise ValueError("batches is empty: BatchNorm statistics need at least one batch")
+        raise InputError("batches is empty: BatchNorm statistics need at least one batch")
 
 
 def _infer_device(state: Mapping[str, Tensor], model: nn.Module) -> torch.device:

@@ -36,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from losslab.errors import InputError, MissingFileError
 from losslab.params import ParamDict, check_same_keys, dot, parameters_of, sub
 from losslab.runs.atomic import atomic_write, atomic_write_json
 from losslab.runs.checkpoints import file_sha256
@@ -64,7 +65,7 @@ def as_params(x: Any) -> ParamDict:
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        raise InputError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 def _scale_to(d: Tensor, target_norm: Tensor) -> Tensor:
@@ -148,12 +149,12 @@ def plane_through(a: Mapping[str, Tensor] | Any, b: Mapping[str, Tensor] | Any,
     w = sub(c, a)
     uu = dot(u, u)
     if float(uu) == 0.0:
-        raise ValueError("plane_through: a and b are the same point")
+        raise InputError("plane_through: a and b are the same point")
     coef = dot(w, u) / uu
     v = {k: w[k] - coef * u[k] for k in w}
     vv = dot(v, v)
     if float(vv) <= 1e-12 * float(dot(w, w)):
-        raise ValueError("plane_through: the three models are collinear")
+        raise InputError("plane_through: the three models are collinear")
     scale = torch.sqrt(uu / vv)
     return dict(a), u, {k: t * scale for k, t in v.items()}
 
@@ -178,7 +179,7 @@ class Directions:
 
     def __post_init__(self) -> None:
         if not self.directions:
-            raise ValueError("Directions needs at least one direction")
+            raise InputError("Directions needs at least one direction")
         first = self.directions[0]
         for d in self.directions[1:]:
             check_same_keys(first, d)
@@ -187,7 +188,7 @@ class Directions:
         if not self.shapes:
             self.shapes = [list(first[k].shape) for k in self.names]
         if list(first) != self.names or [list(first[k].shape) for k in self.names] != self.shapes:
-            raise ValueError("Directions: names/shapes do not match the directions")
+            raise InputError("Directions: names/shapes do not match the directions")
 
     def __len__(self) -> int:
         return len(self.directions)
@@ -239,18 +240,18 @@ class Directions:
         weights = Path(path).with_suffix(".safetensors")
         side = weights.with_suffix(".json")
         if not side.exists():
-            raise FileNotFoundError(f"directions {weights} have no sidecar {side.name}")
+            raise MissingFileError(f"directions {weights} have no sidecar {side.name}")
         meta = json.loads(side.read_text(encoding="utf-8"))
         if meta.get("format") != _FORMAT:
-            raise ValueError(f"{side} is not a losslab directions file")
+            raise InputError(f"{side} is not a losslab directions file")
         if meta.get("sha256") and file_sha256(weights) != meta["sha256"]:
-            raise ValueError(f"directions file {weights} does not match its recorded SHA-256")
+            raise InputError(f"directions file {weights} does not match its recorded SHA-256")
         tensors = load_file(weights, device=str(device))
         dirs = []
         for i in range(int(meta["count"])):
             missing = [k for k in meta["names"] if f"{i}/{k}" not in tensors]
             if missing:
-                raise ValueError(f"directions file {weights} lacks {i}/{missing[0]}")
+                raise InputError(f"directions file {weights} lacks {i}/{missing[0]}")
             dirs.append({k: tensors[f"{i}/{k}"] for k in meta["names"]})
         return cls(dirs, kind=meta["kind"], normalization=meta["normalization"],
                    ignore=meta["ignore"], seed=meta["seed"], names=list(meta["names"]),

@@ -46,32 +46,30 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError
 from losslab.landscape.directions import Directions, as_params
+from losslab.landscape.grid import axis_of, plane_of
 from losslab.landscape.grid_io import (
     AXIS_CONVENTION,
     LineResult,
     SurfaceResult,
-    _snap,
     grid_paths,
     load_grid,
-    make_axis,
     save_grid,
 )
-from losslab.landscape.points import BN_POLICIES, PointEvaluator
+from losslab.landscape.options import (
+    EvalOptions,
+    loss_name,
+)
+from losslab.landscape.points import PointEvaluator
 from losslab.params import ParamDict, buffers_of, check_same_keys
 
-__all__ = ["cross_entropy_per_example", "evaluate_points", "line", "surface", "make_axis",
-           "subset_batches", "SubsetBatches", "BN_POLICIES"]
+__all__ = ["evaluate_points", "line", "surface", "subset_batches", "SubsetBatches"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
-
-
-def cross_entropy_per_example(logits: Tensor, y: Tensor) -> Tensor:
-    """Per-example cross-entropy, the default loss (``F.cross_entropy(reduction="none")``)."""
-    return F.cross_entropy(logits, y, reduction="none")
+DEFAULTS = EvalOptions()
 
 
 class SubsetBatches(list):
@@ -90,7 +88,7 @@ def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None
     """``n`` examples drawn without replacement (CPU generator seeded ``seed``) from
     ``source``: a DeviceLoader (normalized as it does, never augmented), a Split (``.x``,
     ``.y``) or an ``(x, y)`` tuple; as batches of ``batch_size`` (default one batch)."""
-    if hasattr(source, "num_examples") and hasattr(source, "_batch"):  # a DeviceLoader
+    if hasattr(source, "num_examples") and hasattr(source, "take"):  # a DeviceLoader
         total = int(source.num_examples)
     elif hasattr(source, "x") and hasattr(source, "y"):
         x_all, y_all = source.x, source.y
@@ -99,11 +97,11 @@ def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None
         x_all, y_all = source
         total = int(x_all.shape[0])
     if not 1 <= n <= total:
-        raise ValueError(f"subset size n must be in [1, {total}], got {n}")
+        raise InputError(f"subset size n must be in [1, {total}], got {n}")
     gen = torch.Generator("cpu").manual_seed(int(seed))
     index = torch.randperm(total, generator=gen)[:n]
-    if hasattr(source, "_batch") and hasattr(source, "num_examples"):
-        x, y = source._batch(0, n, index.to(source.device), None)
+    if hasattr(source, "take") and hasattr(source, "num_examples"):
+        x, y = source.take(index)
     else:
         x, y = x_all[index.to(x_all.device)], y_all[index.to(y_all.device)]
     if device is not None:
@@ -137,72 +135,71 @@ def _data_meta(batches: Any) -> dict[str, Any]:
     return {"subset": batches.describe() if isinstance(batches, SubsetBatches) else None}
 
 
-def _name(fn: Callable) -> str:
-    return getattr(fn, "__name__", None) or type(fn).__name__
+def _dir_meta(directions: Any, count: int) -> dict[str, Any]:
+    return (directions.metadata() if isinstance(directions, Directions)
+            else {"kind": "user", "count": count})
 
 
-def evaluate_points(model: nn.Module, center: ParamDict | Any, buffers: ParamDict | None,
-                    directions: Sequence[ParamDict] | Directions, coords: Tensor,
-                    batches: Batches, *, loss_fn: Callable = cross_entropy_per_example,
-                    bn: str = "keep", recompute_batches: Iterable | None = None,
-                    points_per_call: int = 1, device: torch.device | str | None = None,
-                    memory_format: str = "auto", fuse: bool = True,
-                    return_stderr: bool = False) -> tuple[Tensor, ...]:
-    """Mean loss and accuracy at ``θ_n = center + Σ_d coords[n, d] · directions[d]``.
+def evaluate_points(model: nn.Module, point: ParamDict | Any,
+                    directions: Sequence[ParamDict] | Directions, *, batches: Batches,
+                    coords: Tensor | Sequence[Sequence[float]], buffers: ParamDict | None = None,
+                    options: EvalOptions = DEFAULTS, return_stderr: bool = False
+                    ) -> tuple[Tensor, ...]:
+    """Mean loss and accuracy at ``θ_n = point + Σ_d coords[n, d] · directions[d]``.
 
-    Returns float64 CPU tensors ``(loss (N,), acc (N,))``, plus the standard error of each
-    mean loss with ``return_stderr=True``. ``buffers`` (None: the center's if it is a
-    LoadedCheckpoint, else the model's) are used as they are under ``bn="keep"`` and
+    ``coords`` lists the points, one row of coordinates each (not a grid). Returns float64
+    CPU tensors ``(loss (N,), acc (N,))``, plus the standard error of each mean loss with
+    ``return_stderr=True``. ``buffers`` (None: the point's own if it is a LoadedCheckpoint or
+    a module, else the model's) are used as they are under ``bn="keep"`` (the default) and
     re-estimated at each point under ``bn="recompute"`` (see the module docstring).
-    ``points_per_call > 1`` evaluates that many points per forward with ``torch.vmap`` over
-    stacked parameter dicts (more memory; on a 2-core CPU one point per forward was faster
-    for a small CNN, hence the default 1). ``memory_format`` and ``fuse`` choose how the
-    private copy runs (:mod:`~losslab.landscape.inference`: channels-last on a CPU, BatchNorm
-    folded, convolutions fused with their ReLU; ``fuse=False`` reproduces the model's own
-    forward bit for bit). The model is never changed.
+    ``options.points_per_call > 1`` evaluates that many points per forward with ``torch.vmap``
+    over stacked parameter dicts (more memory; on a 2-core CPU one point per forward was
+    faster for a small CNN, hence the default 1). The model is never changed.
     """
     dirs = list(directions)
     coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
-    ev = PointEvaluator(model, as_params(center), _buffers_for(center, model, buffers), dirs,
-                    batches, loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
-                    points_per_call=points_per_call, device=device,
-                    memory_format=memory_format, fuse=fuse)
+    ev = PointEvaluator(model, as_params(point), _buffers_for(point, model, buffers), dirs,
+                        batches, options=options, bn=options.bn_or("keep"))
     loss, acc, se = ev.evaluate(coords)
     return (loss, acc, se) if return_stderr else (loss, acc)
 
 
-def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None = None, *,
-         direction: ParamDict | None = None, alphas: Tensor | Sequence[float] | None = None,
-         batches: Batches, buffers: ParamDict | None = None,
-         end_buffers: ParamDict | None = None,
-         loss_fn: Callable = cross_entropy_per_example, bn: str | None = None,
-         recompute_batches: Iterable | None = None, points_per_call: int = 1,
-         device: torch.device | str | None = None, memory_format: str = "auto",
-         fuse: bool = True) -> LineResult:
-    """Loss along ``θ(α) = (1 − α) start + α end`` (or ``start + α direction``).
+def _as_direction(direction: Any) -> ParamDict:
+    if isinstance(direction, nn.Module) or hasattr(direction, "buffers"):
+        raise InputError("line: the direction is a model or checkpoint; to interpolate "
+                         "towards it pass it as end= (line(model, point, end=other))")
+    dirs = list(direction) if isinstance(direction, Directions) else [direction]
+    if len(dirs) != 1:
+        raise InputError(f"a line needs 1 direction, got {len(dirs)}")
+    return as_params(dirs[0])
 
-    ``alphas`` default to 41 points on [-0.5, 1.5] (Li et al.'s extrapolated range, step 0.05)
-    with 0 and 1 exactly on the grid; user ``alphas`` must contain every one of 0 (and 1 with
-    ``end``) that lies in their range. The interpolation is written as a convex combination
-    so α = 0 evaluates exactly ``start`` and α = 1 exactly ``end`` (``start + 1·(end −
-    start)`` would be off by rounding). ``buffers`` and ``end_buffers`` default to the start's
-    and the end's own (a LoadedCheckpoint's or a module's). ``bn`` defaults to
-    ``"interpolate"`` between two models whose buffers are both known, so both endpoints are
-    exact, statistics included, and to ``"keep"`` (the start's buffers everywhere) otherwise;
-    ``"recompute"`` re-estimates them at every α. Neither model is changed.
+
+def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | None = None,
+         *, end: ParamDict | Any | None = None, batches: Batches,
+         buffers: ParamDict | None = None, end_buffers: ParamDict | None = None,
+         grid: Any = (-0.5, 1.5, 41), options: EvalOptions = DEFAULTS) -> LineResult:
+    """Loss along ``θ(α) = point + α·direction``, or ``θ(α) = (1 − α)·point + α·end``.
+
+    Exactly one of ``direction`` (a parameter dict or a one-direction :class:`Directions`)
+    and ``end`` (another model: a LoadedCheckpoint, a module or a parameter dict) is given.
+    ``grid`` is one axis (:mod:`~losslab.landscape.grid`), by default 41 points on
+    [-0.5, 1.5] (Li et al.'s extrapolated range, step 0.05); it must hold 0 (and 1 with
+    ``end``) where its range spans them. The interpolation is written as a convex
+    combination so α = 0 evaluates exactly ``point`` and α = 1 exactly ``end`` (``point +
+    1·(end − point)`` would be off by rounding). ``buffers`` and ``end_buffers`` default to
+    the point's and the end's own (a LoadedCheckpoint's or a module's). ``options.bn``
+    defaults to ``"interpolate"`` between two models whose buffers are both known, so both
+    endpoints are exact, statistics included, and to ``"keep"`` (the point's buffers
+    everywhere) otherwise; ``"recompute"`` re-estimates them at every α. Neither model is
+    changed.
     """
     if (end is None) == (direction is None):
-        raise ValueError("line needs exactly one of end and direction")
-    start_p = as_params(start)
-    if alphas is None:
-        a = make_axis(-0.5, 1.5, 41, name="alphas", exact=(0.0, 1.0))
-    else:
-        a = _snap(torch.as_tensor(alphas, dtype=torch.float64).reshape(-1), (0.0, 1.0),
-                  "alphas")
-    start_b = _buffers_for(start, model, buffers)
+        raise InputError("line needs exactly one of direction and end")
+    start_p = as_params(point)
+    a = axis_of(grid, name="alphas", exact=(0.0, 1.0) if end is not None else (0.0,))
+    start_b = _buffers_for(point, model, buffers)
     end_b = end_buffers if end_buffers is not None else _own_buffers(end)
-    if bn is None:
-        bn = "interpolate" if end is not None and end_b is not None else "keep"
+    bn = options.bn_or("interpolate" if end is not None and end_b is not None else "keep")
     buffer_dirs = None
     if end is not None:
         end_p = as_params(end)
@@ -212,21 +209,19 @@ def line(model: nn.Module, start: ParamDict | Any, end: ParamDict | Any | None =
         formula = "θ(α) = (1 − α)·start + α·end"
         if bn == "interpolate":
             if end_b is None:
-                raise ValueError("bn='interpolate' needs the end model's buffers: pass "
+                raise InputError("bn='interpolate' needs the end model's buffers: pass "
                                  "end_buffers, or a checkpoint or module as end")
             check_same_keys(start_b, end_b)
             buffer_dirs = [start_b, end_b]
     else:
-        center, dirs, coords = start_p, [as_params(direction)], a[:, None]
+        center, dirs, coords = start_p, [_as_direction(direction)], a[:, None]
         formula = "θ(α) = start + α·direction"
-    ev = PointEvaluator(model, center, start_b, dirs, batches,
-                    loss_fn=loss_fn, bn=bn, recompute_batches=recompute_batches,
-                    points_per_call=points_per_call, device=device,
-                    memory_format=memory_format, fuse=fuse, buffer_dirs=buffer_dirs)
+    ev = PointEvaluator(model, center, start_b, dirs, batches, options=options, bn=bn,
+                        buffer_dirs=buffer_dirs)
     loss, acc, se = ev.evaluate(coords)
-    meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": _name(loss_fn),
+    meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": loss_name(options.loss_fn),
             "num_examples": ev.num_examples, "data": _data_meta(batches),
-            "points_per_call": points_per_call, "inference": ev.fast.describe(),
+            "points_per_call": options.points_per_call, "inference": ev.fast.describe(),
             "reference": "Li et al. 2018, arXiv:1712.09913"}
     return LineResult(a, loss, acc, meta, se)
 
@@ -242,45 +237,41 @@ def _fingerprint(x: Tensor, y: Tensor, bn: str, loss_name: str,
     return h.hexdigest()
 
 
-def surface(model: nn.Module, center: ParamDict | Any,
-            directions: Sequence[ParamDict] | Directions, *,
-            xrange: tuple[float, float, int] = (-1.0, 1.0, 21),
-            yrange: tuple[float, float, int] = (-1.0, 1.0, 21), batches: Batches,
-            buffers: ParamDict | None = None, loss_fn: Callable = cross_entropy_per_example,
-            bn: str = "keep", recompute_batches: Iterable | None = None,
-            points_per_call: int = 1, device: torch.device | str | None = None,
-            memory_format: str = "auto", fuse: bool = True,
-            path: str | None = None, save_every: int = 10,
+def surface(model: nn.Module, point: ParamDict | Any,
+            directions: Sequence[ParamDict] | Directions, *, batches: Batches,
+            buffers: ParamDict | None = None, grid: Any = (-1.0, 1.0, 21),
+            options: EvalOptions = DEFAULTS, path: str | None = None, save_every: int = 10,
             callback: Callable[[int, int], None] | None = None) -> SurfaceResult:
-    """``f(α, β) = L(θ* + α δ + β η)`` on the grid ``xrange × yrange`` (Li et al. 2018, §4).
+    """``f(α, β) = L(θ* + α δ + β η)`` on a plane grid around ``point`` = θ* (Li et al. 2018, §4).
 
-    Each range is ``(lo, hi, n)`` (:func:`make_axis`); one containing 0 must have 0 as a grid
-    point, so the centre is evaluated exactly at θ*. Layout ``indexing="xy"``:
+    ``grid`` is one axis for both x and y or a pair ``(x_axis, y_axis)``, each ``(lo, hi, n)``
+    or explicit coordinates (:mod:`~losslab.landscape.grid`); an axis containing 0 must have 0
+    as a grid point, so the centre is evaluated exactly at θ*. Layout ``indexing="xy"``:
     ``loss[i, j]`` is at ``(x[j], y[i])``, shape ``(ny, nx)`` (recorded in the metadata).
+    ``buffers`` default to the point's own (a LoadedCheckpoint's or a module's), else the
+    model's; ``options.bn`` defaults to ``"keep"``.
 
     Resumable: with ``path``, finished points are written (atomically, by
     :mod:`~losslab.landscape.grid_io`) every ``save_every`` points and when the run stops, by an
     exception or at the end; running again with the same ``path`` evaluates only the missing
     points. The file is checked to describe the same surface (grid, BN policy, loss, centre,
-    buffers and directions), else ``ValueError``. ``callback(done, total)`` runs after each
-    chunk of points.
+    buffers and directions), else an error. ``callback(done, total)`` runs after each chunk
+    of points.
     """
     dirs = list(directions)
     if len(dirs) != 2:
-        raise ValueError(f"a surface needs 2 directions, got {len(dirs)}")
-    x, y = make_axis(*xrange, name="x"), make_axis(*yrange, name="y")
+        raise InputError(f"a surface needs 2 directions, got {len(dirs)}")
+    x, y = plane_of(grid)
     ny, nx = len(y), len(x)
     yy, xx = torch.meshgrid(y, x, indexing="ij")  # point i*nx + j is (x[j], y[i])
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-    center_p = as_params(center)
-    bufs = _buffers_for(center, model, buffers)
-    ev = PointEvaluator(model, center_p, bufs, dirs, batches, loss_fn=loss_fn, bn=bn,
-                    recompute_batches=recompute_batches, points_per_call=points_per_call,
-                    device=device, memory_format=memory_format, fuse=fuse)
-    dir_meta = (directions.metadata() if isinstance(directions, Directions)
-                else {"kind": "user", "count": 2})
+    center_p = as_params(point)
+    bufs = _buffers_for(point, model, buffers)
+    bn = options.bn_or("keep")
+    ev = PointEvaluator(model, center_p, bufs, dirs, batches, options=options, bn=bn)
     meta = {"kind": "surface", "axis_convention": AXIS_CONVENTION, "indexing": "xy",
-            "shape": [ny, nx], "bn": bn, "loss_fn": _name(loss_fn), "directions": dir_meta,
+            "shape": [ny, nx], "bn": bn, "loss_fn": loss_name(options.loss_fn),
+            "directions": _dir_meta(directions, 2),
             "data": _data_meta(batches), "formula": "f(x, y) = L(θ* + x·d1 + y·d2)",
             "inference": ev.fast.describe(),
             "reference": "Li et al. 2018, arXiv:1712.09913"}
@@ -292,7 +283,7 @@ def surface(model: nn.Module, center: ParamDict | Any,
         if grid_paths(path)[0].exists():
             arrays, old = load_grid(path)
             if old.get("fingerprint") != meta["fingerprint"]:
-                raise ValueError(f"{path} holds a different surface (grid, BN policy, loss, "
+                raise InputError(f"{path} holds a different surface (grid, BN policy, loss, "
                                  "centre or directions differ); remove it or choose another path")
             loss, acc, se = (arrays[k].reshape(-1).double() for k in ("loss", "acc", "loss_se"))
             done = arrays["done"].reshape(-1).bool()
@@ -306,9 +297,10 @@ def surface(model: nn.Module, center: ParamDict | Any,
 
     todo = torch.nonzero(~done).flatten()
     unsaved = 0
+    step = options.points_per_call
     try:
-        for s in range(0, len(todo), points_per_call):
-            idx = todo[s:s + points_per_call]
+        for s in range(0, len(todo), step):
+            idx = todo[s:s + step]
             loss[idx], acc[idx], se[idx] = ev.evaluate(coords[idx])
             done[idx] = True
             unsaved += len(idx)

@@ -17,7 +17,6 @@ the previous version. Surfaces follow ``indexing="xy"`` (Li et al. 2018's plots,
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError
 from losslab.runs.atomic import atomic_write, atomic_write_json
 
 __all__ = ["AXIS_CONVENTION", "LineResult", "SurfaceResult", "save_grid", "load_grid",
-           "save_result", "load_result", "grid_paths", "make_axis"]
+           "save_result", "load_result", "grid_paths"]
 
 AXIS_CONVENTION = "loss[i, j] is at (x[j], y[i])"
 _FORMAT = "losslab-landscape-v1"
@@ -108,7 +108,7 @@ def load_grid(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         meta = json.loads(str(f["meta_json"]))
         arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta_json"}
     if meta.get("format") != _FORMAT:
-        raise ValueError(f"{npz} is not a losslab landscape file")
+        raise InputError(f"{npz} is not a losslab landscape file")
     return arrays, meta
 
 
@@ -131,47 +131,14 @@ def load_result(path: str | Path) -> LineResult | SurfaceResult:
     """Read a result written by :func:`save_result` (or a finished resumable surface)."""
     arrays, meta = load_grid(path)
     if not meta.get("complete", False):
-        raise ValueError(f"{path} holds an unfinished surface; run surface(..., path=) again "
+        raise InputError(f"{path} holds an unfinished surface; run surface(..., path=) again "
                          "to complete it")
     se = arrays.get("loss_se")
     if meta.get("kind") == "surface":
         if meta.get("axis_convention") != AXIS_CONVENTION:
-            raise ValueError(f"{path}: unknown axis convention {meta.get('axis_convention')!r}")
+            raise InputError(f"{path}: unknown axis convention {meta.get('axis_convention')!r}")
         return SurfaceResult(arrays["x"], arrays["y"], arrays["loss"], arrays["acc"], meta, se)
     if meta.get("kind") == "line":
         return LineResult(arrays["alphas"], arrays["loss"], arrays["acc"], meta, se)
-    raise ValueError(f"{path}: unknown result kind {meta.get('kind')!r}")
+    raise InputError(f"{path}: unknown result kind {meta.get('kind')!r}")
 
-
-def make_axis(lo: float, hi: float, n: int, *, name: str = "x",
-              exact: Sequence[float] = (0.0,)) -> Tensor:
-    """``n`` evenly spaced float64 values from ``lo`` to ``hi``, ``v_i = (lo(n−1−i) + hi·i)/(n−1)``.
-
-    Every value of ``exact`` inside ``[lo, hi]`` must be a grid point; a point within
-    1e-9 steps of it is set to it exactly, otherwise a ``ValueError`` says why (e.g. (-1, 1, 20)
-    has no 0: the centre would be missed; use an odd count for a symmetric range).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: the number of points must be a positive int, got {n!r}")
-    if n == 1:
-        values = torch.tensor([float(lo)], dtype=torch.float64)
-    else:
-        i = torch.arange(n, dtype=torch.float64)
-        values = (float(lo) * (n - 1 - i) + float(hi) * i) / (n - 1)
-    return _snap(values, exact, f"{name} range ({lo}, {hi}, {n})",
-                 hint=" (for a symmetric range use an odd number of points, e.g. 21)")
-
-
-def _snap(values: Tensor, exact: Sequence[float], what: str, hint: str = "") -> Tensor:
-    values = values.to(torch.float64).clone()
-    span = float(values.max() - values.min()) if values.numel() > 1 else 0.0
-    tol = 1e-9 * span / max(values.numel() - 1, 1)
-    for e in exact:
-        if not float(values.min()) <= e <= float(values.max()):
-            continue
-        k = int(torch.argmin((values - e).abs()))
-        if abs(float(values[k]) - e) > tol:
-            raise ValueError(f"{what} contains {e} but no grid point is {e}: the point "
-                             f"θ at {e} would never be evaluated{hint}")
-        values[k] = e
-    return values

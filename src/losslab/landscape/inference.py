@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from losslab.errors import InputError
 from losslab.landscape.fusion import (
     fold_batchnorms,
     folded_state,
@@ -40,7 +41,7 @@ def resolve_memory_format(choice: str, device: torch.device, params: ParamDict) 
     """``"channels_last"`` or ``"contiguous"``: ``"auto"`` picks channels-last on a CPU for a
     model with 4-D (convolution) weights."""
     if choice not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got {choice!r}")
+        raise InputError(f"memory_format must be one of {MEMORY_FORMATS}, got {choice!r}")
     if choice != "auto":
         return choice
     has_conv2d = any(t.ndim == 4 for t in params.values())

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError
 from losslab.landscape.directions import as_params
 from losslab.params import ParamDict, check_same_keys, flatten, unflatten
 
@@ -69,10 +70,10 @@ def pca_directions(trajectory: Iterable[ParamDict | Any], final: ParamDict | Any
     trajectory point (float64; a point equal to ``final`` is at exactly 0).
     """
     if ignore not in ("none", "biasbn"):
-        raise ValueError(f"ignore must be 'none' or 'biasbn', got {ignore!r}")
+        raise InputError(f"ignore must be 'none' or 'biasbn', got {ignore!r}")
     points = [as_params(p) for p in trajectory]
     if not points:
-        raise ValueError("the trajectory is empty")
+        raise InputError("the trajectory is empty")
     center = as_params(final) if final is not None else points[-1]
     names = list(center)
     keep = [ignore == "none" or center[n].ndim >= 2 for n in names]
@@ -81,13 +82,13 @@ def pca_directions(trajectory: Iterable[ParamDict | Any], final: ParamDict | Any
     c = _flat64(center, names, keep)
     m = torch.stack([_flat64(p, names, keep) - c for p in points])  # (T, P)
     if not 1 <= k <= min(m.shape):
-        raise ValueError(f"k must be in [1, {min(m.shape)}] for {len(points)} points, got {k}")
+        raise InputError(f"k must be in [1, {min(m.shape)}] for {len(points)} points, got {k}")
     if not bool(m.any()):
-        raise ValueError("every trajectory point equals the final one: no directions")
+        raise InputError("every trajectory point equals the final one: no directions")
     _, s, vh = torch.linalg.svd(m - m.mean(dim=0) if centered else m, full_matrices=False)
     total = s.square().sum()
     if float(total) == 0.0:
-        raise ValueError("every trajectory point is the same: no variance to take directions "
+        raise InputError("every trajectory point is the same: no variance to take directions "
                          "from (centered=False takes them from the offsets to the final point)")
     v = vh[:k]
     sign = torch.sign(v.gather(1, v.abs().argmax(dim=1, keepdim=True)))

@@ -22,39 +22,43 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from losslab.cpu_allocator import keep_freed_memory
+from losslab.errors import InputError, NotFoundError
 from losslab.landscape.inference import FastForward
+from losslab.landscape.options import BN_POLICIES, EvalOptions
 from losslab.params import ParamDict, check_same_keys
 
-__all__ = ["BN_POLICIES", "PointEvaluator"]
+__all__ = ["PointEvaluator"]
 
-BN_POLICIES = ("keep", "recompute", "interpolate")
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
 class PointEvaluator:
     """Evaluates points ``center + Σ_d c_d · directions[d]`` on a private copy of the model.
 
-    ``batches`` is one evaluation set or a mapping of named sets. ``recompute_batches`` (the
-    BatchNorm pass) defaults to the first set; one that is also an evaluation set is read onto
-    the device once for both uses.
+    ``batches`` is one evaluation set or a mapping of named sets. ``options.recompute_batches``
+    (the BatchNorm pass) defaults to the first set; one that is also an evaluation set is read
+    onto the device once for both uses. ``bn`` is the resolved BatchNorm policy (the map's
+    default applied to ``options.bn``).
+
+    Points are evaluated in the centre's floating dtype: directions, floating buffers and
+    floating inputs are cast to it (a float32 model's directions may be float64).
     """
 
     def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
                  directions: list[ParamDict], batches: Batches | Mapping[str, Batches], *,
-                 loss_fn: Callable, bn: str, recompute_batches: Iterable | None,
-                 points_per_call: int,
-                 device: torch.device | str | None, memory_format: str = "auto",
-                 fuse: bool = True, buffer_dirs: list[ParamDict] | None = None):
+                 options: EvalOptions, bn: str, buffer_dirs: list[ParamDict] | None = None):
+        loss_fn, recompute_batches = options.loss_fn, options.recompute_batches
+        points_per_call, device = options.points_per_call, options.device
         if bn not in BN_POLICIES:
-            raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
+            raise InputError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
         if (bn == "interpolate") != (buffer_dirs is not None):
-            raise ValueError("bn='interpolate' is for a line between two models, which gives "
+            raise InputError("bn='interpolate' is for a line between two models, which gives "
                              "both models' buffers")
         if points_per_call < 1:
-            raise ValueError(f"points_per_call must be >= 1, got {points_per_call}")
+            raise InputError(f"points_per_call must be >= 1, got {points_per_call}")
         sets = dict(batches) if isinstance(batches, Mapping) else {"": batches}
         if not sets:
-            raise ValueError("batches is empty: no evaluation set")
+            raise InputError("batches is empty: no evaluation set")
         named = [(b, "batches") for b in sets.values()] + [(recompute_batches, "recompute_batches")]
         for data, what in named:
             if isinstance(data, Iterator):
@@ -65,13 +69,16 @@ class PointEvaluator:
         dev = torch.device(device) if device is not None else next(iter(center.values())).device
         self.device, self.bn, self.loss_fn = dev, bn, loss_fn
         self.points_per_call = points_per_call
+        floats = [v.dtype for v in center.values() if v.is_floating_point()]
+        self.dtype = floats[0] if floats else torch.get_default_dtype()
         if dev.type == "cpu":
             keep_freed_memory()  # large activations otherwise page-fault in at every layer
-        self.buffers = {k: v.detach().to(dev) for k, v in buffers.items()}
+        self.buffers = {k: _cast(v.detach().to(dev), self.dtype) for k, v in buffers.items()}
         self.net = copy.deepcopy(model).to(dev).eval()  # ours: modes and momenta may change
-        self.fast = FastForward(self.net, center, dev, memory_format=memory_format,
-                                fuse=fuse)
-        lay = self.fast.layout  # points inherit the layout of the centre and directions
+        self.fast = FastForward(self.net, center, dev, memory_format=options.memory_format,
+                                fuse=options.fuse)
+        dtype = self.dtype
+        lay = self._input = lambda t: self.fast.layout(_cast(t, dtype))  # noqa: E731
         self.batch_sets = {name: _resident(b, dev, lay) for name, b in sets.items()}
         # the BatchNorm pass reads an evaluation set's resident batches when it is one of
         # them (the first by default), else its own, made resident too
@@ -82,10 +89,13 @@ class PointEvaluator:
         if self.recompute_batches is None:
             self.recompute_batches = _resident(recompute_batches, dev, lay)
         self.center = {k: lay(v.detach().to(dev)) for k, v in center.items()}
-        self.dirs = [{k: lay(d[k].detach().to(dev)) for k in center} for d in directions]
+        # directions in each centre tensor's dtype: a float64 direction of a float32 model
+        # would otherwise reach the kernels as a mixed-dtype point
+        self.dirs = [{k: lay(d[k].detach().to(dev, center[k].dtype)) for k in center}
+                     for d in directions]
         self._dir_values = [list(d.values()) for d in self.dirs]  # in the centre's key order
         self._float_buffers = [k for k, v in self.buffers.items() if v.is_floating_point()]
-        self._buffer_dirs = [[b[k].detach().to(dev) for k in self._float_buffers]
+        self._buffer_dirs = [[_cast(b[k].detach().to(dev), dtype) for k in self._float_buffers]
                              for b in buffer_dirs or []]
         self.bn_prefixes = []
         for name, m in self.net.named_modules():
@@ -96,7 +106,7 @@ class PointEvaluator:
             for p in self.bn_prefixes:
                 for b in ("running_mean", "running_var", "num_batches_tracked"):
                     if p + b not in self.buffers:
-                        raise KeyError(f"bn='recompute' needs buffer {p + b!r}")
+                        raise NotFoundError(f"bn='recompute' needs buffer {p + b!r}")
         self.examples: dict[str, int] = {}  # examples per evaluation set, once evaluated
         self.evaluations = 0
 
@@ -149,19 +159,19 @@ class PointEvaluator:
             for batch in self.recompute_batches:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 functional_call(self.net, {**params, **bufs},
-                                (self.fast.layout(x.to(self.device)),))  # no-ops if resident
+                                (self._input(x.to(self.device)),))  # no-ops if resident
                 seen += 1
         finally:
             self.net.eval()
         if seen == 0:
-            raise ValueError("recompute_batches is empty: BatchNorm statistics need data")
+            raise InputError("recompute_batches is empty: BatchNorm statistics need data")
         return bufs
 
     def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D), on the
         one evaluation set."""
         if len(self.batch_sets) != 1:
-            raise ValueError("several evaluation sets: use evaluate_sets")
+            raise InputError("several evaluation sets: use evaluate_sets")
         (result,) = self.evaluate_sets(coords).values()
         return result
 
@@ -208,16 +218,22 @@ class PointEvaluator:
             loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
         acc = _Sums(n_points, self.device)
         for x, y in batches:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = self._input(x.to(self.device, non_blocking=True))  # no-ops if resident
+            y = y.to(self.device, non_blocking=True)
             logits = fwd(state, x)
             acc.add(logits, loss_of(logits, y), y)
         if acc.count == 0:
-            raise ValueError("batches is empty")
+            raise InputError("batches is empty")
         self.examples[name] = acc.count
         return acc.result()
 
 
 RESIDENT_BYTES = 1 << 30
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype`` if it is floating (integer labels and counters stay as they are)."""
+    return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
 
 
 def _resident(batches: Iterable, device: torch.device, layout: Callable) -> Iterable:
@@ -255,7 +271,7 @@ class _Sums:
             self.loss += losses * b
             self.per_example = False
         else:
-            raise ValueError(f"loss_fn must return per-example losses ({b},) or a scalar, "
+            raise InputError(f"loss_fn must return per-example losses ({b},) or a scalar, "
                              f"got shape {tuple(losses.shape[1:])}")
         self.classify = (self.classify and logits.ndim == 3 and y.ndim == 1
                          and not y.is_floating_point())

@@ -20,12 +20,12 @@ sign of λ_min is kept in :attr:`RatioMapResult.lambda_min`, so ``lambda_min < 0
 genuinely non-convex point from a positive-definite one with a small condition number.
 
 Both extremes come from one Lanczos run per grid point
-(:func:`~losslab.landscape.hessian.lanczos.lanczos` with ``which="both"``, full
+(:func:`~losslab.landscape.hessian.eigensolvers.lanczos` with ``which="both"``, full
 reorthogonalization), on a :class:`~losslab.landscape.hessian.operator.HessianOperator`
-evaluated at θ(x, y) through ``at=`` and ``buffers=``: the model is never changed. The grid
-follows :func:`~losslab.landscape.evaluate.surface`: each range ``(lo, hi, n)`` is built by
-:func:`~losslab.landscape.evaluate.make_axis` (0 must be a grid point, and the centre is
-exactly θ*), and ``value[i, j]`` is at ``(x[j], y[i])`` (``indexing="xy"``).
+evaluated at the point θ(x, y) with the given buffers: the model is never changed. The grid
+follows :func:`~losslab.landscape.evaluate.surface` (:mod:`~losslab.landscape.grid`: 0 must be
+a grid point, and the centre is exactly θ*), and ``value[i, j]`` is at ``(x[j], y[i])``
+(``indexing="xy"``).
 """
 
 from __future__ import annotations
@@ -35,16 +35,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError, NotFoundError
 from losslab.landscape.directions import Directions, as_params
-from losslab.landscape.evaluate import make_axis
-from losslab.landscape.hessian.lanczos import lanczos
-from losslab.landscape.hessian.operator import HessianOperator
+from losslab.landscape.grid import plane_of
+from losslab.landscape.hessian.eigensolvers import lanczos
+from losslab.landscape.hessian.operator import HessianOperator, ParamSelection
+from losslab.landscape.options import EvalOptions, loss_name
 from losslab.params import ParamDict, buffers_of, check_same_keys
 
 __all__ = ["RATIO_AXIS_CONVENTION", "RatioMapResult", "eigenvalue_ratio_map"]
+
+DEFAULTS = EvalOptions()
 
 RATIO_AXIS_CONVENTION = "value[i, j] is at (x[j], y[i])"
 
@@ -77,12 +80,8 @@ class RatioMapResult:
         hits_x = torch.nonzero(self.x == x).flatten()
         hits_y = torch.nonzero(self.y == y).flatten()
         if not len(hits_x) or not len(hits_y):
-            raise KeyError(f"({x}, {y}) is not a grid point")
+            raise NotFoundError(f"({x}, {y}) is not a grid point")
         return int(hits_y[0]), int(hits_x[0])
-
-
-def _name(fn: Callable) -> str:
-    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def _point(center: ParamDict, dirs: Sequence[ParamDict], coords: Sequence[float]) -> ParamDict:
@@ -97,41 +96,40 @@ def _point(center: ParamDict, dirs: Sequence[ParamDict], coords: Sequence[float]
     return out
 
 
-def eigenvalue_ratio_map(model: nn.Module, center: ParamDict | Any,
-                         buffers: Mapping[str, Tensor] | None,
+def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                          directions: Sequence[ParamDict] | Directions, *,
-                         xrange: tuple[float, float, int] = (-1.0, 1.0, 5),
-                         yrange: tuple[float, float, int] = (-1.0, 1.0, 5),
                          batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
-                         loss_fn: Callable[[Any, Any], Tensor] = F.cross_entropy,
-                         max_iter: int = 30, tol: float = 1e-3, seed: int = 0,
-                         params: str | Sequence[str] = "all",
-                         callback: Callable[[int, int], None] | None = None
+                         buffers: Mapping[str, Tensor] | None = None,
+                         grid: Any = (-1.0, 1.0, 5), options: EvalOptions = DEFAULTS,
+                         wrt: ParamSelection = "all", max_iter: int = 30, tol: float = 1e-3,
+                         seed: int = 0, callback: Callable[[int, int], None] | None = None
                          ) -> RatioMapResult:
     """λ_max, λ_min and ``|λ_min / λ_max|`` of the Hessian at every point of a plane.
 
-    At each grid point θ = center + x·d1 + y·d2 (``xrange``/``yrange`` are ``(lo, hi, n)``,
-    see :func:`make_axis`; 0 must be a grid point so the centre is exactly ``center``) the
-    Hessian of the mean loss over ``batches`` (``loss_fn`` returns a batch *mean*, e.g.
-    ``F.cross_entropy``) is built as a :class:`HessianOperator` at θ with ``buffers`` (None:
-    the centre's if it is a LoadedCheckpoint, else the model's; eval mode, so BatchNorm uses
-    them as they are) and :func:`lanczos` (``k=1, which="both"``, at most ``max_iter``
-    products, relative residual ``tol``, start vector seeded ``seed``, the same at every
-    point) gives both extremes. ``params`` restricts the Hessian to a parameter subset (see
-    :func:`~losslab.landscape.hessian.operator.select_parameters`); the plane always moves
-    every parameter. ``callback(done, total)`` runs after each point.
+    At each grid point θ = point + x·d1 + y·d2 (``grid`` as for
+    :func:`~losslab.landscape.evaluate.surface`: one axis or ``(x_axis, y_axis)``; 0 must be a
+    grid point so the centre is exactly ``point``) the Hessian of the mean loss over
+    ``batches`` (``options.loss_fn``, per the loss contract of
+    :mod:`~losslab.landscape.options`) is built as a :class:`HessianOperator` at θ with
+    ``buffers`` (None: the point's own if it is a LoadedCheckpoint, else the model's; eval
+    mode, so BatchNorm uses them as they are) and :func:`lanczos` (``k=1, which="both"``, at
+    most ``max_iter`` products, relative residual ``tol``, start vector seeded ``seed``, the
+    same at every point) gives both extremes. ``wrt`` restricts the Hessian to a parameter
+    subset (see :func:`~losslab.landscape.hessian.operator.select_parameters`); the plane
+    always moves every parameter. Directions are cast to the point's dtype.
+    ``callback(done, total)`` runs after each point.
 
     The model is never changed. Li et al. 2018 (arXiv:1712.09913, §6) use such maps to check
     whether convexity in a 2-D plot is real: small ratios mean locally convex-looking.
     """
     dirs_in = list(directions)
     if len(dirs_in) != 2:
-        raise ValueError(f"a ratio map needs 2 directions, got {len(dirs_in)}")
+        raise InputError(f"a ratio map needs 2 directions, got {len(dirs_in)}")
     if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-    center_p = {k: v.detach() for k, v in as_params(center).items()}
+        raise InputError(f"max_iter must be >= 1, got {max_iter}")
+    center_p = {k: v.detach() for k, v in as_params(point).items()}
     if buffers is None:
-        source = center.buffers if isinstance(getattr(center, "buffers", None), Mapping) else None
+        source = point.buffers if isinstance(getattr(point, "buffers", None), Mapping) else None
         buffers = source if source is not None else buffers_of(model)
     bufs = {k: v.detach() for k, v in buffers.items()}
     dirs = []
@@ -143,7 +141,7 @@ def eigenvalue_ratio_map(model: nn.Module, center: ParamDict | Any,
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     batches = list(batches)  # read once per point: an iterator would be exhausted
-    x, y = make_axis(*xrange, name="x"), make_axis(*yrange, name="y")
+    x, y = plane_of(grid)
     ny, nx = len(y), len(x)
     lam_max = torch.full((ny, nx), float("nan"), dtype=torch.float64)
     lam_min = lam_max.clone()
@@ -155,8 +153,8 @@ def eigenvalue_ratio_map(model: nn.Module, center: ParamDict | Any,
     for i in range(ny):
         for j in range(nx):
             theta = _point(center_p, dirs, (float(x[j]), float(y[i])))
-            op = HessianOperator(model, loss_fn, batches, params=params, at=theta,
-                                 buffers=bufs)
+            op = HessianOperator(model, theta, batches=batches, buffers=bufs, wrt=wrt,
+                                 options=options)
             res = lanczos(op, k=1, which="both", max_iter=max_iter, tol=tol, seed=seed)
             lam_min[i, j], lam_max[i, j] = res.min, res.max
             converged[i, j] = bool(res.converged)
@@ -173,8 +171,8 @@ def eigenvalue_ratio_map(model: nn.Module, center: ParamDict | Any,
     meta = {"kind": "eigenvalue_ratio_map", "axis_convention": RATIO_AXIS_CONVENTION,
             "indexing": "xy", "shape": [ny, nx],
             "formula": "r(x, y) = |λmin / λmax| of ∇²L(θ* + x·d1 + y·d2)",
-            "loss_fn": _name(loss_fn), "directions": dir_meta,
-            "hessian_params": params if isinstance(params, str) else list(params),
+            "loss_fn": loss_name(options.loss_fn), "directions": dir_meta,
+            "hessian_wrt": wrt if isinstance(wrt, str) else list(wrt),
             "num_parameters": size, "num_examples": num_examples,
             "lanczos": {"k": 1, "which": "both", "max_iter": max_iter, "tol": tol,
                         "seed": seed, "reorthogonalize": True},

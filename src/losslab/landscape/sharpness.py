@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from losslab.errors import InputError
 from losslab.landscape.hessian import HessianOperator, lanczos
+from losslab.landscape.options import EvalOptions
 from losslab.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -26,18 +28,19 @@ __all__ = ["SharpnessTracker"]
 
 class SharpnessTracker(Callback):
     def __init__(self, batches: Sequence[tuple[Tensor, Tensor]], *, every: int = 1,
-                 max_iter: int = 30, tol: float = 1e-3, params: str = "all", seed: int = 0):
+                 max_iter: int = 30, tol: float = 1e-3, wrt: str = "all", seed: int = 0):
         if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+            raise InputError(f"every must be >= 1, got {every}")
         self.batches = list(batches)  # fixed: the same data at every measurement
         self.every = every
         self.max_iter = max_iter
         self.tol = tol
-        self.params = params
+        self.wrt = wrt
         self.seed = seed
 
     def measure(self, trainer: Trainer) -> dict[str, Any]:
-        op = HessianOperator(trainer.model, trainer.loss_fn, self.batches, params=self.params)
+        op = HessianOperator(trainer.model, batches=self.batches, wrt=self.wrt,
+                             options=EvalOptions(loss_fn=trainer.loss_fn))
         result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
                          seed=self.seed)
         return {"sharpness": float(result.max), "sharpness_products": result.num_products,

@@ -44,13 +44,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
+from losslab.errors import InputError
+from losslab.jsonable import as_list
 from losslab.landscape.directions import Directions
 from losslab.landscape.evaluate import line, subset_batches, surface
+from losslab.landscape.options import EvalOptions
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
+from losslab.runs.device import resolve_device
+from losslab.runs.rebuild import dataset_of, run_config_of, split_loader, template_model
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
-from losslab.train.run import resolve_device
 
 __all__ = ["landscape_analysis", "compute_landscape"]
 
@@ -79,17 +82,12 @@ def _setup(path: str, split: str, examples: int, seed: int):
     return final.load(device), template_model(config).to(device), batches, device
 
 
-def as_list(t: Any) -> Any:
-    """A tensor or array as nested Python lists (JSON-ready)."""
-    return np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t).tolist()
-
-
 def _surface(run_dir, o) -> dict[str, Any]:
     ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
-    r = surface(model, ckpt.params, dirs.directions, buffers=ckpt.buffers, xrange=(-s, s, n),
-                yrange=(-s, s, n), batches=batches, bn=o["bn"] or "keep", device=device)
+    r = surface(model, ckpt.params, dirs.directions, batches=batches, buffers=ckpt.buffers,
+                grid=(-s, s, n), options=EvalOptions(bn=o["bn"] or "keep", device=device))
     return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
             "normalization": o["normalization"]}
@@ -98,9 +96,8 @@ def _surface(run_dir, o) -> dict[str, Any]:
 def _line(run_a, run_b, o) -> dict[str, Any]:
     a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
     b = resolve_checkpoint(run_b).load(device)
-    r = line(model, a.params, b.params, batches=batches, buffers=a.buffers,
-             end_buffers=b.buffers, bn=o["bn"],
-             device=device)
+    r = line(model, a.params, end=b.params, batches=batches, buffers=a.buffers,
+             end_buffers=b.buffers, options=EvalOptions(bn=o["bn"], device=device))
     return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "bn": r.metadata["bn"]}
 
@@ -115,11 +112,12 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
     if final[0].epoch not in trajectory.epochs:  # the last epoch may not be a saved "epoch"
         trajectory = trajectory + final
     if len(trajectory) < 3:
-        raise ValueError(f"{run_dir}: a trajectory needs saved epoch checkpoints "
+        raise InputError(f"{run_dir}: a trajectory needs saved epoch checkpoints "
                          "(checkpoints.every)")
     members = CheckpointSet.from_run(run_dir, role=["snapshot", "fge"])
-    plane = trajectory_plane(model, trajectory, batches=batches, n=o["points"],
-                             bn=o["bn"] or "keep", centered=o["centered"],
+    plane = trajectory_plane(model, trajectory, batches=batches, grid=o["points"],
+                             options=EvalOptions(bn=o["bn"] or "keep", device=device),
+                             centered=o["centered"],
                              members=members if len(members) else None)
     return {"x": as_list(plane.surface.x), "y": as_list(plane.surface.y),
             "loss": as_list(plane.surface.loss), "path": as_list(plane.path_coords),
@@ -131,8 +129,6 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
 
 
 def _hessian(run_dir, o) -> dict[str, Any]:
-    import torch.nn.functional as F
-
     from losslab.landscape.hessian import (
         HessianOperator,
         hutch_plus_plus,
@@ -141,7 +137,8 @@ def _hessian(run_dir, o) -> dict[str, Any]:
     )
 
     ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 512, o["seed_data"])
-    op = HessianOperator(model, F.cross_entropy, batches, at=ckpt.params, buffers=ckpt.buffers)
+    op = HessianOperator(model, ckpt.params, batches=batches, buffers=ckpt.buffers,
+                         options=EvalOptions(device=device))
     # The top of a trained net's spectrum is a few isolated outliers (fast, tight tolerance);
     # the bottom is a cluster of small negative values, whose residuals a float32 product
     # cannot push much below 1e-6 * λmax: a looser relative tolerance, more steps.
@@ -161,16 +158,14 @@ def _hessian(run_dir, o) -> dict[str, Any]:
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:
-    import torch.nn.functional as F
-
     from losslab.landscape.ratio_map import eigenvalue_ratio_map
 
     ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 256, o["seed_data"])
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
-    r = eigenvalue_ratio_map(model, ckpt.params, ckpt.buffers, dirs.directions,
-                             xrange=(-s, s, n), yrange=(-s, s, n), batches=batches,
-                             loss_fn=F.cross_entropy, max_iter=o["lanczos_steps"])
+    r = eigenvalue_ratio_map(model, ckpt.params, dirs.directions, batches=batches,
+                             buffers=ckpt.buffers, grid=(-s, s, n),
+                             options=EvalOptions(device=device), max_iter=o["lanczos_steps"])
     return {"x": as_list(r.x), "y": as_list(r.y), "ratio": as_list(r.ratio),
             "normalization": o["normalization"],
             "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
@@ -215,7 +210,7 @@ _COMPUTE = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
 def _options(kind: str, **options: Any) -> dict[str, Any]:
     """The options every computation reads (the data subset's seed fixed at 0)."""
     if kind not in KINDS:
-        raise ValueError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
+        raise InputError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     return {**options, "seed_data": 0}
 
 
@@ -230,10 +225,10 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", ex
                        centered=centered)
     if kind == "line":
         if len(run_dirs) != 2:
-            raise ValueError("landscape line needs exactly two runs (start and end)")
+            raise InputError("landscape line needs exactly two runs (start and end)")
         return _line(run_dirs[0], run_dirs[1], options)
     if len(run_dirs) != 1:
-        raise ValueError(f"landscape {kind} takes one run")
+        raise InputError(f"landscape {kind} takes one run")
     return _COMPUTE[kind](run_dirs[0], options)
 
 
@@ -253,12 +248,12 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        centered=centered)
     vmin, vmax, step = (float(v) for v in contour_levels)
     if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
-        raise ValueError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "
+        raise InputError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "
                          f"vmax - vmin, got {list(contour_levels)}")
     out: dict[str, Any] = {"kind": kind, "split": split, "examples": examples, "results": {},
                            "display": {"levels": [vmin, vmax, step], "log": bool(log_colors)}}
     if kind == "line" and len(chosen) != 2:
-        raise ValueError("landscape: kind 'line' needs exactly two variants")
+        raise InputError("landscape: kind 'line' needs exactly two variants")
     first = _first_seed(records, seed, chosen)
     extra = _seed_list(records, seeds, first)
     per_run: list[dict[str, Any]] = []
@@ -290,7 +285,7 @@ def _seed_list(records: StudyRecords, seeds: list[int] | str | None, first: int 
     if seeds == "all":
         seeds = sorted(int(x) for x in records.runs["seed"].unique())
     elif isinstance(seeds, str) or not all(isinstance(x, int) for x in seeds):
-        raise ValueError(f"landscape: seeds must be a list of seeds or 'all', got {seeds!r}")
+        raise InputError(f"landscape: seeds must be a list of seeds or 'all', got {seeds!r}")
     return [int(x) for x in seeds if int(x) != first]
 
 

@@ -24,7 +24,7 @@ low-dimensional space: the two components explain a large part of the variance (
 Example::
 
     traj = CheckpointSet.from_run("runs/digits", role="epoch")
-    plane = trajectory_plane(model, traj, batches=test_batches, n=21, path="traj_surface")
+    plane = trajectory_plane(model, traj, batches=test_batches, grid=21, path="traj_surface")
     plt.contour(plane.surface.x, plane.surface.y, plane.surface.loss)   # loss[i, j] at (x[j], y[i])
     plt.plot(*plane.path_coords.T, "o-")
 """
@@ -32,22 +32,26 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from losslab.errors import InputError
 from losslab.landscape.directions import as_params
-from losslab.landscape.evaluate import cross_entropy_per_example, surface
+from losslab.landscape.evaluate import surface
+from losslab.landscape.grid import make_axis, plane_of
 from losslab.landscape.grid_io import SurfaceResult
+from losslab.landscape.options import EvalOptions
 from losslab.landscape.pca import PCAResult, pca_directions, project
 from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
 
 __all__ = ["TrajectoryPlane", "trajectory_plane", "auto_range"]
 
+DEFAULTS = EvalOptions()
 PAD = 0.2  # fraction of the coordinates' span added on each side of an automatic range
 
 
@@ -78,13 +82,13 @@ def auto_range(values: Tensor, n: int, pad: float = PAD) -> tuple[float, float, 
     padded, giving ``[-1.4, 1.4]``).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ValueError(f"n must be an int >= 3 (0 and both sides of it), got {n!r}")
+        raise InputError(f"n must be an int >= 3 (0 and both sides of it), got {n!r}")
     v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     lo = min(float(v.min()), 0.0) if v.numel() else 0.0
     hi = max(float(v.max()), 0.0) if v.numel() else 0.0
     span = hi - lo
     if not math.isfinite(span):
-        raise ValueError("the coordinates are not finite")
+        raise InputError("the coordinates are not finite")
     if span == 0.0:
         lo, hi, span = -1.0, 1.0, 2.0
     neg, pos = -(lo - pad * span), hi + pad * span
@@ -96,16 +100,6 @@ def auto_range(values: Tensor, n: int, pad: float = PAD) -> tuple[float, float, 
             best = (h, a, b)
     h, a, b = best
     return -a * h, b * h, n
-
-
-def _range(given: Sequence[float] | None, values: Tensor, n: int) -> tuple[float, float, int]:
-    if given is None:
-        return auto_range(values, n)
-    if len(given) == 2:
-        return float(given[0]), float(given[1]), n
-    if len(given) == 3:
-        return float(given[0]), float(given[1]), int(given[2])
-    raise ValueError(f"a range is (lo, hi) or (lo, hi, n), got {given!r}")
 
 
 def _label(ref: CheckpointRef | None, index: int) -> str:
@@ -126,44 +120,44 @@ def _load(item: Any, device: torch.device | str) -> Any:
 
 
 def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any], *,
-                     final: LoadedCheckpoint | CheckpointRef | ParamDict | int | None = None,
                      batches: Iterable[tuple[Tensor, Tensor]],
-                     xrange: Sequence[float] | None = None,
-                     yrange: Sequence[float] | None = None, n: int = 11, bn: str = "keep",
+                     point: LoadedCheckpoint | CheckpointRef | ParamDict | int | None = None,
+                     buffers: Mapping[str, Tensor] | None = None, grid: Any = 11,
+                     options: EvalOptions = DEFAULTS,
                      members: CheckpointSet | Sequence[Any] | None = None,
-                     path: str | None = None, buffers: Mapping[str, Tensor] | None = None,
-                     loss_fn: Callable = cross_entropy_per_example, ignore: str = "none",
-                     centered: bool = True, recompute_batches: Iterable | None = None,
-                     points_per_call: int = 1,
-                     device: torch.device | str = "cpu") -> TrajectoryPlane:
+                     path: str | None = None, ignore: str = "none",
+                     centered: bool = True) -> TrajectoryPlane:
     """The loss surface on the PCA plane of a trajectory, with the path projected on it.
 
     ``trajectory``: the run's checkpoints in order (e.g. ``CheckpointSet.from_run(run,
     role="epoch")``; also a list of LoadedCheckpoints or parameter dicts), loaded onto
-    ``device``. ``final``: the centre θ_f (a LoadedCheckpoint, CheckpointRef, parameter dict
-    or an index into the trajectory; default the last checkpoint). The PCA directions of
-    ``{θ_i − θ_f}`` (centred on their mean unless ``centered=False``; ``ignore="biasbn"``
-    leaves biases and BatchNorm parameters out of them) span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` on an ``n``-point
-    grid per axis with the BatchNorm policy ``bn`` and the buffers ``buffers`` (default the
-    final checkpoint's, else the model's), resumably with ``path``.
+    ``options.device`` (default the CPU). ``point``: the centre θ_f (a LoadedCheckpoint,
+    CheckpointRef, parameter dict or an index into the trajectory; default the last
+    checkpoint). The PCA directions of ``{θ_i − θ_f}`` (centred on their mean unless
+    ``centered=False``; ``ignore="biasbn"`` leaves biases and BatchNorm parameters out of them)
+    span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` with ``options`` and
+    the buffers ``buffers`` (default the centre checkpoint's, else the model's), resumably
+    with ``path``.
 
-    ``xrange``/``yrange``: ``(lo, hi)`` (``n`` points) or ``(lo, hi, n)``; ``None`` chooses
-    :func:`auto_range` over the projected path (and members): their range padded by 20% on
-    each side, containing 0 as an exact grid point. ``members``: other checkpoints (snapshot
-    or FGE members, ...) projected onto the plane and labelled ``run_id:role@epoch``.
+    ``grid``: as for :func:`surface` (one axis or ``(x_axis, y_axis)``), where an axis may also
+    be an ``int n`` (the default, 11): :func:`auto_range` over the projected path (and
+    members), their range padded by 20% on each side with 0 an exact grid point.
+    ``members``: other checkpoints (snapshot or FGE members, ...) projected onto the plane
+    and labelled ``run_id:role@epoch``.
 
     The model is never changed. Li et al. 2018, arXiv:1712.09913, §7.
     """
+    device = options.device if options.device is not None else "cpu"
     refs = list(trajectory)
     if not refs:
-        raise ValueError("the trajectory is empty")
+        raise InputError("the trajectory is empty")
     points = [_load(r, device) for r in refs]
-    if final is None:
+    if point is None:
         centre = points[-1]
-    elif isinstance(final, int) and not isinstance(final, bool):
-        centre = points[final]
+    elif isinstance(point, int) and not isinstance(point, bool):
+        centre = points[point]
     else:
-        centre = _load(final, device)
+        centre = _load(point, device)
     centre_p = as_params(centre)
     if buffers is None and isinstance(getattr(centre, "buffers", None), Mapping):
         buffers = centre.buffers
@@ -179,20 +173,31 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
         member_coords = (project(loaded, centre_p, pca.directions) if loaded
                          else torch.zeros(0, 2, dtype=torch.float64))
     every = path_coords if member_coords is None else torch.cat([path_coords, member_coords])
-    xr = _range(xrange, every[:, 0], n)
-    yr = _range(yrange, every[:, 1], n)
-    surf = surface(model, centre_p, pca.directions, xrange=xr, yrange=yr, batches=batches,
-                   buffers=None if buffers is None else dict(buffers), loss_fn=loss_fn, bn=bn,
-                   recompute_batches=recompute_batches, points_per_call=points_per_call,
-                   path=path)
+    x, y = plane_of(grid, auto_x=lambda n: _auto_axis(every[:, 0], n),
+                    auto_y=lambda n: _auto_axis(every[:, 1], n))
+    surf = surface(model, centre_p, pca.directions, batches=batches,
+                   buffers=None if buffers is None else dict(buffers), grid=(x, y),
+                   options=options, path=path)
     evr = [float(v) for v in pca.explained_variance_ratio]
     surf.metadata["directions"] = {"kind": "pca", "explained_variance_ratio": evr,
                                    "num_points": len(points), "ignore": ignore,
                                    "centre": "final", "centered": centered}
+    auto = _is_count(grid) or (isinstance(grid, (tuple, list)) and len(grid) == 2
+                               and all(map(_is_count, grid)))
     meta = {"kind": "trajectory_plane", "explained_variance_ratio": evr,
-            "xrange": list(xr), "yrange": list(yr),
-            "auto_range": {"x": xrange is None, "y": yrange is None, "pad": PAD},
+            "xrange": [float(x[0]), float(x[-1]), len(x)],
+            "yrange": [float(y[0]), float(y[-1]), len(y)],
+            "auto_range": {"grid": auto, "pad": PAD},
             "path_labels": [_label(ref, i) for i, ref in enumerate(path_refs)],
             "units": "unit-norm PCA directions: Euclidean distance in parameter space",
             "reference": "Li et al. 2018, arXiv:1712.09913, §7"}
     return TrajectoryPlane(pca, surf, path_coords, epochs, member_coords, member_labels, meta)
+
+
+def _is_count(spec: Any) -> bool:
+    return isinstance(spec, int) and not isinstance(spec, bool)
+
+
+def _auto_axis(values: Tensor, n: int) -> Tensor:
+    lo, hi, n = auto_range(values, n)
+    return make_axis(lo, hi, n)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, halved, init_weights
 from .registry import register_model
 
@@ -57,6 +59,6 @@ class AlexNet(nn.Module):
 def alexnet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
             dropout: float = 0.5) -> nn.Module:
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"alexnet: dropout must be in [0, 1), got {dropout!r}")
+        raise InputError(f"alexnet: dropout must be in [0, 1), got {dropout!r}")
     check_image_size("alexnet", image_size, 4, "a stride-2 stem and 3 max-pools")
     return AlexNet(num_classes, in_channels, image_size, dropout)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .registry import register_model
 
 __all__ = ["CNN1d", "cnn1d_lengths"]
@@ -62,12 +64,12 @@ class CNN1d(nn.Module):
 def _build(name: str, num_classes: int, in_channels: int, image_size: int, channels: int,
            bn: bool) -> CNN1d:
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"{name}: channels must be a positive integer, got {channels!r}")
+        raise InputError(f"{name}: channels must be a positive integer, got {channels!r}")
     if not isinstance(bn, bool):
-        raise ValueError(f"{name}: bn must be true or false, got {bn!r}")
+        raise InputError(f"{name}: bn must be true or false, got {bn!r}")
     lengths = cnn1d_lengths(image_size)
     if min(lengths[:-1]) < 2:
-        raise ValueError(f"{name} has 3 stride-2 convolutions; a signal of length "
+        raise InputError(f"{name} has 3 stride-2 convolutions; a signal of length "
                          f"image_size={image_size} is too small (lengths {lengths}). It needs "
                          "image_size >= 7")
     return CNN1d(num_classes, in_channels, image_size, channels, bn)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from losslab.errors import InputError
+
 __all__ = ["init_weights", "halved", "check_image_size"]
 
 
@@ -62,7 +64,7 @@ def check_image_size(name: str, image_size: int, steps: int, what: str) -> None:
     if steps == 0 or image_size > 2 ** (steps - 1):
         return
     first_bad = next(k for k in range(1, steps + 1) if halved(image_size, k - 1) < 2)
-    raise ValueError(
+    raise InputError(
         f"{name} downsamples by {2 ** steps} ({what}); image_size={image_size} is too small: "
         f"the {_ordinal(first_bad)} downsampling would see a 1x1 map. "
         f"It needs image_size >= {2 ** (steps - 1) + 1}")

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, init_weights
 from .registry import register_model
 
@@ -89,10 +91,10 @@ def densenet121(num_classes: int = 10, in_channels: int = 3, image_size: int = 3
 def densenet_bc(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
                 depth: int = 100, growth_rate: int = 12) -> nn.Module:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190, ...), "
+        raise InputError(f"densenet_bc: depth must be 6n + 4 with n >= 1 (40, 100, 190, ...), "
                          f"got {depth!r}")
     if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-        raise ValueError(f"densenet_bc: growth_rate must be a positive integer, got "
+        raise InputError(f"densenet_bc: growth_rate must be a positive integer, got "
                          f"{growth_rate!r}")
     check_image_size("densenet_bc", image_size, 2, "2 transitions")
     layers = (depth - 4) // 6

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .registry import register_model
 
 __all__ = ["MLP"]
@@ -41,7 +43,7 @@ def _hidden(hidden_sizes: Sequence[int] | int) -> tuple[int, ...]:
     # YAML configs give lists, and a single width is a natural shorthand for one layer.
     sizes = (hidden_sizes,) if isinstance(hidden_sizes, int) else tuple(hidden_sizes)
     if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
-        raise ValueError(f"mlp: hidden_sizes must be positive integers, got {hidden_sizes!r}")
+        raise InputError(f"mlp: hidden_sizes must be positive integers, got {hidden_sizes!r}")
     return sizes
 
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from losslab.errors import InputError
+
 from .mlp import MLP, _hidden
 from .registry import register_model
 
@@ -32,6 +34,6 @@ def mlp1d(num_classes: int = 10, in_channels: int = 1, image_size: int = 40, *,
     try:
         sizes = _hidden(hidden_sizes)
     except ValueError:
-        raise ValueError(f"mlp1d: hidden_sizes must be positive integers, "
+        raise InputError(f"mlp1d: hidden_sizes must be positive integers, "
                          f"got {hidden_sizes!r}") from None
     return MLP(in_channels * image_size, sizes, num_classes)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, init_weights
 from .registry import register_model
 
@@ -94,6 +96,6 @@ class MobileNetV2(nn.Module):
 def mobilenetv2(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
                 dropout: float = 0.0) -> nn.Module:
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"mobilenetv2: dropout must be in [0, 1), got {dropout!r}")
+        raise InputError(f"mobilenetv2: dropout must be in [0, 1), got {dropout!r}")
     check_image_size("mobilenetv2", image_size, 3, "3 stride-2 stages")
     return MobileNetV2(num_classes, in_channels, dropout)

@@ -29,6 +29,8 @@ from typing import Any
 
 from torch import nn
 
+from losslab.errors import InputError
+
 __all__ = ["ModelOptionError", "ModelSpec", "register_model", "create_model", "list_models",
            "model_options", "model_inputs", "check_inputs", "INPUT_KINDS"]
 
@@ -40,12 +42,11 @@ _COMMON = ("num_classes", "in_channels", "image_size")
 INPUT_KINDS = ("image", "signal")
 
 
-class ModelOptionError(TypeError, ValueError):
+class ModelOptionError(InputError, TypeError):
     """An option a model does not have.
 
-    A ``TypeError`` like any unexpected keyword argument, and a ``ValueError`` so that code
-    which reports bad configurations (which are ``ValueError`` throughout losslab) catches
-    it too.
+    A user error (:class:`~losslab.errors.InputError`, a ``ValueError``) and a ``TypeError``
+    like any unexpected keyword argument.
     """
 
 
@@ -86,11 +87,11 @@ def register_model(name: str, description: str, *,
     """Decorator registering ``builder`` under ``name`` (unique) with a one-line description;
     ``inputs`` is "image" (NCHW) or "signal" (NCL)."""
     if inputs not in INPUT_KINDS:
-        raise ValueError(f"model {name!r}: inputs must be one of {INPUT_KINDS}, got {inputs!r}")
+        raise InputError(f"model {name!r}: inputs must be one of {INPUT_KINDS}, got {inputs!r}")
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+            raise InputError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, description, builder, _options_of(name, builder),
                                     inputs)
         return builder
@@ -108,7 +109,7 @@ def _suggest(word: str, candidates: list[str]) -> str:
 def _spec(name: str) -> ModelSpec:
     if name not in _REGISTRY:
         names = sorted(_REGISTRY)
-        raise ValueError(f"unknown model {name!r}{_suggest(str(name), names)}; "
+        raise InputError(f"unknown model {name!r}{_suggest(str(name), names)}; "
                          f"valid models: {', '.join(names)}")
     return _REGISTRY[name]
 
@@ -123,7 +124,7 @@ def _positive_int(name: str, arg: str, value: Any) -> int:
     # numpy integers (e.g. a class count from sklearn) are fine; bool is an int subclass,
     # but num_classes=True is a bug, not a 1-class model.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"model {name!r}: {arg} must be a positive integer, got {value!r}")
+        raise InputError(f"model {name!r}: {arg} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -173,5 +174,5 @@ def check_inputs(name: str, ndim: int, dataset: str = "the data") -> None:
     takes = _spec(name).inputs
     if takes != kind:
         fitting = ", ".join(n for n in sorted(_REGISTRY) if _REGISTRY[n].inputs == kind)
-        raise ValueError(f"model {name!r} takes {_KIND_WORDS[takes]}, but {dataset} holds "
+        raise InputError(f"model {name!r} takes {_KIND_WORDS[takes]}, but {dataset} holds "
                          f"{_KIND_WORDS[kind]}; models for those: {fitting}")

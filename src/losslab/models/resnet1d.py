@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from losslab.errors import InputError
+
 from .common import halved
 from .registry import register_model
 from .resnet_cifar import BasicBlock, CifarResNet
@@ -52,14 +54,14 @@ def resnet1d(depth: int, num_classes: int = 10, in_channels: int = 1, image_size
     """A 1-D ResNet of any depth 6n + 2 (registered: 8 and 20); ``image_size`` is the length."""
     name = f"resnet1d_{depth}" + ("" if skip is True else " (skip=False)")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"1-D ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
+        raise InputError(f"1-D ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
     if not isinstance(skip, bool):
-        raise ValueError(f"{name}: skip must be true or false, got {skip!r}")
+        raise InputError(f"{name}: skip must be true or false, got {skip!r}")
     if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
         # Option A pads width/2 zero channels on each side when a stage doubles the width.
-        raise ValueError(f"{name}: width must be a positive even integer, got {width!r}")
+        raise InputError(f"{name}: width must be a positive even integer, got {width!r}")
     if halved(image_size, 1) < 2:  # the second stride-2 stage would see length 1
-        raise ValueError(f"{name} has 2 stride-2 stages; a signal of length "
+        raise InputError(f"{name} has 2 stride-2 stages; a signal of length "
                          f"image_size={image_size} is too small. It needs image_size >= 3")
     return ResNet1d(depth, num_classes, in_channels, skip, width)
 

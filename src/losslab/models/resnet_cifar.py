@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, init_weights
 from .registry import register_model
 
@@ -113,9 +115,9 @@ def resnet_cifar(depth: int, num_classes: int = 10, in_channels: int = 3, image_
     """A CIFAR ResNet of any depth 6n + 2 (the registered names are 20, 32, 44, 56, 110)."""
     name = f"resnet{depth}" + ("" if skip is True else " (skip=False)")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
+        raise InputError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth!r}")
     if not isinstance(skip, bool):
-        raise ValueError(f"{name}: skip must be true or false, got {skip!r}")
+        raise InputError(f"{name}: skip must be true or false, got {skip!r}")
     check_image_size(name, image_size, 2, "2 stride-2 stages")
     return CifarResNet(depth, num_classes, in_channels, skip)
 

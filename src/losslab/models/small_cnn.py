@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, init_weights
 from .registry import register_model
 
@@ -51,6 +53,6 @@ class SmallCNN(nn.Module):
 def small_cnn(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, *,
               width: int = 32) -> nn.Module:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"small_cnn: width must be a positive integer, got {width!r}")
+        raise InputError(f"small_cnn: width must be a positive integer, got {width!r}")
     check_image_size("small_cnn", image_size, 2, "2 max-pools")
     return SmallCNN(num_classes, in_channels, width)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, halved, init_weights
 from .registry import register_model
 
@@ -104,7 +106,7 @@ class VGG(nn.Module):
 def _vgg(name: str, num_classes: int, in_channels: int, image_size: int,
          batch_norm: bool, dropout_head: bool = False) -> nn.Module:
     if not isinstance(batch_norm, bool):
-        raise ValueError(f"{name}: batch_norm must be true or false, got {batch_norm!r}")
+        raise InputError(f"{name}: batch_norm must be true or false, got {batch_norm!r}")
     return VGG(name, num_classes, in_channels, image_size, batch_norm, dropout_head)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 from .common import check_image_size, init_weights
 from .registry import register_model
 
@@ -73,12 +75,12 @@ class WideResNet(nn.Module):
 def _wrn(name: str, num_classes: int, in_channels: int, image_size: int, depth: int,
          widen_factor: int, dropout: float) -> nn.Module:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"{name}: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), "
+        raise InputError(f"{name}: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), "
                          f"got {depth!r}")
     if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
-        raise ValueError(f"{name}: widen_factor must be a positive integer, got {widen_factor!r}")
+        raise InputError(f"{name}: widen_factor must be a positive integer, got {widen_factor!r}")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        raise InputError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
     check_image_size(name, image_size, 2, "2 stride-2 stages")
     return WideResNet(depth, widen_factor, num_classes, in_channels, dropout)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from losslab.errors import InputError
 from losslab.report.figures import BarSeries, _vector
 
 __all__ = ["StackedBarFigure", "register_renderers"]
@@ -36,7 +37,7 @@ class StackedBarFigure:
         self.x = _vector(self.x, "stacked bar x")
         for s in self.stacks:
             if len(s.values) != len(self.x):
-                raise ValueError(f"stack {s.name!r} has {len(s.values)} values for "
+                raise InputError(f"stack {s.name!r} has {len(s.values)} values for "
                                  f"{len(self.x)} bars")
         self.markers = [float(m) for m in self.markers]
 
@@ -51,8 +52,8 @@ def register_renderers() -> None:
         return
     from losslab.report import plotly_render, static_render
 
-    plotly_render.RENDERERS.register(StackedBarFigure)(_plotly)
-    static_render.RENDERERS.register(StackedBarFigure)(_matplotlib)
+    plotly_render.render.register(StackedBarFigure)(_plotly)
+    static_render.render.register(StackedBarFigure)(_matplotlib)
     _REGISTERED = True
 
 

@@ -11,7 +11,8 @@ Colours are not part of a description: the renderers take them from one shared
 colour in every figure and in both backends.
 
 Adding a new kind of figure: define a dataclass here (or anywhere) and register one
-renderer for it with each backend's ``RENDERERS.register(MyFigure)`` decorator.
+renderer for it with each backend's ``render.register(MyFigure)`` decorator
+(``functools.singledispatch``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from losslab.errors import InputError
 
 __all__ = [
     "loss_levels",
@@ -40,14 +43,14 @@ def _vector(values: Sequence[float] | np.ndarray | None, what: str) -> np.ndarra
         values = [np.nan if v is None else v for v in values]
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+        raise InputError(f"{what} must be one-dimensional, got shape {arr.shape}")
     return arr
 
 
 def _same_length(name: str, **arrays: np.ndarray | None) -> None:
     lengths = {k: len(v) for k, v in arrays.items() if v is not None}
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"series {name!r}: lengths differ: {lengths}")
+        raise InputError(f"series {name!r}: lengths differ: {lengths}")
 
 
 @dataclass
@@ -103,7 +106,7 @@ class ScatterSeries:
         if self.labels is not None:
             self.labels = [str(label) for label in self.labels]
             if len(self.labels) != len(self.x):
-                raise ValueError(f"series {self.name!r}: {len(self.labels)} labels for "
+                raise InputError(f"series {self.name!r}: {len(self.labels)} labels for "
                                  f"{len(self.x)} points")
         _same_length(self.name, x=self.x, y=self.y)
 
@@ -147,7 +150,7 @@ class BarFigure:
         self.categories = [str(c) for c in self.categories]
         for bar in self.bars:
             if len(bar.values) != len(self.categories):
-                raise ValueError(f"bar series {bar.name!r} has {len(bar.values)} values for "
+                raise InputError(f"bar series {bar.name!r} has {len(bar.values)} values for "
                                  f"{len(self.categories)} categories")
 
 
@@ -183,13 +186,13 @@ class HeatmapFigure:
         self.y = _vector(self.y, "heatmap y")
         self.z = np.asarray(self.z, dtype=float)
         if self.z.shape != (len(self.y), len(self.x)):
-            raise ValueError(f"heatmap z has shape {self.z.shape}, expected "
+            raise InputError(f"heatmap z has shape {self.z.shape}, expected "
                              f"(len(y), len(x)) = ({len(self.y)}, {len(self.x)})")
         if self.levels is not None:
             self.levels = [float(v) for v in self.levels]
             steps = np.diff(self.levels)
             if len(self.levels) < 2 or not np.allclose(steps, steps[0]) or steps[0] <= 0:
-                raise ValueError("heatmap levels must be at least two, increasing evenly")
+                raise InputError("heatmap levels must be at least two, increasing evenly")
 
     def shown(self) -> np.ndarray:
         """``z`` as drawn: clipped at ``zmax``; on a log scale, log10 of the positive values."""
@@ -231,7 +234,7 @@ def loss_levels(vmin: float = 0.1, vmax: float = 10.0, step: float = 0.5) -> lis
     """Contour levels ``vmin, vmin + step, … < vmax``: loss-landscape's ``plot_2D_contour``
     defaults (Li et al. 2018's figures)."""
     if not 0 < step < vmax - vmin:
-        raise ValueError(f"loss levels need 0 < step < vmax - vmin, got {vmin}, {vmax}, {step}")
+        raise InputError(f"loss levels need 0 < step < vmax - vmin, got {vmin}, {vmax}, {step}")
     return [float(v) for v in np.arange(vmin, vmax, step)]
 
 

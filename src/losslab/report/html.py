@@ -17,7 +17,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from losslab.report.anchors import UniqueSlugs
-from losslab.report.curves import variant_order
+from losslab.report.epoch_curves import variant_order
 from losslab.report.palette import Palette
 from losslab.report.sections import Section, analysis_sections
 from losslab.report.standard import standard_sections

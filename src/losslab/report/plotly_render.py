@@ -10,6 +10,7 @@ plots are done. plotly.js itself is embedded once by the page, never per figure.
 
 from __future__ import annotations
 
+from functools import singledispatch
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ import plotly.graph_objects as go
 from markupsafe import Markup, escape
 from plotly.io.json import to_json_plotly
 
-from losslab.report.dispatch import TypeRegistry
 from losslab.report.figures import (
     BarFigure,
     HeatmapFigure,
@@ -27,9 +27,7 @@ from losslab.report.figures import (
 )
 from losslab.report.palette import Palette
 
-__all__ = ["RENDERERS", "to_plotly", "to_div", "PLOT_CONFIG"]
-
-RENDERERS = TypeRegistry("plotly renderer")
+__all__ = ["render", "to_plotly", "to_div", "PLOT_CONFIG"]
 
 PLOT_CONFIG: dict[str, Any] = {
     "displaylogo": False,
@@ -39,10 +37,19 @@ PLOT_CONFIG: dict[str, Any] = {
 BAND_ALPHA = 0.18
 
 
+@singledispatch
+def render(fig: Any, palette: Palette) -> go.Figure:
+    """The plotly figure of one kind of description, before the common layout: one function
+    per figure type, added with ``@render.register(FigureType)``; a subclass is drawn by its
+    nearest registered base class. An unregistered type is a TypeError naming it."""
+    known = ", ".join(sorted(k.__name__ for k in render.registry if k is not object))
+    raise TypeError(f"no plotly renderer for {type(fig).__name__}; registered: {known}")
+
+
 def to_plotly(fig: Any, palette: Palette | None = None) -> go.Figure:
     """The plotly figure for a description (dispatching on its type)."""
     palette = palette if palette is not None else Palette()
-    out: go.Figure = RENDERERS.lookup(fig)(fig, palette)
+    out: go.Figure = render(fig, palette)
     out.update_layout(
         title={"text": fig.title, "x": 0.02, "xanchor": "left"},
         template="plotly_white",
@@ -84,7 +91,7 @@ def _nan_to_none(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-@RENDERERS.register(LineFigure)
+@render.register(LineFigure)
 def _line(fig: LineFigure, palette: Palette) -> go.Figure:
     out = go.Figure()
     for s in fig.series:
@@ -129,7 +136,7 @@ def _line(fig: LineFigure, palette: Palette) -> go.Figure:
     return out
 
 
-@RENDERERS.register(ScatterFigure)
+@render.register(ScatterFigure)
 def _scatter(fig: ScatterFigure, palette: Palette) -> go.Figure:
     out = go.Figure()
     for s in fig.points:
@@ -145,7 +152,7 @@ def _scatter(fig: ScatterFigure, palette: Palette) -> go.Figure:
     return out
 
 
-@RENDERERS.register(BarFigure)
+@render.register(BarFigure)
 def _bar(fig: BarFigure, palette: Palette) -> go.Figure:
     out = go.Figure()
     for b in fig.bars:
@@ -158,7 +165,7 @@ def _bar(fig: BarFigure, palette: Palette) -> go.Figure:
     return out
 
 
-@RENDERERS.register(HeatmapFigure)
+@render.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
     options: dict[str, Any] = {}
     if fig.contour:
@@ -189,7 +196,7 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
     return out
 
 
-@RENDERERS.register(SurfaceFigure)
+@render.register(SurfaceFigure)
 def _surface(fig: SurfaceFigure, palette: Palette) -> go.Figure:
     out = go.Figure(go.Surface(x=fig.x, y=fig.y, z=fig.shown(), colorscale="Viridis",
                                colorbar={"title": {"text": fig.colour_label()}}))

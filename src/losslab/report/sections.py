@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from markupsafe import escape
 
+from losslab.errors import InputError
+
 if TYPE_CHECKING:
     from losslab.studies.records import StudyRecords
 
@@ -77,7 +79,7 @@ def register_section(analysis_name: str, *, replace: bool = False) -> Callable[[
     def deco(fn: SectionBuilder) -> SectionBuilder:
         existing = _BUILDERS.get(analysis_name)
         if existing is not None and existing is not fn and not replace:
-            raise ValueError(f"a report section for analysis {analysis_name!r} is already "
+            raise InputError(f"a report section for analysis {analysis_name!r} is already "
                              f"registered ({existing.__module__}.{existing.__qualname__}); "
                              "pass replace=True to override it")
         _BUILDERS[analysis_name] = fn

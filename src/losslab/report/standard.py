@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 from markupsafe import escape
 
-from losslab.report.curves import curve_figures, metric_sort_key, quantity_title
+from losslab.report.epoch_curves import curve_figures, metric_sort_key, quantity_title
 from losslab.report.findings_section import findings_section
 from losslab.report.sections import Section
 from losslab.report.tables import MISSING, format_mean_std, format_value, table_html

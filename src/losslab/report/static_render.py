@@ -7,6 +7,7 @@ backend of a user's notebook; a canvas per figure touches neither and is freed w
 
 from __future__ import annotations
 
+from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-from losslab.report.dispatch import TypeRegistry
 from losslab.report.figures import (
     BarFigure,
     HeatmapFigure,
@@ -27,9 +27,8 @@ from losslab.report.figures import (
 from losslab.report.palette import Palette
 from losslab.runs.atomic import atomic_write
 
-__all__ = ["RENDERERS", "to_matplotlib", "save_static", "DPI", "FORMATS"]
+__all__ = ["render", "to_matplotlib", "save_static", "DPI", "FORMATS"]
 
-RENDERERS = TypeRegistry("matplotlib renderer")
 DPI = 150
 FORMATS = ("png", "pdf")
 BAND_ALPHA = 0.2
@@ -45,13 +44,22 @@ def _text(s: str) -> str:
 MAX_LEGEND = 16
 
 
+@singledispatch
+def render(fig: Any, ax: Axes, palette: Palette) -> None:
+    """Draw one kind of description on ``ax``: one function per figure type, added with
+    ``@render.register(FigureType)``; a subclass is drawn by its nearest registered base
+    class. An unregistered type is a TypeError naming it."""
+    known = ", ".join(sorted(k.__name__ for k in render.registry if k is not object))
+    raise TypeError(f"no matplotlib renderer for {type(fig).__name__}; registered: {known}")
+
+
 def to_matplotlib(fig: Any, palette: Palette | None = None) -> MplFigure:
     """The matplotlib figure for a description (dispatching on its type)."""
     palette = palette if palette is not None else Palette()
     mfig = MplFigure(figsize=(6.4, 4.0), layout="constrained")
     FigureCanvasAgg(mfig)
     ax = mfig.add_subplot(projection="3d" if isinstance(fig, SurfaceFigure) else None)
-    RENDERERS.lookup(fig)(fig, ax, palette)
+    render(fig, ax, palette)
     ax.set_title(_text(fig.title), loc="left")
     # A legend of more entries than this would squeeze the axes to nothing; the interactive
     # figure names every series on hover.
@@ -78,7 +86,7 @@ def _axes_labels(ax: Axes, xlabel: str, ylabel: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-@RENDERERS.register(LineFigure)
+@render.register(LineFigure)
 def _line(fig: LineFigure, ax: Axes, palette: Palette) -> None:
     for s in fig.series:
         color = palette[s.name]
@@ -94,7 +102,7 @@ def _line(fig: LineFigure, ax: Axes, palette: Palette) -> None:
     _axes_labels(ax, fig.xlabel, fig.ylabel)
 
 
-@RENDERERS.register(ScatterFigure)
+@render.register(ScatterFigure)
 def _scatter(fig: ScatterFigure, ax: Axes, palette: Palette) -> None:
     for s in fig.points:
         ax.scatter(s.x, s.y, color=palette[s.name], s=24, alpha=0.85, label=_text(s.name))
@@ -105,7 +113,7 @@ def _scatter(fig: ScatterFigure, ax: Axes, palette: Palette) -> None:
     _axes_labels(ax, fig.xlabel, fig.ylabel)
 
 
-@RENDERERS.register(BarFigure)
+@render.register(BarFigure)
 def _bar(fig: BarFigure, ax: Axes, palette: Palette) -> None:
     positions = np.arange(len(fig.categories))
     n = max(len(fig.bars), 1)
@@ -129,7 +137,7 @@ def _levels(fig: HeatmapFigure, default: int) -> Any:
     return np.asarray(fig.levels, dtype=float)
 
 
-@RENDERERS.register(HeatmapFigure)
+@render.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
     z = np.ma.masked_invalid(fig.shown())
     if fig.contour and fig.lines_only:
@@ -155,7 +163,7 @@ def _heatmap(fig: HeatmapFigure, ax: Axes, palette: Palette) -> None:
     ax.grid(False)
 
 
-@RENDERERS.register(SurfaceFigure)
+@render.register(SurfaceFigure)
 def _surface(fig: SurfaceFigure, ax: Axes, palette: Palette) -> None:
     xx, yy = np.meshgrid(fig.x, fig.y)  # indexing="xy": z[i, j] is at (x[j], y[i])
     ax.plot_surface(xx, yy, np.ma.masked_invalid(fig.shown()), cmap="viridis", linewidth=0)

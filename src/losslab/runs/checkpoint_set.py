@@ -24,6 +24,7 @@ from typing import overload
 import torch
 from torch import nn
 
+from losslab.errors import MissingFileError
 from losslab.params import ParamDict
 from losslab.runs.checkpoints import CheckpointMeta, load_checkpoint_tensors, read_meta
 
@@ -78,7 +79,7 @@ class CheckpointRef:
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
         if not path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path}")
+            raise MissingFileError(f"no checkpoint at {path}")
         return cls(path=path, meta=read_meta(path))
 
     def load(self, device: torch.device | str = "cpu", *, verify: bool = True) -> LoadedCheckpoint:
@@ -112,7 +113,7 @@ class CheckpointSet(Sequence[CheckpointRef]):
         """The complete checkpoints of one run directory, ordered by step, optionally filtered."""
         directory = Path(run_dir) / "checkpoints"
         if not directory.is_dir():
-            raise FileNotFoundError(f"{run_dir} is not a run directory: no checkpoints/ in it")
+            raise MissingFileError(f"{run_dir} is not a run directory: no checkpoints/ in it")
         refs = [CheckpointRef(path=p, meta=read_meta(p))
                 for p in sorted(directory.glob("*.safetensors"))
                 if p.with_suffix(".json").exists()]  # no sidecar: written incompletely, skip
@@ -183,6 +184,6 @@ def resolve_checkpoint(path: str | Path) -> CheckpointRef:
     if Path(path).is_dir():
         final = CheckpointSet.from_run(path, role="final")
         if not len(final):
-            raise FileNotFoundError(f"{path} has no final checkpoint: the run has not finished")
+            raise MissingFileError(f"{path} has no final checkpoint: the run has not finished")
         return final[0]
     return CheckpointRef.from_path(path)

@@ -25,15 +25,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from losslab.errors import CheckpointCorruptError, InputError, MissingFileError
 from losslab.params import ParamDict
 from losslab.runs.atomic import atomic_write, atomic_write_json
 
 __all__ = ["CheckpointCorruptError", "CheckpointMeta", "save_checkpoint", "save_model_checkpoint",
            "read_meta", "load_checkpoint_tensors", "file_sha256"]
-
-
-class CheckpointCorruptError(RuntimeError):
-    """A checkpoint's weights file is unreadable or does not match its recorded hash."""
 
 
 @dataclass
@@ -84,7 +81,7 @@ def save_checkpoint(directory: str | Path, name: str, params: ParamDict, buffers
     directory = Path(directory)
     overlap = set(params) & set(buffers)
     if overlap:
-        raise ValueError(f"names are both parameters and buffers: {sorted(overlap)[:5]}")
+        raise InputError(f"names are both parameters and buffers: {sorted(overlap)[:5]}")
     tensors = _contiguous_cpu({**params, **buffers})
     weights = directory / f"{name}.safetensors"
     atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
@@ -114,7 +111,7 @@ def read_meta(weights: str | Path) -> CheckpointMeta:
     try:
         return CheckpointMeta.from_json(json.loads(side.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {weights} has no sidecar {side.name}: "
+        raise MissingFileError(f"checkpoint {weights} has no sidecar {side.name}: "
                                 "it was not completely written") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointCorruptError(f"checkpoint sidecar {side} is unreadable: {e}") from e

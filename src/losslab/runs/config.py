@@ -16,12 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from losslab.errors import ConfigError, InputError
+
 __all__ = ["ConfigError", "TrainConfig", "load_config", "parse_overrides", "apply_overrides",
            "config_to_dict"]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message says which key and why."""
 
 
 class _Strict(BaseModel):
@@ -105,16 +103,16 @@ class ScheduleConfig(BaseModel):
         from losslab.train.schedules import REQUIRED, SCHEDULE_PARAMS
 
         if self.name not in SCHEDULE_PARAMS:
-            raise ValueError(f"unknown schedule {self.name!r}; allowed: {sorted(SCHEDULE_PARAMS)}"
+            raise InputError(f"unknown schedule {self.name!r}; allowed: {sorted(SCHEDULE_PARAMS)}"
                              + _suggest(self.name, SCHEDULE_PARAMS))
         allowed = SCHEDULE_PARAMS[self.name]
         for key in self.params:
             if key not in allowed:
-                raise ValueError(f"schedule {self.name!r} has no parameter {key!r}; allowed: "
+                raise InputError(f"schedule {self.name!r} has no parameter {key!r}; allowed: "
                                  f"{sorted(allowed) or 'none'}" + _suggest(key, allowed))
         missing = [k for k, default in allowed.items() if default is REQUIRED and k not in self.params]
         if missing:
-            raise ValueError(f"schedule {self.name!r} needs {', '.join(missing)} "
+            raise InputError(f"schedule {self.name!r} needs {', '.join(missing)} "
                              f"(e.g. --set schedule.{missing[0]}=...)")
         return self
 
@@ -215,7 +213,7 @@ class CurveConfig(_Strict):
     @model_validator(mode="after")
     def _both_ends(self) -> CurveConfig:
         if (self.start is None) != (self.end is None):
-            raise ValueError("a curve needs both curve.start and curve.end")
+            raise InputError("a curve needs both curve.start and curve.end")
         return self
 
     @property
@@ -264,14 +262,14 @@ class TrainConfig(_Strict):
     @model_validator(mode="after")
     def _init_or_curve(self) -> TrainConfig:
         if self.init.enabled and self.curve.enabled:
-            raise ValueError("init and curve cannot be combined: a curve run starts from its "
+            raise InputError("init and curve cannot be combined: a curve run starts from its "
                              "endpoints (curve.start, curve.end)")
         return self
 
     @model_validator(mode="after")
     def _annealing_sets_its_own_steps(self) -> TrainConfig:
         if self.optimizer.name in ("ssa", "sgdsa") and self.schedule.name != "constant":
-            raise ValueError(f"optimizer {self.optimizer.name!r} chooses its own step sizes; "
+            raise InputError(f"optimizer {self.optimizer.name!r} chooses its own step sizes; "
                              "set schedule.name=constant")
         return self
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from losslab.runs.atomic import atomic_write_text
+from losslab.runs.rundir import RunDir
 
 __all__ = ["MetricsLog", "read_metrics"]
 
@@ -41,7 +42,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """All complete records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics.jsonl"
+        path = RunDir(path).metrics_path
     if not path.exists():
         return []
     records = []
@@ -63,7 +64,7 @@ class MetricsLog:
     """Writes one record per epoch to ``metrics.jsonl`` and, optionally, TensorBoard."""
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, start_epoch: int = 0):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = RunDir(run_dir).metrics_path
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from losslab.errors import InputError, MissingFileError
 from losslab.runs.atomic import atomic_write
 from losslab.runs.checkpoints import CheckpointCorruptError, CheckpointMeta, file_sha256
 
@@ -55,10 +56,10 @@ def load_optimizer_state(weights: str | Path, meta: CheckpointMeta,
     recorded = meta.extra.get("optimizer")
     path = optimizer_state_path(weights)
     if recorded is None or not path.exists():
-        raise FileNotFoundError(f"checkpoint {weights} has no optimizer state (the run that "
+        raise MissingFileError(f"checkpoint {weights} has no optimizer state (the run that "
                                 "wrote it did not set checkpoints.optimizer: true)")
     if recorded["class"] != type(optimizer).__name__:
-        raise ValueError(f"checkpoint {weights} holds {recorded['class']} state; this run's "
+        raise InputError(f"checkpoint {weights} holds {recorded['class']} state; this run's "
                          f"optimizer is {type(optimizer).__name__}")
     if file_sha256(path) != recorded["sha256"]:
         raise CheckpointCorruptError(f"optimizer state {path} is corrupt: its SHA-256 does not "
@@ -75,11 +76,11 @@ def load_optimizer_state(weights: str | Path, meta: CheckpointMeta,
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index, entries in state.items():
         if index >= len(params):
-            raise ValueError(f"checkpoint {weights}: optimizer state for parameter {index}, but "
+            raise InputError(f"checkpoint {weights}: optimizer state for parameter {index}, but "
                              f"this run's optimizer has {len(params)} parameters")
         for key, value in entries.items():
             if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
-                raise ValueError(f"checkpoint {weights}: optimizer state {index}.{key} has shape "
+                raise InputError(f"checkpoint {weights}: optimizer state {index}.{key} has shape "
                                  f"{tuple(value.shape)}, parameter {index} has "
                                  f"{tuple(params[index].shape)}")
     optimizer.load_state_dict({"state": state, "param_groups": own["param_groups"]})

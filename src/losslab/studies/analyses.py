@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from losslab.errors import InputError
 from losslab.studies.records import StudyRecords
 from losslab.studies.stats import difference, mean_ci
 
@@ -31,7 +32,7 @@ _REGISTRY: dict[str, Analysis] = {}
 def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
     def decorate(fn: Analysis) -> Analysis:
         if name in _REGISTRY:
-            raise ValueError(f"analysis {name!r} is already registered")
+            raise InputError(f"analysis {name!r} is already registered")
         _REGISTRY[name] = fn
         return fn
     return decorate
@@ -44,9 +45,9 @@ def _load_builtin() -> None:
     import losslab.ensembles.study_analysis  # noqa: F401
     import losslab.landscape.study_analysis  # noqa: F401
     import losslab.studies.annealing_moves  # noqa: F401
-    import losslab.studies.loss_estimate  # noqa: F401
     import losslab.studies.published  # noqa: F401
-    import losslab.studies.repulsion_cost  # noqa: F401
+    import losslab.train.repulsion_cost  # noqa: F401
+    import losslab.train.restarts_analysis  # noqa: F401
 
 
 def list_analyses() -> dict[str, str]:
@@ -65,11 +66,11 @@ def check_analysis(name: str, options: dict[str, Any]) -> None:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown analysis {name!r}{hint}; allowed: {', '.join(_REGISTRY)}")
+        raise InputError(f"unknown analysis {name!r}{hint}; allowed: {', '.join(_REGISTRY)}")
     allowed = _options_of(_REGISTRY[name])
     for key in options:
         if key not in allowed:
-            raise ValueError(f"analysis {name!r} has no option {key!r}; allowed: "
+            raise InputError(f"analysis {name!r} has no option {key!r}; allowed: "
                              f"{', '.join(allowed) or 'none'}")
 
 
@@ -99,11 +100,11 @@ def compare(records: StudyRecords, *, metric: str = "test_acc", baseline: str | 
     accuracies, min for losses). Seeds are the replicates; with one seed no interval is given.
     """
     if at not in ("final", "best"):
-        raise ValueError(f"compare: at must be 'final' or 'best', got {at!r}")
+        raise InputError(f"compare: at must be 'final' or 'best', got {at!r}")
     results = records.results
     finished = set(records.runs.loc[records.runs["status"] == "finished", "run_id"])
     if metric not in results:
-        raise ValueError(f"compare: no metric {metric!r} in the results; have "
+        raise InputError(f"compare: no metric {metric!r} in the results; have "
                          f"{sorted(c for c in results.columns if c not in ('run_id', 'variant'))}")
     values: dict[str, list[float]] = {}
     for _, rows in results[results["run_id"].isin(finished)].groupby("run_id"):
@@ -113,10 +114,10 @@ def compare(records: StudyRecords, *, metric: str = "test_acc", baseline: str | 
             float(series.iloc[-1] if at == "final" else best))
     order = [v for v in records.variants if v in values]
     if not order:
-        raise ValueError("compare: no finished runs to compare")
+        raise InputError("compare: no finished runs to compare")
     baseline = baseline or order[0]
     if baseline not in values:
-        raise ValueError(f"compare: baseline {baseline!r} has no finished runs; variants: {order}")
+        raise InputError(f"compare: baseline {baseline!r} has no finished runs; variants: {order}")
     rows_out = []
     for v in order:
         xs = values[v]

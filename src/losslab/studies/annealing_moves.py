@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from losslab.errors import InputError
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 from losslab.train.annealing_log import read_moves
@@ -79,10 +80,10 @@ def annealing_moves(records: StudyRecords, *, seed: int | None = None,
     """Worsening moves per epoch, ε drops and per-move acceptance probabilities (SSA, SGD-SA)."""
     results = records.results
     if "worsening_accepted" not in results:
-        raise ValueError("annealing_moves: no run logged worsening moves (optimizer.name ssa "
+        raise InputError("annealing_moves: no run logged worsening moves (optimizer.name ssa "
                          "or sgdsa)")
     if k < 1:
-        raise ValueError(f"annealing_moves: k must be >= 1, got {k}")
+        raise InputError(f"annealing_moves: k must be >= 1, got {k}")
     finished = records.runs[records.runs["status"] == "finished"]
     per_run: list[dict[str, Any]] = []
     shown: dict[str, tuple[Any, Any]] = {}
@@ -106,7 +107,7 @@ def annealing_moves(records: StudyRecords, *, seed: int | None = None,
         if wanted:
             shown[run.variant] = (run, rows)
     if not per_run:
-        raise ValueError("annealing_moves: no finished SSA or SGD-SA run")
+        raise InputError("annealing_moves: no finished SSA or SGD-SA run")
     order = [v for v in records.variants if v in shown] or sorted(shown)
     return {"k": k, "variants": {v: _run_figures(*shown[v]) for v in order},
             "per_run": per_run}

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from losslab.errors import InputError
 from losslab.studies.stats import difference, mean_ci
 
 __all__ = ["FindingSpec", "SideSpec", "PublishedSpec", "check_findings", "evaluate_findings",
@@ -100,7 +101,7 @@ class SideSpec(_Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> SideSpec:
         if (self.variant is None) == (self.value is None):
-            raise ValueError("a side is either {variant: ...} or {value: ...}")
+            raise InputError("a side is either {variant: ...} or {value: ...}")
         return self
 
 
@@ -129,9 +130,9 @@ class FindingSpec(_Strict):
     @model_validator(mode="after")
     def _margin_for_similar(self) -> FindingSpec:
         if self.expect == "similar" and not self.margin:
-            raise ValueError("expect: similar needs a margin > 0 (what counts as the same)")
+            raise InputError("expect: similar needs a margin > 0 (what counts as the same)")
         if self.paired and self.side("b").value is not None:
-            raise ValueError("paired: true pairs two variants by seed; side b is a constant")
+            raise InputError("paired: true pairs two variants by seed; side b is a constant")
         return self
 
     def is_paired(self) -> bool:
@@ -187,7 +188,7 @@ def reduce_series(values: pd.Series | list[float], at: str, metric: str = "") ->
     """One run's epochs of a metric (in epoch order) reduced to one number (module docstring)."""
     x = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
     if at.startswith("epoch:"):
-        raise ValueError("epoch:N needs the epochs; use reduce_run")
+        raise InputError("epoch:N needs the epochs; use reduce_run")
     finite = x[np.isfinite(x)]
     if not len(finite):
         return math.nan
@@ -208,7 +209,7 @@ def reduce_series(values: pd.Series | list[float], at: str, metric: str = "") ->
         return float(finite[: int(k)].mean())
     if kind == "last":
         return float(finite[-int(k):].mean())
-    raise ValueError(f"unknown reduction {at!r}")
+    raise InputError(f"unknown reduction {at!r}")
 
 
 def reduce_run(rows: pd.DataFrame, metric: str, at: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from losslab.errors import InputError
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
@@ -21,16 +22,16 @@ def published(records: StudyRecords, *, published: dict[str, float], metric: str
               at: str = "final", scale: float = 1.0, source: str = "") -> dict[str, Any]:
     """Ours (mean ± std and the 95% CI half-width over seeds) beside the published value."""
     if at not in ("final", "best"):
-        raise ValueError(f"published: at must be 'final' or 'best', got {at!r}")
+        raise InputError(f"published: at must be 'final' or 'best', got {at!r}")
     summary = records.summary.set_index("variant")
     column = f"{at}_{metric}_mean"
     if column not in summary:
-        raise ValueError(f"published: the summary has no {column!r}; metrics: test_acc, "
+        raise InputError(f"published: the summary has no {column!r}; metrics: test_acc, "
                          "val_acc, train_acc and their losses")
     rows = []
     for variant, value in published.items():
         if variant not in summary.index:
-            raise ValueError(f"published: no variant {variant!r}; have {list(summary.index)}")
+            raise InputError(f"published: no variant {variant!r}; have {list(summary.index)}")
         mean = summary.loc[variant, column]
         std = summary.loc[variant, f"{at}_{metric}_std"]
         half = summary.loc[variant, f"{at}_{metric}_ci95"] if f"{at}_{metric}_ci95" in summary \
@@ -46,6 +47,6 @@ def published(records: StudyRecords, *, published: dict[str, float], metric: str
 def check_published_setting(analysis: str, published: Any, setting: str | None) -> None:
     """A paper's numbers come with the setting they were measured in, or not at all."""
     if published and not (isinstance(setting, str) and setting.strip()):
-        raise ValueError(f"{analysis}: published numbers need published_setting, the model, "
+        raise InputError(f"{analysis}: published numbers need published_setting, the model, "
                          "data set and budget they were measured with (e.g. 'VGG16, CIFAR-10, "
                          "200 epochs')")

@@ -25,9 +25,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from losslab.errors import MissingFileError
 from losslab.runs.metrics import read_metrics
 from losslab.runs.rundir import RunDir
 from losslab.studies.stats import mean_ci
+from losslab.studies.study_dir import StudyDir
 
 __all__ = ["StudyRecords", "load_records", "SUMMARY_METRICS"]
 
@@ -100,9 +102,10 @@ def _summary(results: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.D
 def load_records(directory: str | Path) -> StudyRecords:
     """Everything a study directory records (see the module docstring)."""
     directory = Path(directory)
-    plan_path = directory / "plan.json"
+    study_dir = StudyDir(directory)
+    plan_path = study_dir.plan_path
     if not plan_path.exists():
-        raise FileNotFoundError(f"{directory} is not a study directory (no plan.json)")
+        raise MissingFileError(f"{directory} is not a study directory (no plan.json)")
     plan = json.loads(plan_path.read_text(encoding="utf-8"))
     study = yaml.safe_load((directory / "study.yaml").read_text(encoding="utf-8")) or {}
     status = _read_status(directory)
@@ -113,7 +116,7 @@ def load_records(directory: str | Path) -> StudyRecords:
 
     run_rows, result_rows = [], []
     for r in plan["runs"]:
-        run_dir = directory / "runs" / r["run_id"]
+        run_dir = study_dir.run_dir(r["run_id"])
         run = RunDir(run_dir)
         meta = run.read_meta() if run.exists() else {}
         recorded = status.get(r["run_id"], {})
@@ -125,14 +128,14 @@ def load_records(directory: str | Path) -> StudyRecords:
         run_rows.append({**base, "status": state,
                          "error": meta.get("error") or recorded.get("error"),
                          "run_dir": str(run_dir)})
-        for m in read_metrics(run_dir / "metrics.jsonl"):
+        for m in read_metrics(run.metrics_path):
             result_rows.append({**base, **m})
     runs = pd.DataFrame(run_rows)
     results = pd.DataFrame(result_rows)
     if results.empty:
         results = pd.DataFrame(columns=["run_id", "variant", "seed", *keys, "epoch"])
     listed = [a.get("id") or a["name"] for a in study.get("analyses", [])]
-    files = sorted((directory / "analyses").glob("*.json"),
+    files = sorted(study_dir.analyses_dir.glob("*.json"),
                    key=lambda p: (listed.index(p.stem) if p.stem in listed else len(listed), p.stem))
     analyses = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
     base_config = plan.get("base_config", {})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class StudyOutcome:
     directory: Path
     report: Path | None
     counts: dict[str, int]  # status -> number of runs
-    archived: list[str]
+    archived: list[str]  # runs of a previous plan set aside by --force in this call
 
 
 def run_study(path: str | Path, out: str | Path | None = None, *, backend: str = "local",
@@ -109,7 +109,7 @@ def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *
             bar.close()
     else:
         bar.close()
-    return finish_study(study.path, spec)
+    return replace(finish_study(study.path, spec), archived=archived)
 
 
 def _waves(runs: list[PlannedRun], todo: list[str]) -> list[list[PlannedRun]]:
@@ -149,7 +149,7 @@ def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyO
 
 
 def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
-    out = records.directory / "analyses"
+    out = StudyDir(records.directory).analyses_dir
     out.mkdir(exist_ok=True)
     wanted = {a.key for a in spec.analyses}
     for stale in out.glob("*.json"):  # an analysis dropped from the study leaves the report

@@ -50,6 +50,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from losslab.errors import InputError
 from losslab.runs.config import (
     ConfigError,
     TrainConfig,
@@ -125,7 +126,7 @@ class StudySpec(_Strict):
     def _unique_names(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
         dupes = _repeated(v.name for v in variants)
         if dupes:
-            raise ValueError(f"variant names must be unique; repeated: {dupes}")
+            raise InputError(f"variant names must be unique; repeated: {dupes}")
         return variants
 
     @field_validator("grid")
@@ -133,7 +134,7 @@ class StudySpec(_Strict):
     def _non_empty_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
         empty = [k for k, v in grid.items() if not v]
         if empty:
-            raise ValueError(f"grid keys need at least one value: {empty}")
+            raise InputError(f"grid keys need at least one value: {empty}")
         return grid
 
     @field_validator("analyses")
@@ -141,14 +142,14 @@ class StudySpec(_Strict):
     def _unique_analyses(cls, analyses: list[AnalysisSpec]) -> list[AnalysisSpec]:
         dupes = _repeated(a.key for a in analyses)
         if dupes:
-            raise ValueError(f"analyses listed twice need distinct `id`s; repeated: {dupes}")
+            raise InputError(f"analyses listed twice need distinct `id`s; repeated: {dupes}")
         return analyses
 
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
         if _repeated(seeds):
-            raise ValueError(f"seeds must be unique: {seeds}")
+            raise InputError(f"seeds must be unique: {seeds}")
         return seeds
 
 

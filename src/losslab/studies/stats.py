@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from losslab.errors import InputError
+
 __all__ = ["MeanCI", "Difference", "mean_ci", "difference", "LEVEL"]
 
 LEVEL = 0.95  # every interval in losslab's tables is a 95% interval
@@ -124,7 +126,7 @@ def difference(a: Sequence[float], b: Sequence[float] | float, *, paired: bool =
     if paired:
         pa, pb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         if pa.shape != pb.shape:
-            raise ValueError(f"paired samples need equal lengths, got {len(pa)} and {len(pb)}")
+            raise InputError(f"paired samples need equal lengths, got {len(pa)} and {len(pb)}")
         keep = np.isfinite(pa) & np.isfinite(pb)
         d = pa[keep] - pb[keep]
         inner = difference(d, 0.0, level=level)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from losslab.errors import MissingFileError
 from losslab.runs.atomic import atomic_write_json, atomic_write_text
 from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.runs.rundir import RunDir
@@ -61,7 +62,7 @@ class StudyDir:
     def planned_runs(self) -> list[PlannedRun]:
         plan = self.read_plan()
         if plan is None:
-            raise FileNotFoundError(f"{self.path} is not a study directory (no plan.json)")
+            raise MissingFileError(f"{self.path} is not a study directory (no plan.json)")
         return [PlannedRun(**r) for r in plan["runs"]]
 
     def prepare(self, spec: StudySpec, runs: list[PlannedRun], fingerprint: str,

@@ -30,7 +30,7 @@ def execute_run(study_dir: str | Path, run_id: str, threads: int | None = None) 
 
     from losslab.runs.rundir import RunDir
     from losslab.studies.study_dir import StudyDir
-    from losslab.train.run import resume, train
+    from losslab.train.run import resume_run, train_run
 
     if threads:
         torch.set_num_threads(threads)
@@ -41,9 +41,9 @@ def execute_run(study_dir: str | Path, run_id: str, threads: int | None = None) 
         # init.run names a variant in the plan; the run it means is a directory of this study
         init_run = study.run_dir(planned.init_from) if planned.init_from else None
         if RunDir(run_dir).exists():
-            resume(run_dir, init_run=init_run)
+            resume_run(run_dir, init_run=init_run)
         else:
-            train(planned.config, run_dir, init_run=init_run)
+            train_run(planned.config, run_dir, init_run=init_run)
         return {"run_id": run_id, "status": "finished", "error": None}
     except Exception as e:
         logging.getLogger(__name__).error("run %s failed: %s", run_id, e)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from losslab.errors import InputError
 from losslab.runs.config import OptimizerConfig
 
 __all__ = ["build_optimizer"]
@@ -20,7 +21,7 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module, *, seed: int = 0,
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.name == "sgd":
         if cfg.nesterov and cfg.momentum == 0:
-            raise ValueError("optimizer.nesterov=true needs optimizer.momentum > 0")
+            raise InputError("optimizer.nesterov=true needs optimizer.momentum > 0")
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.name == "adam":
@@ -31,7 +32,7 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module, *, seed: int = 0,
                                  weight_decay=cfg.weight_decay)
     if cfg.name in ("ssa", "sgdsa"):
         return _annealing(cfg, params, model, seed=seed)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; allowed: sgd, adam, adamw, ssa, sgdsa")
+    raise InputError(f"unknown optimizer {cfg.name!r}; allowed: sgd, adam, adamw, ssa, sgdsa")
 
 
 def _annealing(cfg: OptimizerConfig, params: list, model: nn.Module, *,

@@ -46,6 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from losslab.errors import InputError, NotFoundError
+
 __all__ = ["CheckpointRepulsion"]
 
 # Buffer names used when a checkpoint *Mapping* (a state dict) is the first source and so has to
@@ -102,9 +104,9 @@ class CheckpointRepulsion(nn.Module):
         super().__init__()
         strength, width = float(strength), float(width)
         if not math.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0, got strength={strength!r}")
+            raise InputError(f"strength must be a finite number >= 0, got strength={strength!r}")
         if not math.isfinite(width) or width <= 0:
-            raise ValueError(f"width must be a finite number > 0, got width={width!r}")
+            raise InputError(f"width must be a finite number > 0, got width={width!r}")
         self.strength = strength
         self.width = width
         self.merge = bool(merge)
@@ -174,7 +176,7 @@ class CheckpointRepulsion(nn.Module):
         else:
             raise TypeError(f"expected an nn.Module or a Mapping[str, Tensor], got {type(source)}")
         if not out:
-            raise ValueError("the checkpoint source has no parameters to count")
+            raise InputError("the checkpoint source has no parameters to count")
         return out
 
     def _tensors(self, source: nn.Module | Mapping[str, Tensor], what: str) -> list[Tensor]:
@@ -194,7 +196,7 @@ class CheckpointRepulsion(nn.Module):
                     if n not in known and self._counts(n, p, trainable=p.requires_grad)
                 ]
                 if extra:
-                    raise KeyError(f"{what}: parameter {extra[0]!r} is not among the counted ones")
+                    raise NotFoundError(f"{what}: parameter {extra[0]!r} is not among the counted ones")
         elif isinstance(source, Mapping):
             table = source
         else:
@@ -205,9 +207,9 @@ class CheckpointRepulsion(nn.Module):
         for name, shape in zip(self._names, self._shapes, strict=True):
             t = table.get(name)
             if t is None:
-                raise KeyError(f"{what}: parameter {name!r} is missing")
+                raise NotFoundError(f"{what}: parameter {name!r} is missing")
             if tuple(t.shape) != shape:
-                raise ValueError(
+                raise InputError(
                     f"{what}: parameter {name!r} has shape {tuple(t.shape)}, expected {shape}"
                 )
             out.append(t)
@@ -236,11 +238,11 @@ class CheckpointRepulsion(nn.Module):
         """
         start_epoch = int(start_epoch)
         if end_epoch is not None and int(end_epoch) <= start_epoch:
-            raise ValueError(
+            raise InputError(
                 f"end_epoch must be > start_epoch, got start_epoch={start_epoch}, end_epoch={end_epoch}"
             )
         if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got start_epoch={start_epoch}")
+            raise InputError(f"start_epoch must be >= 0, got start_epoch={start_epoch}")
         with torch.no_grad():
             if not self._names:
                 first = self._select_first(source)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from losslab.errors import InputError
 from losslab.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -60,9 +61,9 @@ class ColdRestart(Callback):
                  batches: Iterable[tuple[Tensor, Tensor]] | None = None, loss_scale: float = 1.0,
                  loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy):
         if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+            raise InputError(f"eps must be > 0, got {eps}")
         if n_batches < 1:
-            raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+            raise InputError(f"n_batches must be >= 1, got {n_batches}")
         self.eps = eps
         self.reinit = reinit
         self.n_batches = n_batches
@@ -84,7 +85,7 @@ class ColdRestart(Callback):
             count += y.shape[0]
         model.train(was_training)
         if count == 0:
-            raise ValueError("no batches to estimate the training loss on")
+            raise InputError("no batches to estimate the training loss on")
         return total.item() / count * self.loss_scale
 
     def restart(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
@@ -105,7 +106,7 @@ class ColdRestart(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         if self.batches is None:
-            raise ValueError("ColdRestart needs `batches` to estimate the training loss on")
+            raise InputError("ColdRestart needs `batches` to estimate the training loss on")
         if hasattr(self.batches, "set_epoch"):
             self.batches.set_epoch(epoch)
         if epoch == trainer.epochs:  # nothing trains after the last epoch: estimate only

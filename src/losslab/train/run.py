@@ -2,9 +2,9 @@
 
 This is what ``losslab train`` and ``losslab resume`` call, and what studies call per run::
 
-    from losslab.train.run import train
+    from losslab.train.run import train_run
     from losslab.runs.config import load_config
-    run_dir = train(load_config(overrides=["epochs=5"]), "runs/quick")
+    run_dir = train_run(load_config(overrides=["epochs=5"]), "runs/quick")
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import torch
 
 from losslab.data import Augment, DeviceLoader, load_dataset, make_loaders
 from losslab.ensembles.collect import MemberCollector, member_role
+from losslab.errors import MissingFileError
 from losslab.models import create_model
 from losslab.models.registry import check_inputs
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
+from losslab.runs.device import resolve_device
 from losslab.runs.metrics import MetricsLog
 from losslab.runs.rundir import RunDir
 from losslab.train.annealing_log import AnnealingLog
@@ -36,7 +38,7 @@ from losslab.train.restarts import ColdRestart
 from losslab.train.schedules import build_schedule
 from losslab.train.trainer import Trainer, read_state
 
-__all__ = ["seed_everything", "resolve_device", "build_trainer", "train", "resume"]
+__all__ = ["seed_everything", "build_trainer", "train_run", "resume_run"]
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for, but CUDA is not available here")
-    return device
 
 
 def _val_size(v: float) -> float | int:
@@ -69,6 +62,17 @@ def _scale_init(model: torch.nn.Module, factor: float) -> None:
             module.weight.mul_(factor)
 
 
+def _new_model(config: TrainConfig, splits) -> torch.nn.Module:
+    """A freshly initialized network of the config's architecture for ``splits`` (on the CPU),
+    its initial weights scaled by ``model.init_scale``."""
+    model = create_model(config.model.name, num_classes=splits.num_classes,
+                         in_channels=splits.in_channels, image_size=splits.image_size,
+                         **config.model.options)
+    if config.model.init_scale != 1.0:
+        _scale_init(model, config.model.init_scale)
+    return model
+
+
 def _cold_restart(config: TrainConfig, splits, device: torch.device) -> ColdRestart:
     """Restarts re-create the model with seeds derived from the run's, without touching the
     global RNG; the estimate uses shuffled, unaugmented training batches of its own."""
@@ -77,12 +81,7 @@ def _cold_restart(config: TrainConfig, splits, device: torch.device) -> ColdRest
     def reinit(k: int) -> torch.nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1_000_003 * (k + 1))
-            model = create_model(config.model.name, num_classes=splits.num_classes,
-                                 in_channels=splits.in_channels, image_size=splits.image_size,
-                                 **config.model.options)
-            if config.model.init_scale != 1.0:
-                _scale_init(model, config.model.init_scale)
-        return model
+            return _new_model(config, splits)
 
     batches = DeviceLoader(splits.train, d.batch_size, shuffle=True, mean=splits.mean,
                            std=splits.std, seed=config.seed + 17, device=device)
@@ -99,11 +98,7 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     splits = load_dataset(d.name, d.root, download=d.download, val_size=_val_size(d.val_size),
                           split_seed=d.split_seed, **d.options)
     check_inputs(config.model.name, splits.train.x.ndim, repr(d.name))  # images vs signals
-    model = create_model(config.model.name, num_classes=splits.num_classes,
-                         in_channels=splits.in_channels, image_size=splits.image_size,
-                         **config.model.options).to(device)
-    if config.model.init_scale != 1.0:
-        _scale_init(model, config.model.init_scale)
+    model = _new_model(config, splits).to(device)
     optimizer_config, all_callbacks = config.optimizer, list(callbacks)
     if config.curve.enabled:  # the run trains a curve's bends between two trained models
         from losslab.curves.training import build_curve
@@ -169,7 +164,7 @@ def _fit(trainer: Trainer, run: RunDir) -> None:
     run.finish()
 
 
-def train(config: TrainConfig | dict[str, Any], out: str | Path,
+def train_run(config: TrainConfig | dict[str, Any], out: str | Path,
           callbacks: Sequence[Callback] = (), *, init_run: str | Path | None = None) -> Path:
     """Train a new run into the directory ``out`` and return it.
 
@@ -210,7 +205,7 @@ def _start(trainer: Trainer, run: RunDir, config: TrainConfig,
         run.update_meta(init=start_from(trainer, init))
 
 
-def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
+def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
            init_run: str | Path | None = None) -> Path:
     """Continue a killed or interrupted run from its last finished epoch.
 
@@ -219,7 +214,7 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
     """
     run = RunDir(run_dir)
     if not run.exists():
-        raise FileNotFoundError(f"{run.path} is not a run directory (no config.yaml)")
+        raise MissingFileError(f"{run.path} is not a run directory (no config.yaml)")
     config = validate_config(run.read_config())
     state = read_state(run.state_path) if run.state_path.exists() else None
     start_epoch = int(state["epoch"]) if state is not None else 0

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from losslab.cpu_allocator import keep_freed_memory
+from losslab.errors import CheckpointCorruptError, InputError
 from losslab.runs.atomic import atomic_write
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
@@ -105,7 +106,7 @@ class Trainer:
         self.grad_norm = grad_norm
         self.progress = sys.stderr.isatty() if progress is None else progress
         if objective not in ("loss", "error"):
-            raise ValueError(f"objective must be 'loss' or 'error', got {objective!r}")
+            raise InputError(f"objective must be 'loss' or 'error', got {objective!r}")
         self.objective = objective  # what a closure optimizer minimizes
         self.epoch = 0  # epochs finished
         self.step = 0   # optimizer steps taken
@@ -269,7 +270,7 @@ class Trainer:
                 cb.load_state_dict(saved.pop(key))
         lost = [k for k, v in saved.items() if v]
         if lost:
-            raise ValueError(f"the saved state has callbacks {lost} that this trainer lacks; "
+            raise InputError(f"the saved state has callbacks {lost} that this trainer lacks; "
                              "resume with the same callbacks")
         if state.get("loader") is not None and hasattr(self.train_loader, "load_state_dict"):
             self.train_loader.load_state_dict(state["loader"])
@@ -304,5 +305,5 @@ def read_state(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which one
-        raise RuntimeError(f"training state {path} is unreadable ({e}); "
+        raise CheckpointCorruptError(f"training state {path} is unreadable ({e}); "
                            "it cannot be resumed from") from e

@@ -13,7 +13,7 @@ Every result reports the operator products it used and whether it converged.
 """
 
 from .density import DensityResult, spectral_density
-from .lanczos import EigenResult, Tridiagonal, lanczos, lanczos_tridiagonal, power_iteration
+from .eigensolvers import EigenResult, Tridiagonal, lanczos, lanczos_tridiagonal, power_iteration
 from .operator import (
     HessianOperator,
     MatrixOperator,

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .lanczos import lanczos_tridiagonal
+from losslab.errors import InputError
+
+from .eigensolvers import lanczos_tridiagonal
 from .operator import random_vector
 
 __all__ = ["DensityResult", "spectral_density"]
@@ -65,7 +67,7 @@ def spectral_density(op, num_vectors: int = 5, lanczos_steps: int = 80,
     copies of converged eigenvalues appear among the nodes.
     """
     if num_vectors < 1 or lanczos_steps < 1:
-        raise ValueError("num_vectors and lanczos_steps must be >= 1")
+        raise InputError("num_vectors and lanczos_steps must be >= 1")
     gen = torch.Generator().manual_seed(seed)
     steps = min(lanczos_steps, op.size)
     nodes = np.zeros((num_vectors, steps))
@@ -86,7 +88,7 @@ def spectral_density(op, num_vectors: int = 5, lanczos_steps: int = 80,
     if sigma is None:
         sigma = 0.01 * span if span > 0 else max(abs(float(nodes.max())), 1.0) * 1e-3
     if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+        raise InputError(f"sigma must be positive, got {sigma}")
     if grid is None or isinstance(grid, int):
         lo, hi = float(nodes.min()) - 5 * sigma, float(nodes.max()) + 5 * sigma
         grid = np.linspace(lo, hi, 1000 if grid is None else grid)

@@ -1,6 +1,6 @@
 """Matrix-free symmetric operators: the Hessian of a data set's mean loss, and explicit matrices.
 
-The algorithms of this package (:func:`~losslab.landscape.hessian.lanczos.lanczos`, power
+The algorithms of this package (:func:`~losslab.landscape.hessian.eigensolvers.lanczos`, power
 iteration, Hutchinson / Hutch++ traces, stochastic Lanczos quadrature) only need an object
 with ``size`` (P), ``dtype``, ``device`` and ``matvec(v) -> H v`` on flat vectors of length P;
 :class:`SymmetricOperator` is that interface. The operator is kept apart from the algorithm,
@@ -12,8 +12,9 @@ matrices whose spectrum is known exactly (:class:`MatrixOperator`).
     H = ∇²_θ L(θ),   L(θ) = (1/N) Σ_i ℓ(f(x_i; θ), y_i),   N = Σ_b n_b,
 
 of the *mean* loss over a fixed list of batches, with respect to a chosen subset θ of the
-parameters (the others held fixed). Each batch loss ``loss_fn`` is a batch mean L_b, so
-L = Σ_b (n_b / N) L_b and
+parameters (the others held fixed). Each batch loss L_b is the mean of ``loss_fn``'s
+per-example losses (or its 0-d batch mean: the loss contract of
+:mod:`~losslab.landscape.options`), so L = Σ_b (n_b / N) L_b and
 
     H v = Σ_b (n_b / N) H_b v,
 
@@ -27,7 +28,7 @@ parameters, so the model is never mutated.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,12 +36,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from losslab.errors import InputError, NotFoundError
+from losslab.landscape.options import EvalOptions, batch_mean
 from losslab.params import ParamDict, buffers_of, flatten, parameters_of, unflatten
 
 __all__ = ["SymmetricOperator", "MatrixOperator", "HessianOperator", "select_parameters",
            "random_vector"]
 
 ParamSelection = str | Sequence[str]
+DEFAULTS = EvalOptions()
 
 
 class SymmetricOperator:
@@ -63,7 +67,7 @@ class SymmetricOperator:
     def matvec(self, v: Tensor) -> Tensor:
         """``H v`` for a flat vector ``v`` of shape (P,); the result has the operator's dtype."""
         if v.shape != (self.size,):
-            raise ValueError(f"expected a vector of shape ({self.size},), got {tuple(v.shape)}")
+            raise InputError(f"expected a vector of shape ({self.size},), got {tuple(v.shape)}")
         v = v.detach().to(device=self.device, dtype=self.dtype)
         self.num_products += 1
         return self._matvec(v)
@@ -77,7 +81,7 @@ class SymmetricOperator:
         Raises ``ValueError`` when P exceeds ``max_size``. The P products are counted.
         """
         if self.size > max_size:
-            raise ValueError(f"dense(): the operator has {self.size} rows, more than "
+            raise InputError(f"dense(): the operator has {self.size} rows, more than "
                              f"max_size={max_size}; pass a larger max_size to build it anyway")
         eye = torch.eye(self.size, dtype=self.dtype, device=self.device)
         return torch.stack([self.matvec(eye[i]) for i in range(self.size)], dim=1)
@@ -88,9 +92,9 @@ class MatrixOperator(SymmetricOperator):
 
     def __init__(self, matrix: Tensor, *, check_symmetric: bool = True) -> None:
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"expected a square matrix, got shape {tuple(matrix.shape)}")
+            raise InputError(f"expected a square matrix, got shape {tuple(matrix.shape)}")
         if check_symmetric and not torch.allclose(matrix, matrix.T, rtol=1e-10, atol=1e-12):
-            raise ValueError("the matrix is not symmetric")
+            raise InputError("the matrix is not symmetric")
         super().__init__(matrix.shape[0], matrix.dtype, matrix.device)
         self.matrix = matrix
 
@@ -125,46 +129,48 @@ def random_vector(size: int, generator: torch.Generator, *, dtype: torch.dtype,
         v = torch.randint(0, 2, (size,), generator=generator, dtype=torch.int64) * 2.0 - 1.0
         v = v.to(torch.float64)
     else:
-        raise ValueError(f"distribution must be 'gaussian' or 'rademacher', got {distribution!r}")
+        raise InputError(f"distribution must be 'gaussian' or 'rademacher', got {distribution!r}")
     return v.to(device=device, dtype=dtype)
 
 
-def select_parameters(names: Sequence[str], params: ParamSelection,
+def select_parameters(names: Sequence[str], wrt: ParamSelection,
                       shapes: Mapping[str, torch.Size] | None = None) -> list[str]:
-    """The parameter names chosen by ``params``, in the model's order.
+    """The parameter names chosen by ``wrt``, in the model's order.
 
     * ``"all"``: every (trainable) parameter;
-    * ``"weights"``: the weight matrices and convolution kernels, i.e. parameters named
-      ``...weight`` with two or more dimensions (no biases, no BatchNorm/LayerNorm affines);
+    * ``"weights"``: the weight matrices and convolution kernels, i.e. every parameter with
+      two or more dimensions, whatever its name (``nn.MultiheadAttention.in_proj_weight``, a
+      custom matrix), as the directions and PCA code choose them; no biases, no
+      BatchNorm/LayerNorm affines;
     * any other string: a layer prefix, e.g. ``"classifier"`` selects ``classifier.weight``
       and ``classifier.bias`` (a full parameter name also works);
     * a list of names: exactly those.
     """
     names = list(names)
-    if isinstance(params, str):
-        if params == "all":
+    if isinstance(wrt, str):
+        if wrt == "all":
             chosen = names
-        elif params == "weights":
+        elif wrt == "weights":
             if shapes is None:
-                raise ValueError("select_parameters('weights') needs the shapes")
-            chosen = [n for n in names if n.rsplit(".", 1)[-1] == "weight" and len(shapes[n]) >= 2]
+                raise InputError("select_parameters('weights') needs the shapes")
+            chosen = [n for n in names if len(shapes[n]) >= 2]
         else:
-            chosen = [n for n in names if n == params or n.startswith(params + ".")]
+            chosen = [n for n in names if n == wrt or n.startswith(wrt + ".")]
             if not chosen:
                 prefixes = sorted({n.rsplit(".", 1)[0] for n in names})
-                close = difflib.get_close_matches(params, prefixes, n=3)
+                close = difflib.get_close_matches(wrt, prefixes, n=3)
                 hint = f"; did you mean {close}?" if close else f"; layers: {prefixes[:10]}"
-                raise KeyError(f"no parameter has the prefix {params!r}{hint}")
+                raise NotFoundError(f"no parameter has the prefix {wrt!r}{hint}")
     else:
-        wanted = list(params)
+        wanted = list(wrt)
         unknown = [n for n in wanted if n not in names]
         if unknown:
             close = difflib.get_close_matches(unknown[0], names, n=3)
-            raise KeyError(f"unknown parameter names {unknown[:5]}"
+            raise NotFoundError(f"unknown parameter names {unknown[:5]}"
                            + (f"; did you mean {close}?" if close else ""))
         chosen = [n for n in names if n in set(wanted)]
     if not chosen:
-        raise ValueError(f"the selection {params!r} chose no parameters")
+        raise InputError(f"the selection {wrt!r} chose no parameters")
     return chosen
 
 
@@ -196,19 +202,22 @@ class HessianOperator(SymmetricOperator):
 
     Args:
         model: the network; it is never modified (its parameters and buffers are read once,
-            at construction, unless ``at`` / ``buffers`` give the point to evaluate).
-        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of a batch
-            (e.g. ``torch.nn.functional.cross_entropy``).
+            at construction, unless ``point`` / ``buffers`` give the point to evaluate).
+        point: the parameter values to evaluate the Hessian at (a name-keyed dict, a
+            LoadedCheckpoint or a module); default the model's current parameters.
         batches: an iterable of ``(inputs, targets)`` pairs (``inputs`` a tensor, or a tuple
             of tensors passed as positional arguments), or one such pair. It is materialized
             once, so a shuffling loader yields one fixed subset: the operator is deterministic.
-        params: which parameters θ the Hessian is taken with respect to (see
+        buffers: the buffer values (e.g. BatchNorm running statistics); default the point's
+            own (a LoadedCheckpoint's or a module's), else the model's.
+        wrt: which parameters θ the Hessian is taken with respect to (see
             :func:`select_parameters`); the others stay fixed at their values.
-        device, dtype: where and in which floating dtype to compute (default: those of the
-            first selected parameter). Parameters, buffers and floating inputs are cast.
-        at: the parameter values to evaluate the Hessian at (a name-keyed dict, e.g. a
-            checkpoint); default the model's current parameters.
-        buffers: the buffer values (e.g. BatchNorm running statistics); default the model's.
+        options: the evaluation options shared with the maps
+            (:class:`~losslab.landscape.options.EvalOptions`): ``loss_fn`` (per-example losses
+            or a batch mean, averaged over the data) and ``device`` (default the first selected
+            parameter's). BatchNorm is always ``"keep"`` here (eval mode).
+        dtype: the floating dtype to compute in (default the first selected parameter's).
+            Parameters, buffers and floating inputs are cast.
 
     The products run with the model in **eval mode**: BatchNorm uses its running statistics,
     so H is the Hessian of the deterministic eval-mode loss (train-mode BatchNorm would make
@@ -219,22 +228,38 @@ class HessianOperator(SymmetricOperator):
     forward and two backward passes per batch).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Any], Tensor],
-                 batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor], *,
-                 params: ParamSelection = "all", device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, at: Mapping[str, Tensor] | None = None,
-                 buffers: Mapping[str, Tensor] | None = None) -> None:
-        point = parameters_of(model) if at is None else {k: v.detach() for k, v in at.items()}
+    def __init__(self, model: nn.Module, point: Mapping[str, Tensor] | Any = None, *,
+                 batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
+                 buffers: Mapping[str, Tensor] | None = None, wrt: ParamSelection = "all",
+                 options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None) -> None:
+        if options.bn not in (None, "keep"):
+            raise InputError(f"HessianOperator evaluates in eval mode with the given buffers "
+                             f"(bn='keep'); options.bn={options.bn!r} is not supported")
+        if buffers is None and isinstance(getattr(point, "buffers", None), Mapping):
+            buffers = point.buffers  # a LoadedCheckpoint's own statistics
+        if point is None:
+            point = parameters_of(model)
+        elif isinstance(point, nn.Module):
+            point, buffers = parameters_of(point), buffers_of(point) if buffers is None else buffers
+        else:
+            point = {k: v.detach() for k, v in getattr(point, "params", point).items()}
         shapes = {k: v.shape for k, v in point.items()}
-        self.names = select_parameters(list(point), params, shapes)
+        self.wrt = wrt
+        self.names = select_parameters(list(point), wrt, shapes)
         first = point[self.names[0]]
+        device = options.device
         device = torch.device(device) if device is not None else first.device
         dtype = dtype if dtype is not None else first.dtype
         if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+            raise InputError(f"dtype must be a floating dtype, got {dtype}")
         chosen = set(self.names)
+        #: the values of the selected parameters θ (the point), keyed by name
         self.params: ParamDict = {k: _cast(point[k], device, dtype) for k in self.names}
-        fixed = {k: _cast(v, device, dtype) for k, v in point.items() if k not in chosen}
+        # every other parameter is held fixed at the point's value, else the model's (frozen
+        # ones included, which parameters_of leaves out), cast like the selected ones
+        every = {k: v.detach() for k, v in model.named_parameters()}
+        fixed = {k: _cast(v, device, dtype) for k, v in {**every, **point}.items()
+                 if k not in chosen}
         bufs = buffers_of(model) if buffers is None else dict(buffers)
         fixed.update({k: _cast(v, device, dtype) for k, v in bufs.items()})
         self._fixed = fixed
@@ -251,12 +276,12 @@ class HessianOperator(SymmetricOperator):
             self.batches.append((x, y))
             sizes.append(_batch_size(x, y))
         if not self.batches:
-            raise ValueError("HessianOperator needs at least one batch")
+            raise InputError("HessianOperator needs at least one batch")
         self.num_examples = sum(sizes)
         # n_b / N: the weight of each batch's mean loss in the data set's mean loss.
         self.batch_weights = [n / self.num_examples for n in sizes]
         self.model = model
-        self.loss_fn = loss_fn
+        self.loss_fn = options.loss_fn
 
     def to_dict(self, vector: Tensor) -> ParamDict:
         """A flat vector (e.g. an eigenvector) as a name-keyed dict of the selected parameters."""
@@ -273,7 +298,7 @@ class HessianOperator(SymmetricOperator):
     def _batch_loss(self, params: Mapping[str, Tensor], x: Any, y: Any) -> Tensor:
         args = tuple(x) if isinstance(x, tuple) else (x,)
         out = functional_call(self.model, {**self._fixed, **params}, args)
-        return self.loss_fn(out, y)
+        return batch_mean(self.loss_fn(out, y))
 
     def _matvec(self, v: Tensor) -> Tensor:
         vs = unflatten(v, self.params)

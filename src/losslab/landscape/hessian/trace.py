@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from losslab.errors import InputError
+
 from .operator import random_vector
 
 __all__ = ["TraceResult", "hutchinson", "hutch_plus_plus"]
@@ -58,7 +60,7 @@ def hutchinson(op, num_samples: int = 100, seed: int = 0, distribution: str = "r
     ``num_samples``.
     """
     if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        raise InputError(f"num_samples must be >= 1, got {num_samples}")
     gen = torch.Generator().manual_seed(seed)
     values: list[float] = []
     converged = None if tol is None else False
@@ -85,7 +87,7 @@ def hutch_plus_plus(op, num_products: int = 99, seed: int = 0,
     (the first part is exact given Q). When Q spans the whole space the trace is exact.
     """
     if num_products < 3:
-        raise ValueError(f"Hutch++ needs at least 3 products, got {num_products}")
+        raise InputError(f"Hutch++ needs at least 3 products, got {num_products}")
     gen = torch.Generator().manual_seed(seed)
     n, dtype, device = op.size, op.dtype, op.device
     s = min(num_products // 3, n)

@@ -4,6 +4,7 @@ A backend takes the study directory and the run ids to execute, and calls ``on_d
 with ``{"run_id", "status", "error"}`` as each run ends, in completion order.
 """
 
+from losslab.errors import InputError
 from losslab.studies.backends.local import LocalBackend
 from losslab.studies.backends.ray_backend import RayBackend
 
@@ -14,9 +15,9 @@ def make_backend(name: str, *, workers: int | None = None, cpus_per_run: float =
                  gpus_per_run: float = 0.0, address: str | None = None):
     if name == "local":
         if address is not None:
-            raise ValueError("--address is for the Ray backend (--backend ray)")
+            raise InputError("--address is for the Ray backend (--backend ray)")
         return LocalBackend(workers=workers, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     if name == "ray":
         return RayBackend(address=address, workers=workers, cpus_per_run=cpus_per_run,
                           gpus_per_run=gpus_per_run)
-    raise ValueError(f"unknown backend {name!r}; allowed: local, ray")
+    raise InputError(f"unknown backend {name!r}; allowed: local, ray")

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from losslab.errors import InputError
+
 __all__ = ["LocalBackend", "default_workers"]
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class LocalBackend:
                  gpus_per_run: float = 0.0, poll_seconds: float = 0.1):
         self.workers = workers or default_workers(cpus_per_run, gpus_per_run)
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise InputError(f"workers must be >= 1, got {self.workers}")
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.gpus = _gpu_count()
         self.poll_seconds = poll_seconds

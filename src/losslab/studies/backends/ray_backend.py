@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from losslab.errors import DependencyError
+
 __all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class RayBackend:
         try:
             import ray
         except ImportError:
-            raise RuntimeError("the Ray backend needs ray: pip install 'losslab[all]' "
+            raise DependencyError("the Ray backend needs ray: pip install 'losslab[all]' "
                                "(or pip install ray)") from None
         self._owns_instance = not ray.is_initialized()
         if self._owns_instance:

@@ -30,6 +30,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from losslab.errors import InputError
+
 __all__ = ["ObjectiveGuard", "ObjectiveMode", "OBJECTIVE_MODES"]
 
 ObjectiveMode = Literal["eval", "train"]
@@ -45,7 +47,7 @@ class ObjectiveGuard:
 
     def __init__(self, module: nn.Module | None, mode: str = "eval") -> None:
         if mode not in OBJECTIVE_MODES:
-            raise ValueError(f"objective_mode must be one of {', '.join(OBJECTIVE_MODES)}, "
+            raise InputError(f"objective_mode must be one of {', '.join(OBJECTIVE_MODES)}, "
                              f"got {mode!r}")
         if module is not None and not isinstance(module, nn.Module):
             raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")

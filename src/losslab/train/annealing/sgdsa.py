@@ -49,7 +49,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from losslab.train.annealing.ssa import Closure, _Annealer
+from losslab.errors import InputError
+from losslab.train.annealing.base import Annealer, Closure
 from losslab.train.annealing.temperature import CoolingSchedule
 
 __all__ = ["SGDSA", "H1", "H2", "LR_SETS"]
@@ -64,17 +65,17 @@ LR_SETS: dict[str, tuple[float, ...]] = {"H1": H1, "H2": H2}
 def _resolve_lrs(lrs: str | Sequence[float]) -> tuple[float, ...]:
     if isinstance(lrs, str):
         if lrs.upper() not in LR_SETS:
-            raise ValueError(f"unknown learning-rate set {lrs!r}; allowed: {', '.join(LR_SETS)}")
+            raise InputError(f"unknown learning-rate set {lrs!r}; allowed: {', '.join(LR_SETS)}")
         return LR_SETS[lrs.upper()]
     out = tuple(float(x) for x in lrs)
     if not out:
-        raise ValueError("lrs must hold at least one learning rate")
+        raise InputError("lrs must hold at least one learning rate")
     if not all(x > 0 and math.isfinite(x) for x in out):
-        raise ValueError(f"learning rates must be positive numbers, got {out}")
+        raise InputError(f"learning rates must be positive numbers, got {out}")
     return out
 
 
-class SGDSA(_Annealer):
+class SGDSA(Annealer):
     """SGD with simulated annealing (thesis Algorithm 7); see the module docstring.
 
     Args:
@@ -95,7 +96,7 @@ class SGDSA(_Annealer):
     and the gradients are left as the closure computed them.
     """
 
-    _COUNTERS = _Annealer._COUNTERS + ("eta_sum",)
+    _COUNTERS = Annealer._COUNTERS + ("eta_sum",)
 
     def __init__(self, params: Iterable, lrs: str | Sequence[float] = H1,
                  temperature: CoolingSchedule | float | None = None, alpha: float = 0.93,
@@ -103,7 +104,7 @@ class SGDSA(_Annealer):
                  loss_scale: float = 1.0, lr: float = 1.0, module: nn.Module | None = None,
                  objective_mode: str = "eval") -> None:
         if not (lr >= 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a non-negative number, got {lr!r}")
+            raise InputError(f"lr must be a non-negative number, got {lr!r}")
         super().__init__(params, {"lr": float(lr)}, temperature, alpha, loss_scale,
                          generator, seed, module, objective_mode)
         self._set_lrs(_resolve_lrs(lrs))
@@ -117,7 +118,7 @@ class SGDSA(_Annealer):
     def step(self, closure: Closure) -> Tensor:  # type: ignore[override]
         """One SGD-SA move on the closure's minibatch; returns L0, the objective before it."""
         if closure is None:
-            raise ValueError("SGDSA.step needs a closure (see the closure convention)")
+            raise InputError("SGDSA.step needs a closure (see the closure convention)")
         guard = self.guard
         eval_mode = guard.active and guard.mode == "eval"
         guard.save("w")                                         # B0 (nothing without buffers)

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from losslab.errors import InputError, NotFoundError, OptionTypeError
+
 __all__ = ["CoolingSchedule", "ExponentialCooling", "LinearCooling", "as_cooling",
            "metropolis_accept"]
 
@@ -50,7 +52,7 @@ class CoolingSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unknown = set(state) - set(vars(self))
         if unknown:
-            raise KeyError(f"{type(self).__name__}: unknown state keys {sorted(unknown)}")
+            raise NotFoundError(f"{type(self).__name__}: unknown state keys {sorted(unknown)}")
         for k, v in state.items():
             setattr(self, k, v)
 
@@ -64,9 +66,9 @@ class ExponentialCooling(CoolingSchedule):
 
     def __init__(self, t0: float = 1.0, alpha: float = 0.97) -> None:
         if not t0 >= 0:
-            raise ValueError(f"t0 must be >= 0, got {t0!r}")
+            raise InputError(f"t0 must be >= 0, got {t0!r}")
         if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+            raise InputError(f"alpha must be in (0, 1], got {alpha!r}")
         super().__init__()
         self.t0, self.alpha = float(t0), float(alpha)
 
@@ -81,9 +83,9 @@ class LinearCooling(CoolingSchedule):
 
     def __init__(self, t0: float = 1.0, t_end: float = 0.0, epochs: int = 100) -> None:
         if not (t0 >= 0 and t_end >= 0):
-            raise ValueError(f"temperatures must be >= 0, got t0={t0!r}, t_end={t_end!r}")
+            raise InputError(f"temperatures must be >= 0, got t0={t0!r}, t_end={t_end!r}")
         if int(epochs) < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+            raise InputError(f"epochs must be >= 1, got {epochs!r}")
         super().__init__()
         self.t0, self.t_end, self.epochs = float(t0), float(t_end), int(epochs)
 
@@ -100,7 +102,7 @@ def as_cooling(temperature: CoolingSchedule | float | None, alpha: float,
         return temperature
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
         return ExponentialCooling(float(temperature), alpha)
-    raise TypeError(f"temperature must be a number or a CoolingSchedule, got {temperature!r}")
+    raise OptionTypeError(f"temperature must be a number or a CoolingSchedule, got {temperature!r}")
 
 
 def metropolis_accept(delta: Tensor, temperature: float, u: Tensor) -> tuple[Tensor, Tensor]:

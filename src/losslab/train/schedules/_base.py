@@ -16,6 +16,8 @@ import math
 
 from torch.optim.lr_scheduler import LRScheduler
 
+from losslab.errors import InputError
+
 __all__ = ["ClosedFormSchedule", "cosine_anneal", "check_int"]
 
 
@@ -32,7 +34,7 @@ def cosine_anneal(base_lr: float, eta_min: float, position: int | float, period:
 def check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as an int, or a ``ValueError`` naming ``name`` (bools are rejected)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 
+from losslab.errors import InputError
 from losslab.train.schedules._base import ClosedFormSchedule, check_int
 
 __all__ = ["DMCSchedule"]
@@ -44,10 +45,10 @@ class DMCSchedule(ClosedFormSchedule):
         self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
         self.epochs = check_int("epochs", epochs, 1)
         if not 0 <= flat < decay_end <= 1:
-            raise ValueError(f"need 0 <= flat < decay_end <= 1, got flat={flat!r}, "
+            raise InputError(f"need 0 <= flat < decay_end <= 1, got flat={flat!r}, "
                              f"decay_end={decay_end!r}")
         if final_factor < 0:
-            raise ValueError(f"final_factor must be >= 0, got {final_factor!r}")
+            raise InputError(f"final_factor must be >= 0, got {final_factor!r}")
         self.flat, self.decay_end, self.final_factor = float(flat), float(decay_end), float(final_factor)
         super().__init__(optimizer, last_epoch)
 

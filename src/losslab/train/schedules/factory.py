@@ -26,6 +26,7 @@ from typing import Any, Final
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from losslab.errors import InputError
 from losslab.train.schedules.constant import ConstantSchedule
 from losslab.train.schedules.cosine import CosineSchedule
 from losslab.train.schedules.cosine_restarts import CosineWarmRestartsSchedule
@@ -68,10 +69,10 @@ EPOCH_PARAMS: Final[frozenset[str]] = frozenset(
 
 def _iters(name: str, epochs: Any, steps_per_epoch: int, minimum: int) -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs):
-        raise ValueError(f"{name} must be a number of epochs, got {epochs!r}")
+        raise InputError(f"{name} must be a number of epochs, got {epochs!r}")
     steps = round(epochs * steps_per_epoch)
     if steps < minimum:
-        raise ValueError(f"{name}={epochs!r} epochs is {steps} iterations at {steps_per_epoch} "
+        raise InputError(f"{name}={epochs!r} epochs is {steps} iterations at {steps_per_epoch} "
                          f"steps per epoch; need at least {minimum}")
     return steps
 
@@ -90,23 +91,23 @@ def build_schedule(name: str, optimizer: Optimizer, *, steps_per_epoch: int, epo
                        step_size=50, gamma=0.1, restart_every=150)
     """
     if name not in SCHEDULE_PARAMS:
-        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULE_PARAMS)}")
+        raise InputError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULE_PARAMS)}")
     allowed = SCHEDULE_PARAMS[name]
     for key in params:
         if key not in allowed:
-            raise ValueError(f"schedule {name!r} has no parameter {key!r}; allowed: "
+            raise InputError(f"schedule {name!r} has no parameter {key!r}; allowed: "
                              f"{', '.join(allowed) or 'none'}")
     missing = [key for key, default in allowed.items() if default is REQUIRED and key not in params]
     if missing:
-        raise ValueError(f"schedule {name!r} is missing required parameter(s) "
+        raise InputError(f"schedule {name!r} is missing required parameter(s) "
                          f"{', '.join(map(repr, missing))}; allowed: {', '.join(allowed)}")
     for key, value, least in (("steps_per_epoch", steps_per_epoch, 1), ("epochs", epochs, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+            raise InputError(f"{key} must be an integer >= {least}, got {value!r}")
     p = {**allowed, **params}
     spe, total = steps_per_epoch, epochs * steps_per_epoch
     if name in ("linear", "cosine", "snapshot", "dmc") and total < 1:
-        raise ValueError(f"schedule {name!r} spans the whole run and needs epochs >= 1")
+        raise InputError(f"schedule {name!r} spans the whole run and needs epochs >= 1")
 
     if name == "constant":
         return ConstantSchedule(optimizer)
@@ -117,7 +118,7 @@ def build_schedule(name: str, optimizer: Optimizer, *, steps_per_epoch: int, epo
     if name == "multistep":
         milestones = p["milestones"]
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
-            raise ValueError(f"milestones must be a list of epochs, got {milestones!r}")
+            raise InputError(f"milestones must be a list of epochs, got {milestones!r}")
         return MultiStepSchedule(optimizer, [_iters("milestones", m, spe, 0) for m in milestones],
                                  p["gamma"])
     if name == "linear":

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch.optim import Optimizer
 
+from losslab.errors import InputError
 from losslab.train.schedules._base import ClosedFormSchedule, check_int
 
 __all__ = ["FGECycleSchedule"]
@@ -82,7 +83,7 @@ class FGECycleSchedule(ClosedFormSchedule):
 def _per_group(name: str, value: float | Sequence[float], groups: int) -> list[float]:
     values = [value] * groups if isinstance(value, (int, float)) else list(value)
     if len(values) != groups:
-        raise ValueError(f"{name} has {len(values)} values for {groups} param groups")
+        raise InputError(f"{name} has {len(values)} values for {groups} param groups")
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
-        raise ValueError(f"{name} must be non-negative numbers, got {value!r}")
+        raise InputError(f"{name} must be non-negative numbers, got {value!r}")
     return [float(v) for v in values]

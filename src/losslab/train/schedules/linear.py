@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 
+from losslab.errors import InputError
 from losslab.train.schedules._base import ClosedFormSchedule, check_int
 
 __all__ = ["LinearDecaySchedule"]
@@ -32,7 +33,7 @@ class LinearDecaySchedule(ClosedFormSchedule):
                  last_epoch: int = -1) -> None:
         self.total_steps = check_int("total_steps", total_steps, 1)
         if final_factor < 0:
-            raise ValueError(f"final_factor must be >= 0, got {final_factor!r}")
+            raise InputError(f"final_factor must be >= 0, got {final_factor!r}")
         self.final_factor = float(final_factor)
         super().__init__(optimizer, last_epoch)
 

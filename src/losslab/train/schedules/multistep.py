@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch.optim import Optimizer
 
+from losslab.errors import InputError
 from losslab.train.schedules._base import ClosedFormSchedule, check_int
 
 __all__ = ["MultiStepSchedule"]
@@ -33,7 +34,7 @@ class MultiStepSchedule(ClosedFormSchedule):
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
-            raise ValueError(f"milestones must be a sequence of integers, got {milestones!r}")
+            raise InputError(f"milestones must be a sequence of integers, got {milestones!r}")
         self.milestones = sorted(check_int("milestone", m, 0) for m in milestones)
         self.gamma = float(gamma)
         super().__init__(optimizer, last_epoch)

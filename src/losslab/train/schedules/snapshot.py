@@ -6,6 +6,7 @@ import math
 
 from torch.optim import Optimizer
 
+from losslab.errors import InputError
 from losslab.train.schedules._base import ClosedFormSchedule, check_int, cosine_anneal
 
 __all__ = ["SnapshotCosineSchedule"]
@@ -45,7 +46,7 @@ class SnapshotCosineSchedule(ClosedFormSchedule):
         self.total_steps = check_int("total_steps", total_steps, 1)
         self.cycles = check_int("cycles", cycles, 1)
         if cycles > total_steps:
-            raise ValueError(f"cycles ({cycles}) must not exceed total_steps ({total_steps})")
+            raise InputError(f"cycles ({cycles}) must not exceed total_steps ({total_steps})")
         super().__init__(optimizer, last_epoch)
 
     @property

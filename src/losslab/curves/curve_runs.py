@@ -1,10 +1,10 @@
-"""Curves from the command line and in studies: fit, evaluate, plane, as JSON-ready results.
+"""Curve runs: fit one, and evaluate or plane a fitted one, as JSON-ready results.
 
 ``fit_curve(start, end, out)`` trains a curve run whose config is the start run's own
 (architecture, data, optimizer, schedule) with the ``curve`` section set and ``overrides`` on
 top; ``evaluate_curve_run`` and ``plane_of_curve_run`` load a fitted curve from its run
 directory and return plain dicts (lists of floats) that ``losslab curve`` writes and the study
-analysis ``curve`` stores.
+analysis ``curve`` (:mod:`losslab.curves.study_analysis`) stores.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 from losslab.curves.evaluate import default_ts, evaluate_curve
 from losslab.curves.plane import curve_plane
 from losslab.curves.training import load_curve
-from losslab.ensembles.members import dataset_of, run_config_of, split_loader
-from losslab.landscape.study_analysis import as_list
+from losslab.jsonable import as_list
+from losslab.landscape.options import EvalOptions
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.config import apply_overrides, config_to_dict, parse_overrides, validate_config
-from losslab.train.run import resolve_device
+from losslab.runs.device import resolve_device
+from losslab.runs.rebuild import dataset_of, run_config_of, split_loader
 
 __all__ = ["fit_curve", "evaluate_curve_run", "plane_of_curve_run"]
 
@@ -31,13 +32,13 @@ def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int
               kind: str = "bezier", overrides: Sequence[str] = ()) -> Path:
     """Train a curve between ``start`` and ``end`` (run directories or checkpoint files) into
     the run directory ``out``, with the start run's config and ``overrides``."""
-    from losslab.train.run import train
+    from losslab.train.run import train_run
 
     base = config_to_dict(run_config_of(resolve_checkpoint(start)))
     base["curve"] = {**base.get("curve", {}), "start": str(start), "end": str(end),
                      "bends": bends, "kind": kind}
     config = validate_config(apply_overrides(base, parse_overrides(overrides)))
-    return train(config, out)
+    return train_run(config, out)
 
 
 def _loaded(path: str | Path, splits: Sequence[str]):
@@ -71,7 +72,7 @@ def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train"
     wd = float(config.optimizer.weight_decay)
     p = curve_plane(curve, batches=train, test_batches=test, weight_decay=wd,
                     extra_batches={split: more[0]} if more else None, grid=grid, margin=margin,
-                    device=device)
+                    options=EvalOptions(device=device))
     if split == "train":
         loss, acc = p.loss, p.acc
     elif split == "test":

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from losslab.errors import InputError
 from losslab.runs.config import TrainConfig, validate_config
 from losslab.runs.rundir import RunDir
 from losslab.studies.analyses import register_analysis
@@ -110,7 +111,7 @@ def time_repulsion(config: TrainConfig, *, counts: list[int], repeats: int = 5,
     """Interleaved epoch times and penalty-alone times for ``counts`` checkpoints (module
     docstring); ``config`` is a run's config. Returns per (logging, k) the summaries."""
     if repeats < 1 or calls < 1:
-        raise ValueError(f"repulsion_cost: repeats and calls must be >= 1, got {repeats}, {calls}")
+        raise InputError(f"repulsion_cost: repeats and calls must be >= 1, got {repeats}, {calls}")
     trainer = _timing_trainer(config)
     s = strength if strength is not None else (config.repulsion.strength or 10.0)
     pairs = [(on, k) for on in log_modes for k in counts]
@@ -222,11 +223,11 @@ def repulsion_cost(records: StudyRecords, *, variants: list[str] | None = None,
     at most ``max_runs`` of them (None: all). ``threads``: torch threads while timing (1: one core, as each of two study
     workers on two cores; None: leave as is)."""
     if max_checkpoints < 1:
-        raise ValueError(f"repulsion_cost: max_checkpoints must be >= 1, got {max_checkpoints}")
+        raise InputError(f"repulsion_cost: max_checkpoints must be >= 1, got {max_checkpoints}")
     runs = records.runs[records.runs["status"] == "finished"]
     unknown = [v for v in variants or [] if v not in records.variants]
     if unknown:
-        raise ValueError(f"repulsion_cost: unknown variants {unknown}; the study has "
+        raise InputError(f"repulsion_cost: unknown variants {unknown}; the study has "
                          f"{list(records.variants)}")
     runs = runs[runs["variant"].isin(variants)] if variants else runs
     configs = {r.run_id: validate_config(RunDir(r.run_dir).read_config())
@@ -237,7 +238,7 @@ def repulsion_cost(records: StudyRecords, *, variants: list[str] | None = None,
     if max_runs is not None:
         runs = runs.head(max_runs)
     if runs.empty:
-        raise ValueError("repulsion_cost: no finished runs with repulsion to rebuild and time "
+        raise InputError("repulsion_cost: no finished runs with repulsion to rebuild and time "
                          f"(variants: {variants or 'those with repulsion.strength > 0'})")
     counts = list(range(max_checkpoints + 1))
     before = torch.get_num_threads()

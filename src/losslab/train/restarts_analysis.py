@@ -1,5 +1,6 @@
-"""The study analysis ``loss_estimate_rmse``: how well k random minibatches estimate the
-training loss (the cold-restart thesis's Table 2.1).
+"""The study analysis of restarts, ``loss_estimate_rmse``: how well k random minibatches
+estimate the training loss, the estimate :class:`~losslab.train.restarts.ColdRestart` decides
+on (the cold-restart thesis's Table 2.1).
 
 For every saved epoch checkpoint of every finished run, the full training loss L (eval mode,
 the whole training split) is compared with ``repeats`` estimates from k random minibatches of
@@ -11,7 +12,8 @@ reported pooled over all runs (``rows``, beside the thesis's values) and per run
 ``rmse_1`` .. ``rmse_K`` for each run, so a finding can compare rmse_1 with rmse_10 across
 seeds). The thesis's values are on its loss scale, the mean cross-entropy divided by its batch
 size, 512: ``thesis_loss_scale: true`` puts ours on the same scale (``thesis_batch_size``,
-whatever the runs' batch size).
+whatever the runs' batch size). The losses are computed on the device the runs' config names
+(``device``; ``auto``: CUDA when available).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointSet
+from losslab.runs.device import resolve_device
+from losslab.runs.rebuild import dataset_of, run_config_of, split_loader, template_model
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
@@ -69,15 +74,12 @@ def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats:
                        role: str = "epoch", thesis_loss_scale: bool = False,
                        thesis_batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
     """RMSE of the k-minibatch training-loss estimate against the full training loss."""
-    from losslab.ensembles.members import dataset_of, run_config_of, split_loader, template_model
-
     if max_batches < 1 or repeats < 1 or thesis_batch_size < 1:
-        raise ValueError("loss_estimate_rmse: max_batches, repeats and thesis_batch_size must "
+        raise InputError("loss_estimate_rmse: max_batches, repeats and thesis_batch_size must "
                          "be >= 1")
     pooled: list[list[float]] = [[] for _ in range(max_batches)]
     per_run: list[dict[str, Any]] = []
     checkpoints = 0
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scale = 1.0 / thesis_batch_size if thesis_loss_scale else 1.0
     finished = records.runs[records.runs["status"] == "finished"]
     for run in finished.itertuples(index=False):
@@ -85,6 +87,7 @@ def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats:
         if not len(refs):
             continue
         config = run_config_of(refs[0])
+        device = resolve_device(config.device)  # the study's device, as its runs trained on
         batch_size = config.data.batch_size
         loader = split_loader(dataset_of(config), "train", batch_size, device)
         model = template_model(config).to(device).eval()
@@ -103,7 +106,7 @@ def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats:
         row.update({f"rmse_{k + 1}": _rmse(s) for k, s in enumerate(mine)})
         per_run.append(row)
     if not checkpoints:
-        raise ValueError(f"loss_estimate_rmse: no {role!r} checkpoints in the finished runs "
+        raise InputError(f"loss_estimate_rmse: no {role!r} checkpoints in the finished runs "
                          "(save some with checkpoints.every)")
     rows = [{"batches": k + 1, "rmse": _rmse(s),
              "thesis_rmse": THESIS_RMSE[k] if k < len(THESIS_RMSE) else None}

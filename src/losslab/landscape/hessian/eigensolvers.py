@@ -34,6 +34,8 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
+from losslab.errors import InputError
+
 from .operator import random_vector
 
 __all__ = ["EigenResult", "Tridiagonal", "lanczos", "lanczos_tridiagonal", "power_iteration"]
@@ -115,7 +117,7 @@ def lanczos_tridiagonal(op, start: Tensor, steps: int, *, reorthogonalize: bool 
     n = op.size
     steps = min(int(steps), n)
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InputError(f"steps must be >= 1, got {steps}")
     dtype, device = op.dtype, op.device
     keep = keep_basis or reorthogonalize
     basis = torch.empty((steps, n), dtype=dtype, device=device) if keep else None
@@ -199,9 +201,9 @@ def lanczos(op, k: int = 1, which: str = "largest", max_iter: int = 100, tol: fl
     is found once (unless the Krylov space is exhausted and the run restarts).
     """
     if which not in ("largest", "smallest", "both"):
-        raise ValueError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
+        raise InputError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
     if k < 1 or k > op.size:
-        raise ValueError(f"k must be in [1, {op.size}], got {k}")
+        raise InputError(f"k must be in [1, {op.size}], got {k}")
     need = min(k * (2 if which == "both" else 1), op.size)
     gen = torch.Generator().manual_seed(seed)
     if start is None:
@@ -249,9 +251,9 @@ def power_iteration(op, k: int = 1, max_iter: int = 1000, tol: float = 1e-4, see
     Power iteration converges like |λ_2/λ_1|^t: slowly for a small gap (see :func:`lanczos`).
     """
     if k < 1 or k > op.size:
-        raise ValueError(f"k must be in [1, {op.size}], got {k}")
+        raise InputError(f"k must be in [1, {op.size}], got {k}")
     if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        raise InputError(f"max_iter must be >= 1, got {max_iter}")
     gen = torch.Generator().manual_seed(seed)
     dtype, device = op.dtype, op.device
     tiny = float(torch.finfo(dtype).tiny)

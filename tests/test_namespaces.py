@@ -1,0 +1,33 @@
+"""Every module is reachable by its dotted path, and no package member hides a module."""
+
+import importlib
+import pkgutil
+
+import pytest
+
+import losslab
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(losslab.__path__, "losslab."))
+
+
+def test_there_are_modules_to_check():
+    assert {"losslab.train.schedules", "losslab.landscape.hessian.eigensolvers"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_imports_by_dotted_path_after_import_losslab(name):
+    module = importlib.import_module(name)
+    parent, _, child = name.rpartition(".")
+    # the parent's attribute of that name is the module itself, not a function or class
+    assert getattr(importlib.import_module(parent), child) is module
+
+
+@pytest.mark.parametrize("package", ["losslab", "losslab.train", "losslab.runs", "losslab.data",
+                                     "losslab.landscape", "losslab.landscape.hessian",
+                                     "losslab.ensembles", "losslab.curves", "losslab.models",
+                                     "losslab.studies", "losslab.report"])
+def test_every_public_name_resolves(package):
+    module = importlib.import_module(package)
+    assert module.__doc__, f"{package} has no docstring"
+    missing = [n for n in module.__all__ if getattr(module, n, None) is None]
+    assert not missing, f"{package}.__all__ names what it does not have: {missing}"
