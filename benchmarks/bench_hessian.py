@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from losslab.data import load_dataset
 from losslab.landscape.hessian import HessianOperator, MatrixOperator, lanczos, power_iteration
+from losslab.landscape.options import EvalOptions
 from losslab.models import create_model
 
 
@@ -65,8 +66,8 @@ def cnn_operator(train_epochs: int, seed: int = 0) -> HessianOperator:
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
-    return HessianOperator(model, F.cross_entropy, list(zip(x.split(256), y.split(256), strict=True)),
-                           dtype=torch.float32)
+    return HessianOperator(model, batches=list(zip(x.split(256), y.split(256), strict=True)),
+                           options=EvalOptions(loss_fn=F.cross_entropy), dtype=torch.float32)
 
 
 def compare(name: str, op, reference: float | None, args) -> None:

@@ -65,3 +65,33 @@ def test_a_failed_start_in_an_existing_directory_keeps_its_files(tmp_path):
     result = _cli("train", "--out", str(tmp_path), "--set", "model.name=nope")
     assert result.returncode == 2
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    import pytest
+
+    import losslab.cli as cli
+    from losslab.errors import InputError
+
+    def user_error(args):
+        raise InputError("grid x: expected (lo, hi, n)\nwith an int n")
+
+    def bug(args):
+        return None + 1  # a programming error deep in the library
+
+    monkeypatch.setattr(cli, "cmd_models", user_error)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err == "losslab: error: grid x: expected (lo, hi, n) with an int n\n"
+    monkeypatch.setattr(cli, "cmd_models", bug)
+    with pytest.raises(TypeError):  # not a one-line "error": the traceback reaches the user
+        main(["models"])
+    monkeypatch.setattr(cli, "cmd_models", lambda args: {}["missing"])
+    with pytest.raises(KeyError):
+        main(["models"])
+
+
+def test_a_missing_run_directory_is_a_one_line_error(tmp_path):
+    r = _cli("resume", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("losslab: error: ") and r.stderr.count("\n") == 1

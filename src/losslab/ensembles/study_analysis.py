@@ -27,6 +27,8 @@ that study findings read as ``<analysis id>.<key>``: ``ensemble_acc``; ``mean_me
 final_acc; ``agreement``, the share of examples on which all members predict the same class;
 ``mean_disagreement``, the mean over member pairs of the share predicted differently;
 ``ensemble_nll`` and ``n_members``.
+
+The repulsion thesis: P. N. von Bachmann, Bachelor thesis, University of Tübingen, 2020.
 """
 
 from __future__ import annotations

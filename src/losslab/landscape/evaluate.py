@@ -20,7 +20,7 @@ BatchNorm policy is an explicit, recorded option:
 * ``bn="keep"``: every point uses the centre's (or start model's) running statistics, as the
   reference tool does;
 * ``bn="recompute"``: at every point the running statistics are reset and re-estimated by a
-  pass over ``recompute_batches`` (default: the evaluation batches) in train mode, with a
+  pass over ``options.recompute_batches`` (default: the evaluation batches) in train mode, with a
   cumulative average (``momentum=None``) as :func:`torch.optim.swa_utils.update_bn` does:
   running_mean is the mean of the per-batch means, running_var the mean of the per-batch
   unbiased variances. The pass runs through ``functional_call`` on a copy of the buffers;
@@ -33,10 +33,11 @@ BatchNorm policy is an explicit, recorded option:
 
 Data are any re-iterable collection of ``(x, y)`` batches already on the device (a list, a
 :class:`~losslab.data.loader.DeviceLoader` without shuffling or augmentation, or
-:func:`subset_batches`). The loss function returns per-example losses (default
-cross-entropy with ``reduction="none"``), so each point also gets the standard error of its
-mean loss, ``std / √n`` (meaningful as the error of a random subset's estimate of the full
-data set's loss); a loss function returning a scalar batch mean gives ``nan`` errors.
+:func:`subset_batches`). The policies and the loss are :class:`~losslab.landscape.options.EvalOptions`;
+by the loss contract (:mod:`~losslab.landscape.options`) the loss returns per-example losses, so
+each point also gets the standard error of its mean loss, ``std / √n`` (meaningful as the error
+of a random subset's estimate of the full data set's loss); a loss returning a scalar batch mean
+gives ``nan`` errors. Grids follow :mod:`~losslab.landscape.grid`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Example::
 
     traj = list(CheckpointSet.from_run("runs/digits", role="epoch").load_all())
     dirs, evr, coords = pca_directions(traj)                # coords[-1] == (0, 0)
-    surf = surface(model, traj[-1], dirs, batches=test, xrange=(-x, x, 21), ...)
+    surf = surface(model, traj[-1], dirs, batches=test, grid=(-x, x, 21))
 """
 
 from __future__ import annotations

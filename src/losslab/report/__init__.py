@@ -8,14 +8,6 @@ Public API: :func:`build_report`, :class:`Section` and :func:`register_section` 
 analysis gets its own section), and the figure descriptions.
 """
 
-from losslab.report import (  # noqa: F401  (these modules register analysis sections)
-    annealing_sections,
-    compare_section,
-    curve_sections,
-    ensemble_sections,
-    landscape_sections,
-    repulsion_section,
-)
 from losslab.report.figures import (
     BarFigure,
     BarSeries,

@@ -5,6 +5,9 @@ accepted below and rejected on top, with a red line where ε was divided by 10 (
 and 4.2). :class:`StackedBarFigure` describes that plot neutrally; :func:`register_renderers`
 adds its plotly and matplotlib renderers to the two backends. It is called by the section
 builder, when a report is drawn, so importing this module imports no plotting library.
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """Report sections of ``published`` (ours beside a paper's numbers), ``loss_estimate_rmse``
 (the thesis's Table 2.1) and ``annealing_moves`` (its Figs 3.3/3.4 and 4.1/4.2: worsening moves
 per epoch, accepted and rejected, with the ε drops marked, and the acceptance probability of
-every worsening move against the training step)."""
+every worsening move against the training step).
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
+"""
 
 from __future__ import annotations
 

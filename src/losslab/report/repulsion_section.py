@@ -1,4 +1,8 @@
-"""The report section of ``repulsion_cost``: epoch time against the number of checkpoints."""
+"""The report section of ``repulsion_cost``: epoch time against the number of checkpoints.
+
+Source: P. N. von Bachmann, Bachelor thesis on checkpoint repulsion ("distance function"),
+Wilhelm-Schickard-Institut für Informatik, University of Tübingen, 2020 ("the thesis").
+"""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import pandas as pd
 from markupsafe import escape
 
 from losslab.errors import InputError
+from losslab.plugins import REPORT_SECTIONS, load_plugins
 
 if TYPE_CHECKING:
     from losslab.studies.records import StudyRecords
@@ -89,7 +90,9 @@ def register_section(analysis_name: str, *, replace: bool = False) -> Callable[[
 
 
 def section_builder(analysis_name: str) -> SectionBuilder | None:
-    """The builder registered for ``analysis_name``, or None."""
+    """The builder registered for ``analysis_name`` (the ``losslab.report_sections`` entry
+    points are imported first, :mod:`losslab.plugins`), or None."""
+    load_plugins(REPORT_SECTIONS)
     return _BUILDERS.get(analysis_name)
 
 
@@ -144,7 +147,7 @@ def analysis_sections(records: StudyRecords) -> list[Section]:
     for name, data in (records.analyses or {}).items():
         # The file is named by the analysis's id; the analysis itself is recorded inside.
         kind = data.get("analysis", name) if isinstance(data, dict) else name
-        builder = _BUILDERS.get(kind)
+        builder = section_builder(kind)
         if _is_failure(data):
             sections.append(_failed_analysis_section(name, data))
             continue

@@ -4,6 +4,9 @@ A run is described entirely by a :class:`TrainConfig`. YAML files and ``--set KE
 overrides (dotted keys address the tree, e.g. ``optimizer.lr=0.1``) are merged into a plain
 dict and validated here, so a typo fails before any work starts, with a message that names
 the key and the nearest valid ones, or the value and what is allowed.
+
+The annealing values are those of M. Stringher, "Unconventional Training of Deep Neural
+Networks", Master's thesis, University of Padova, 2019 ("the thesis" below).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from losslab.errors import InputError
+from losslab.plugins import ANALYSES, load_plugins
 from losslab.studies.records import StudyRecords
 from losslab.studies.stats import difference, mean_ci
 
@@ -39,15 +40,9 @@ def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
 
 
 def _load_builtin() -> None:
-    """Import the capabilities that register analyses (lazily: they import this module)."""
-    import losslab.curves.study_analysis  # noqa: F401
-    import losslab.ensembles.budgets  # noqa: F401
-    import losslab.ensembles.study_analysis  # noqa: F401
-    import losslab.landscape.study_analysis  # noqa: F401
-    import losslab.studies.annealing_moves  # noqa: F401
-    import losslab.studies.published  # noqa: F401
-    import losslab.train.repulsion_cost  # noqa: F401
-    import losslab.train.restarts_analysis  # noqa: F401
+    """Import the capabilities that register analyses: the ``losslab.analyses`` entry points
+    (:mod:`losslab.plugins`; lazily, since they import this module)."""
+    load_plugins(ANALYSES)
 
 
 def list_analyses() -> dict[str, str]:

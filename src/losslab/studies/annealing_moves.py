@@ -12,6 +12,9 @@ that say whether annealing acted:
     both_share       share of epochs with at least one accepted AND one rejected worsening move
     eps_drops        times ε was divided (SSA; 0 for SGD-SA)
     prob_first, prob_last   mean acceptance probability over the first / last ``k`` epochs
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

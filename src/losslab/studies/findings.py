@@ -6,7 +6,7 @@ file lists them under ``findings``::
     findings:
       - id: distance_grows
         claim: "the distance to the checkpoint grows faster than without the penalty"
-        source: "Checkpoint-repulsion thesis, sec. 3.1, Fig. 3.2"
+        source: "von Bachmann 2020 (Tübingen), sec. 3.1, Fig. 3.2"
         metric: dist_ckpt_0          # a per-epoch metric, or "<analysis id>.<key>"
         at: final                    # how one run's epochs reduce to one number
         a: repulsion                 # a variant, or {variant:, metric:, at:} ...

@@ -17,6 +17,9 @@ scatter of the thesis's Figs 3.3 and 4.1, to ``annealing_moves.jsonl``: one line
 ``{"epoch", "steps", "step": [...], "prob": [...], "accepted": [0/1, ...]}`` with ``step`` the
 move's index within the epoch. The probabilities stay on the device during the epoch and are
 read with the counters, in the optimizer's one host sync per epoch.
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Optimizers named in a config: SGD (momentum, Nesterov, weight decay), Adam and AdamW."""
+"""Optimizers named in a config: SGD (momentum, Nesterov, weight decay), Adam and AdamW.
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ placed so far, 0 in the epoch that places it), ``repulsion_penalty`` (mean over 
 in the analytic mode ``task_grad_norm``, ``penalty_grad_norm`` and ``grad_cosine`` (the cosine
 between the task gradient and the penalty gradient), means over the epoch's steps. Running
 sums stay on the device; they are read once per epoch.
+
+Source: P. N. von Bachmann, Bachelor thesis on checkpoint repulsion ("distance function"),
+Wilhelm-Schickard-Institut für Informatik, University of Tübingen, 2020 ("the thesis").
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ Per k the result's ``per_count`` table gathers both (medians over runs). The ``p
 
 The earlier reading from the runs' own ``epoch_time`` (grouped by ``active_checkpoints``) stays
 as ``in_run``, labelled as what it is.
+
+Source: P. N. von Bachmann, Bachelor thesis on checkpoint repulsion ("distance function"),
+Wilhelm-Schickard-Institut für Informatik, University of Tübingen, 2020 ("the thesis").
 """
 
 from __future__ import annotations

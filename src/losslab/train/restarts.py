@@ -17,6 +17,9 @@ Use it in your own loop::
 
 or attach it to :class:`~losslab.train.trainer.Trainer` as a callback (``restarts.eps`` in a
 config does that).
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

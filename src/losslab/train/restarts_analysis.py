@@ -14,6 +14,9 @@ seeds). The thesis's values are on its loss scale, the mean cross-entropy divide
 size, 512: ``thesis_loss_scale: true`` puts ours on the same scale (``thesis_batch_size``,
 whatever the runs' batch size). The losses are computed on the device the runs' config names
 (``device``; ``auto``: CUDA when available).
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ schedule, the loss scale, the per-epoch counters and per-move record as device t
 once per epoch, so no step waits on the host), one scratch buffer per parameter, the
 Metropolis decision, and state dicts that restore all of it. Subclasses implement ``step``
 and ``epoch_end``, and add their own state with ``_extra_state``/``_load_extra_state``.
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations

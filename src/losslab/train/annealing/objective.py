@@ -19,6 +19,9 @@ things about the model matter for that comparison and for what a rejection resto
 
 Each submodule's ``training`` flag is restored individually after an evaluation, so a model
 whose parts are in different modes (a frozen BatchNorm in eval) comes back as it went in.
+
+Source: M. Stringher, "Unconventional Training of Deep Neural Networks", Master's thesis,
+University of Padova, 2019 ("the thesis").
 """
 
 from __future__ import annotations
