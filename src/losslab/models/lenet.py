@@ -1,9 +1,9 @@
 """LeNet, in the wider variant with 32/64 filters and a 1000-unit hidden layer.
 
 LeCun, Bottou, Bengio & Haffner 1998, "Gradient-based learning applied to document
-recognition" (LeNet-5). This is the widened "LeNet-like structure" of M. Stringher, "Unconventional Training of
-Deep Neural Networks" (Master's thesis, University of Padova, 2019, §3.4.1): LeNet's
-shape (two 5x5 convolutions, each followed by a 2x2 max-pool, then fully connected layers)
+recognition" (LeNet-5). This is the widened "LeNet-like structure" of M. Stringher,
+"Unconventional Training of Deep Neural Networks" (Master's thesis, University of Padova,
+2019, §3.4.1): LeNet's shape (two 5x5 convolutions, each followed by a 2x2 max-pool, then fully connected layers)
 with conv 32 -> conv 64 -> fc 1000 -> classifier, ReLU throughout.
 
 Differences from LeNet-5, on purpose: ``padding=2`` keeps each convolution size-preserving,
