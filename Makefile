@@ -1,11 +1,13 @@
 # Two commands on a fresh machine (Python 3.10+ with venv):
 #   make demo   set up .venv and run the demo study on the embedded digits; prints the report path
 #   make test   set up .venv with the test tools and run the test suite
+# and, while editing, `make test-fast`: the unit tests and doctests, without the end-to-end tests
+# (marker e2e), in under 2 minutes on 2 CPU cores.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 # torch is installed first and pinned by constraints.txt, so pip never resolves an
 # unpinned torch (which would pull a multi-gigabyte CUDA build on a CPU-only machine).
@@ -23,6 +25,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The fast loop: unit tests and doctests, without the end-to-end ones (marker e2e).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m 'not slow and not gpu and not e2e'
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -78,6 +78,7 @@ from losslab.data.splits import Split
 from losslab.landscape import Directions, points, surface
 from losslab.landscape.evaluate import evaluate_points, subset_batches
 from losslab.landscape.inference import FastForward
+from losslab.landscape.options import EvalOptions
 from losslab.params import buffers_of, parameters_of
 
 
@@ -257,7 +258,7 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
     bufs = {k: v.clone() for k, v in buffers_of(model).items()}
     dirs = Directions.random(center, n=2, normalization="filter", ignore="biasbn", seed=0)
     g, r = args.grid, args.range
-    xrange = yrange = (-r, r, g)
+    grid = (-r, r, g)
 
     ours_batches = DeviceLoader(split, args.batch, shuffle=False, mean=mean, std=std,
                                 device=device)
@@ -270,13 +271,15 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
            else build_reference(spec))
 
     def run_ours(batches, fast=True):
-        return surface(model, center, dirs, xrange=xrange, yrange=yrange, batches=batches,
-                       buffers=bufs, bn="keep", device=device,
-                       memory_format=args.memory_format if fast else "contiguous",
-                       fuse=fast and not args.no_fuse)
+        return surface(model, center, dirs, batches=batches, buffers=bufs, grid=grid,
+                       options=EvalOptions(bn="keep", device=device,
+                                           memory_format=args.memory_format if fast
+                                           else "contiguous",
+                                           fuse=fast and not args.no_fuse))
 
     # warm-up: one point each, untimed
-    evaluate_points(model, center, bufs, dirs, torch.zeros(1, 2), ours_batches, device=device)
+    evaluate_points(model, center, dirs, batches=ours_batches, coords=torch.zeros(1, 2),
+                    buffers=bufs, options=EvalOptions(device=device))
     ref.grid(np.zeros(1), np.zeros(1))
 
     # torch.compile rows: each variant compiled twice, first with inductor's caches as they are
@@ -293,8 +296,10 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
             g0, t0 = _graphs(), time.perf_counter()
             try:
                 with engine_forward(fwd):
-                    evaluate_points(model, center, bufs, dirs, torch.zeros(1, 2), ours_batches,
-                                    device=device, memory_format=args.memory_format)
+                    evaluate_points(model, center, dirs, batches=ours_batches,
+                                    coords=torch.zeros(1, 2), buffers=bufs,
+                                    options=EvalOptions(device=device,
+                                                        memory_format=args.memory_format))
             except Exception as err:  # no C++ compiler, an unsupported op: report, go on
                 print(f"{name}: torch.compile {v} ({args.compile_backend}) failed: "
                       f"{type(err).__name__}: {err}")
@@ -321,10 +326,10 @@ def compare(name: str, model: nn.Module, split: Split, mean, std, args, repeats:
                 ref_grid = ref.grid(xs, xs)
             else:
                 with engine_forward(compiled[which.split(":")[1]]):
-                    grids[which] = surface(model, center, dirs, xrange=xrange, yrange=yrange,
-                                           batches=ours_batches, buffers=bufs, bn="keep",
-                                           device=device, memory_format=args.memory_format,
-                                           fuse=False)
+                    grids[which] = surface(
+                        model, center, dirs, batches=ours_batches, buffers=bufs, grid=grid,
+                        options=EvalOptions(bn="keep", device=device,
+                                            memory_format=args.memory_format, fuse=False))
             _sync(device)
             times[which].append(time.perf_counter() - t0)
     points = g * g

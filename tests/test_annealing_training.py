@@ -10,6 +10,8 @@ from losslab.train.annealing_log import read_moves
 from losslab.train.callbacks import Callback
 from losslab.train.run import resume_run, train_run
 
+pytestmark = pytest.mark.e2e  # runs inside training, end to end: deselected by `make test-fast`
+
 BASE = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128",
         "schedule.name=constant"]
 

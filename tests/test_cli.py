@@ -3,8 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from losslab.cli import main
 from losslab.runs.metrics import read_metrics
+
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
 
 
 def _cli(*args):

@@ -1,9 +1,12 @@
 """The study analysis `curve`: a curve between two seeds' final models, fitted once as a run of
 its own, evaluated along t and drawn on its plane in the report."""
 
+import pytest
 import yaml
 
 from losslab.studies import load_records, run_study
+
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
 
 
 def test_curve_analysis_in_a_study(tmp_path):

@@ -2,11 +2,15 @@
 
 import json
 
+import pytest
+
 from losslab.cli import main
 from losslab.curves.members import save_curve_points
 from losslab.runs.config import load_config
 from losslab.runs.metrics import read_metrics
 from losslab.train.run import train_run
+
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
 
 
 def test_curve_fit_evaluate_plane(tmp_path, capsys):

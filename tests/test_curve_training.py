@@ -14,6 +14,8 @@ from losslab.runs.rebuild import dataset_of, split_loader, template_model
 from losslab.train.callbacks import Callback
 from losslab.train.run import resume_run, train_run
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 QUIET = ["log.progress=false", "log.tensorboard=false"]
 
 

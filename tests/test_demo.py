@@ -8,6 +8,8 @@ from losslab.cli import main
 from losslab.runs.metrics import read_metrics
 from losslab.studies import load_records
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 
 def test_demo_runs_the_whole_study_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"

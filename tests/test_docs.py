@@ -35,6 +35,14 @@ def _name(path: Path) -> str:
 
 
 WITH_BLOCKS = [p for p in DOC_FILES if python_blocks(p)]
+# Blocks that train a run or read a data set exercise the whole stack: end to end (marker e2e,
+# run by `make test`, deselected by `make test-fast`); the others are unit-sized.
+END_TO_END = re.compile(r"\b(train_run|load_dataset|fit)\(")
+
+
+def _doc_param(path: Path):
+    e2e = any(END_TO_END.search(code) for _, code in python_blocks(path))
+    return pytest.param(path, id=_name(path), marks=[pytest.mark.e2e] if e2e else [])
 
 
 # -- checks on what a file's blocks left in their namespace ------------------------------------
@@ -65,7 +73,7 @@ def _check_curves(ns: dict, cwd: Path) -> None:
 
 
 def _check_ensembles(ns: dict, cwd: Path) -> None:
-    assert len(ns["members"]) == 2
+    assert len(ns["CheckpointSet"].from_run(cwd / "runs" / "sse", role="snapshot")) == 2
     probs = ns["probs"]
     assert probs.shape == (ns["x"].shape[0], 10)
     assert probs.sum(dim=1).sub(1).abs().max() < 1e-5
@@ -102,7 +110,7 @@ def _restore_report_sections(monkeypatch):
     monkeypatch.setattr(sections, "_BUILDERS", dict(sections._BUILDERS))
 
 
-@pytest.mark.parametrize("doc", WITH_BLOCKS, ids=_name)
+@pytest.mark.parametrize("doc", [_doc_param(p) for p in WITH_BLOCKS])
 def test_doc_python_blocks_run(doc, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     if _name(doc) == "docs/report.md":

@@ -16,6 +16,8 @@ from losslab.studies import load_records, run_study
 from losslab.train.run import resume_run, train_run
 from losslab.train.schedules import FGECycleSchedule, SnapshotCosineSchedule
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128"]
 STEPS_PER_EPOCH = 11  # digits: 1438 train - 144 val = 1294 examples, batches of 128
 

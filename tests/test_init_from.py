@@ -17,6 +17,8 @@ from losslab.studies import load_study, plan_runs, run_study
 from losslab.train.callbacks import Callback
 from losslab.train.run import train_run
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 LOG = {"progress": False, "tensorboard": False}
 IND = {"epochs": 6, "log": LOG, "data": {"batch_size": 128}, "model": {"name": "mlp"},
        "optimizer": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},

@@ -8,6 +8,8 @@ import yaml
 from losslab.report.landscape_sections import caption
 from losslab.studies import load_records, run_study
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 
 def test_landscape_analyses_in_a_study(tmp_path):
     study = {

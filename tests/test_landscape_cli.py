@@ -2,9 +2,13 @@
 
 import json
 
+import pytest
+
 from losslab.cli import main
 from losslab.runs.config import load_config
 from losslab.train.run import train_run
+
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
 
 
 def test_landscape_cli_surface_and_line(tmp_path, capsys):

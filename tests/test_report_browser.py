@@ -22,7 +22,7 @@ from test_report import make_records  # the shared synthetic study (tests/ is on
 
 from losslab.report import build_report
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]  # e2e: deselected by `make test-fast`
 
 TIMEOUT_S = 60
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,6 +10,8 @@ from losslab.runs.metrics import read_metrics
 from losslab.train.callbacks import Callback
 from losslab.train.run import build_trainer, resume_run, train_run
 
+pytestmark = pytest.mark.e2e  # runs inside training, end to end: deselected by `make test-fast`
+
 QUIET = ["log.progress=false", "log.tensorboard=false", "data.batch_size=128", "epochs=6",
          "repulsion.first=2", "repulsion.every=2", "repulsion.width=1.0"]
 

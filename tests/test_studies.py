@@ -20,6 +20,8 @@ from losslab.studies import load_records, load_study, plan_runs, run_study
 from losslab.studies.spec import variant_overrides
 from losslab.train.run import build_trainer
 
+pytestmark = pytest.mark.e2e  # end to end: deselected by `make test-fast`
+
 BASE = {"epochs": 2, "log": {"progress": False, "tensorboard": False}, "data": {"batch_size": 128}}
 
 
