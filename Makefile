@@ -26,9 +26,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# The fast loop: unit tests and doctests, without the end-to-end ones (marker e2e).
+# The fast loop: unit tests and doctests, without the end-to-end ones (marker e2e). One torch
+# thread unless OMP_NUM_THREADS says otherwise: these tensors are small, and on a busy 2-core
+# machine torch's thread pool spin-waits for the busy core (tests/test_models.py's forward and
+# vmap tests: 135-165 s with 2 threads, 21 s with 1). `make test` keeps torch's default, which
+# the studies' bit-for-bit comparisons of in-process and worker runs rely on.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m 'not slow and not gpu and not e2e'
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -m 'not slow and not gpu and not e2e'
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

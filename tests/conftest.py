@@ -1,19 +1,10 @@
 """Shared test set-up."""
-import os
 import random
 import warnings
 
 import numpy as np
 import pytest
 import torch
-
-# One intra-op thread for the session and the subprocesses it starts (the CLI; study workers set
-# their own), unless OMP_NUM_THREADS says otherwise: the tests' tensors are small, and on a busy
-# machine with few cores torch's thread pool spin-waits for the busy cores (tests/test_models.py's
-# forward and vmap tests, 2-core machine under load: 135-165 s with 2 threads, 21 s with 1).
-if "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

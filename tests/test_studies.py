@@ -10,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from losslab.cli import main
@@ -17,6 +18,7 @@ from losslab.runs.config import ConfigError, validate_config
 from losslab.runs.metrics import read_metrics
 from losslab.runs.rundir import RunDir
 from losslab.studies import load_records, load_study, plan_runs, run_study
+from losslab.studies.backends.local import LocalBackend
 from losslab.studies.spec import variant_overrides
 from losslab.train.run import build_trainer
 
@@ -138,7 +140,12 @@ def test_interrupted_run_resumes_within_the_study(tmp_path):
     (run_dir / "metrics.jsonl").unlink()
     run.state_path.unlink()
     trainer = build_trainer(validate_config(run.read_config()), run)
-    trainer.run_epoch(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(LocalBackend(workers=1).threads)  # as the study's worker: same sums
+    try:
+        trainer.run_epoch(1)
+    finally:
+        torch.set_num_threads(before)
     trainer.metrics_log.close()
     run.update_meta(status="running")
     outcome = run_study(path, out, workers=1)
@@ -164,8 +171,10 @@ def test_a_kept_worker_gives_each_run_what_a_fresh_process_gives(tmp_path):
     run_study(path, fresh, workers=1)
     for run_dir in sorted((fresh / "runs").iterdir()):
         shutil.rmtree(run_dir)
+        threads = str(LocalBackend(workers=1).threads)  # the kept worker's, not the ambient
         done = subprocess.run([sys.executable, "-m", "losslab.studies.worker", str(fresh),
-                               run_dir.name], capture_output=True, text=True)
+                               run_dir.name, "--threads", threads], capture_output=True,
+                              text=True)
         assert done.returncode == 0, done.stderr
         assert _strip_times(read_metrics(run_dir)) == _strip_times(
             read_metrics(kept.directory / "runs" / run_dir.name))
