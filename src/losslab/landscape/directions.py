@@ -37,12 +37,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from losslab.errors import InputError, MissingFileError
-from losslab.params import ParamDict, check_same_keys, dot, parameters_of, sub
+from losslab.params import ParamDict, buffers_of, check_same_keys, dot, parameters_of, sub
 from losslab.runs.atomic import atomic_write, atomic_write_json
 from losslab.runs.checkpoints import file_sha256
 
 __all__ = ["Directions", "as_params", "random_direction", "interpolation_direction",
-           "plane_through", "NORMALIZATIONS", "IGNORES"]
+           "plane_through", "own_buffers", "point_buffers", "directions_metadata",
+           "NORMALIZATIONS", "IGNORES"]
 
 NORMALIZATIONS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -61,6 +62,32 @@ def as_params(x: Any) -> ParamDict:
     if isinstance(x, Mapping):
         return dict(x)
     raise TypeError(f"expected a ParamDict, a LoadedCheckpoint or an nn.Module, got {type(x)}")
+
+
+def own_buffers(source: Any) -> ParamDict | None:
+    """The buffers that come with ``source`` (a module's, or a LoadedCheckpoint's), else None."""
+    if isinstance(source, nn.Module):
+        return buffers_of(source)
+    if isinstance(getattr(source, "buffers", None), Mapping):
+        return dict(source.buffers)
+    return None
+
+
+def point_buffers(point: Any, model: nn.Module, buffers: Mapping[str, Tensor] | None = None
+                  ) -> ParamDict:
+    """The buffers a map evaluates ``point`` with: ``buffers``, else the point's own (a module's
+    or a LoadedCheckpoint's), else the model's."""
+    if buffers is not None:
+        return dict(buffers)
+    own = own_buffers(point)
+    return own if own is not None else buffers_of(model)
+
+
+def directions_metadata(directions: Any, count: int) -> dict[str, Any]:
+    """What a result records about its directions: a :class:`Directions`' own metadata, else
+    that they were the user's."""
+    return (directions.metadata() if isinstance(directions, Directions)
+            else {"kind": "user", "count": count})
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

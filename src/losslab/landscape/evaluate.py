@@ -50,7 +50,13 @@ import torch
 from torch import Tensor, nn
 
 from losslab.errors import InputError
-from losslab.landscape.directions import Directions, as_params
+from losslab.landscape.directions import (
+    Directions,
+    as_params,
+    directions_metadata,
+    own_buffers,
+    point_buffers,
+)
 from losslab.landscape.grid import axis_of, plane_of
 from losslab.landscape.grid_io import (
     AXIS_CONVENTION,
@@ -65,7 +71,7 @@ from losslab.landscape.options import (
     loss_name,
 )
 from losslab.landscape.points import PointEvaluator
-from losslab.params import ParamDict, buffers_of, check_same_keys
+from losslab.params import ParamDict, check_same_keys
 
 __all__ = ["evaluate_points", "line", "surface", "subset_batches", "SubsetBatches"]
 
@@ -112,33 +118,8 @@ def subset_batches(source: Any, n: int, seed: int = 0, *, batch_size: int | None
     return SubsetBatches(batches, n=n, seed=int(seed), population=total)
 
 
-def _checkpoint_buffers(source: Any) -> ParamDict | None:
-    """The buffers a LoadedCheckpoint ``source`` carries, else None."""
-    if hasattr(source, "buffers") and isinstance(source.buffers, dict):
-        return dict(source.buffers)
-    return None
-
-
-def _own_buffers(source: Any) -> ParamDict | None:
-    """The buffers that come with ``source`` (a LoadedCheckpoint or a module), else None."""
-    return buffers_of(source) if isinstance(source, nn.Module) else _checkpoint_buffers(source)
-
-
-def _buffers_for(source: Any, model: nn.Module, buffers: ParamDict | None) -> ParamDict:
-    """``buffers``, else a checkpoint ``source``'s own, else the model's."""
-    if buffers is not None:
-        return dict(buffers)
-    own = _checkpoint_buffers(source)
-    return own if own is not None else buffers_of(model)
-
-
 def _data_meta(batches: Any) -> dict[str, Any]:
     return {"subset": batches.describe() if isinstance(batches, SubsetBatches) else None}
-
-
-def _dir_meta(directions: Any, count: int) -> dict[str, Any]:
-    return (directions.metadata() if isinstance(directions, Directions)
-            else {"kind": "user", "count": count})
 
 
 def evaluate_points(model: nn.Module, point: ParamDict | Any,
@@ -159,7 +140,7 @@ def evaluate_points(model: nn.Module, point: ParamDict | Any,
     """
     dirs = list(directions)
     coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
-    ev = PointEvaluator(model, as_params(point), _buffers_for(point, model, buffers), dirs,
+    ev = PointEvaluator(model, as_params(point), point_buffers(point, model, buffers), dirs,
                         batches, options=options, bn=options.bn_or("keep"))
     loss, acc, se = ev.evaluate(coords)
     return (loss, acc, se) if return_stderr else (loss, acc)
@@ -198,8 +179,8 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
         raise InputError("line needs exactly one of direction and end")
     start_p = as_params(point)
     a = axis_of(grid, name="alphas", exact=(0.0, 1.0) if end is not None else (0.0,))
-    start_b = _buffers_for(point, model, buffers)
-    end_b = end_buffers if end_buffers is not None else _own_buffers(end)
+    start_b = point_buffers(point, model, buffers)
+    end_b = end_buffers if end_buffers is not None else own_buffers(end)
     bn = options.bn_or("interpolate" if end is not None and end_b is not None else "keep")
     buffer_dirs = None
     if end is not None:
@@ -267,12 +248,12 @@ def surface(model: nn.Module, point: ParamDict | Any,
     yy, xx = torch.meshgrid(y, x, indexing="ij")  # point i*nx + j is (x[j], y[i])
     coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     center_p = as_params(point)
-    bufs = _buffers_for(point, model, buffers)
+    bufs = point_buffers(point, model, buffers)
     bn = options.bn_or("keep")
     ev = PointEvaluator(model, center_p, bufs, dirs, batches, options=options, bn=bn)
     meta = {"kind": "surface", "axis_convention": AXIS_CONVENTION, "indexing": "xy",
             "shape": [ny, nx], "bn": bn, "loss_fn": loss_name(options.loss_fn),
-            "directions": _dir_meta(directions, 2),
+            "directions": directions_metadata(directions, 2),
             "data": _data_meta(batches), "formula": "f(x, y) = L(θ* + x·d1 + y·d2)",
             "inference": ev.fast.describe(),
             "reference": "Li et al. 2018, arXiv:1712.09913"}

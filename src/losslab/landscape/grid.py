@@ -27,7 +27,7 @@ from torch import Tensor
 
 from losslab.errors import InputError
 
-__all__ = ["make_axis", "axis_of", "plane_of", "snap_exact"]
+__all__ = ["make_axis", "axis_of", "plane_of", "snap_exact", "is_count"]
 
 Axis = tuple[float, float, int] | Sequence[float] | Tensor | np.ndarray | int
 
@@ -65,6 +65,11 @@ def snap_exact(values: Tensor, exact: Sequence[float], what: str, hint: str = ""
     return values
 
 
+def is_count(spec: Any) -> bool:
+    """Whether an axis spec is a bare count ``n`` (a map's own range of ``n`` points)."""
+    return isinstance(spec, Integral) and not isinstance(spec, bool)
+
+
 def _is_range(spec: Any) -> bool:
     return (isinstance(spec, (tuple, list)) and len(spec) == 3
             and all(isinstance(v, Real) and not isinstance(v, bool) for v in spec)
@@ -75,7 +80,7 @@ def axis_of(spec: Axis, *, name: str = "x", exact: Sequence[float] = (0.0,),
             auto: Callable[[int], Tensor] | None = None) -> Tensor:
     """The coordinates of one axis: ``(lo, hi, n)``, explicit coordinates (a 1-D tensor or
     array), or, where the map gives its own range ``auto`` (a function of ``n``), ``n``."""
-    if isinstance(spec, Integral) and not isinstance(spec, bool):
+    if is_count(spec):
         if auto is None:
             raise InputError(f"grid {name}: a bare count ({spec}) needs a map that chooses its "
                              "own range; give (lo, hi, n)")

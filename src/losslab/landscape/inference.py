@@ -30,11 +30,11 @@ from losslab.landscape.fusion import (
     pointwise_kernel_works,
     trace,
 )
+from losslab.landscape.options import MEMORY_FORMATS
 from losslab.params import ParamDict
 
 __all__ = ["MEMORY_FORMATS", "FastForward", "resolve_memory_format"]
 
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def resolve_memory_format(choice: str, device: torch.device, params: ParamDict) -> str:

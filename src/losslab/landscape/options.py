@@ -30,7 +30,7 @@ __all__ = ["EvalOptions", "BN_POLICIES", "MEMORY_FORMATS", "cross_entropy_per_ex
            "batch_mean", "loss_name"]
 
 BN_POLICIES = ("keep", "recompute", "interpolate")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def cross_entropy_per_example(logits: Tensor, y: Tensor) -> Tensor:

@@ -54,8 +54,6 @@ class PointEvaluator:
         if (bn == "interpolate") != (buffer_dirs is not None):
             raise InputError("bn='interpolate' is for a line between two models, which gives "
                              "both models' buffers")
-        if points_per_call < 1:
-            raise InputError(f"points_per_call must be >= 1, got {points_per_call}")
         sets = dict(batches) if isinstance(batches, Mapping) else {"": batches}
         if not sets:
             raise InputError("batches is empty: no evaluation set")

@@ -38,12 +38,17 @@ import torch
 from torch import Tensor, nn
 
 from losslab.errors import InputError, NotFoundError
-from losslab.landscape.directions import Directions, as_params
+from losslab.landscape.directions import (
+    Directions,
+    as_params,
+    directions_metadata,
+    point_buffers,
+)
 from losslab.landscape.grid import plane_of
 from losslab.landscape.hessian.eigensolvers import lanczos
 from losslab.landscape.hessian.operator import HessianOperator, ParamSelection
 from losslab.landscape.options import EvalOptions, loss_name
-from losslab.params import ParamDict, buffers_of, check_same_keys
+from losslab.params import ParamDict, check_same_keys
 
 __all__ = ["RATIO_AXIS_CONVENTION", "RatioMapResult", "eigenvalue_ratio_map"]
 
@@ -128,10 +133,7 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     if max_iter < 1:
         raise InputError(f"max_iter must be >= 1, got {max_iter}")
     center_p = {k: v.detach() for k, v in as_params(point).items()}
-    if buffers is None:
-        source = point.buffers if isinstance(getattr(point, "buffers", None), Mapping) else None
-        buffers = source if source is not None else buffers_of(model)
-    bufs = {k: v.detach() for k, v in buffers.items()}
+    bufs = {k: v.detach() for k, v in point_buffers(point, model, buffers).items()}
     dirs = []
     for d in dirs_in:
         d = as_params(d)
@@ -166,12 +168,10 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                 callback(done, ny * nx)
     ratio = torch.where(lam_max != 0, (lam_min / lam_max).abs(),
                         torch.full_like(lam_max, float("nan")))
-    dir_meta = (directions.metadata() if isinstance(directions, Directions)
-                else {"kind": "user", "count": 2})
     meta = {"kind": "eigenvalue_ratio_map", "axis_convention": RATIO_AXIS_CONVENTION,
             "indexing": "xy", "shape": [ny, nx],
             "formula": "r(x, y) = |λmin / λmax| of ∇²L(θ* + x·d1 + y·d2)",
-            "loss_fn": loss_name(options.loss_fn), "directions": dir_meta,
+            "loss_fn": loss_name(options.loss_fn), "directions": directions_metadata(directions, 2),
             "hessian_wrt": wrt if isinstance(wrt, str) else list(wrt),
             "num_parameters": size, "num_examples": num_examples,
             "lanczos": {"k": 1, "which": "both", "max_iter": max_iter, "tol": tol,

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from losslab.errors import InputError
 from losslab.landscape.directions import as_params
 from losslab.landscape.evaluate import surface
-from losslab.landscape.grid import make_axis, plane_of
+from losslab.landscape.grid import is_count, make_axis, plane_of
 from losslab.landscape.grid_io import SurfaceResult
 from losslab.landscape.options import EvalOptions
 from losslab.landscape.pca import PCAResult, pca_directions, project
@@ -182,8 +182,8 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     surf.metadata["directions"] = {"kind": "pca", "explained_variance_ratio": evr,
                                    "num_points": len(points), "ignore": ignore,
                                    "centre": "final", "centered": centered}
-    auto = _is_count(grid) or (isinstance(grid, (tuple, list)) and len(grid) == 2
-                               and all(map(_is_count, grid)))
+    auto = is_count(grid) or (isinstance(grid, (tuple, list)) and len(grid) == 2
+                              and all(map(is_count, grid)))
     meta = {"kind": "trajectory_plane", "explained_variance_ratio": evr,
             "xrange": [float(x[0]), float(x[-1]), len(x)],
             "yrange": [float(y[0]), float(y[-1]), len(y)],
@@ -192,10 +192,6 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
             "units": "unit-norm PCA directions: Euclidean distance in parameter space",
             "reference": "Li et al. 2018, arXiv:1712.09913, §7"}
     return TrajectoryPlane(pca, surf, path_coords, epochs, member_coords, member_labels, meta)
-
-
-def _is_count(spec: Any) -> bool:
-    return isinstance(spec, int) and not isinstance(spec, bool)
 
 
 def _auto_axis(values: Tensor, n: int) -> Tensor:

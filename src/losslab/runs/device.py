@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from losslab.runs.config import ConfigError
+from losslab.errors import ConfigError
 
 __all__ = ["resolve_device"]
 

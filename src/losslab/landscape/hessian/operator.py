@@ -37,8 +37,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.errors import InputError, NotFoundError
+from losslab.landscape.directions import as_params, point_buffers
 from losslab.landscape.options import EvalOptions, batch_mean
-from losslab.params import ParamDict, buffers_of, flatten, parameters_of, unflatten
+from losslab.params import ParamDict, flatten, unflatten
 
 __all__ = ["SymmetricOperator", "MatrixOperator", "HessianOperator", "select_parameters",
            "random_vector"]
@@ -235,14 +236,9 @@ class HessianOperator(SymmetricOperator):
         if options.bn not in (None, "keep"):
             raise InputError(f"HessianOperator evaluates in eval mode with the given buffers "
                              f"(bn='keep'); options.bn={options.bn!r} is not supported")
-        if buffers is None and isinstance(getattr(point, "buffers", None), Mapping):
-            buffers = point.buffers  # a LoadedCheckpoint's own statistics
-        if point is None:
-            point = parameters_of(model)
-        elif isinstance(point, nn.Module):
-            point, buffers = parameters_of(point), buffers_of(point) if buffers is None else buffers
-        else:
-            point = {k: v.detach() for k, v in getattr(point, "params", point).items()}
+        source = model if point is None else point
+        buffers = point_buffers(source, model, buffers)
+        point = {k: v.detach() for k, v in as_params(source).items()}
         shapes = {k: v.shape for k, v in point.items()}
         self.wrt = wrt
         self.names = select_parameters(list(point), wrt, shapes)
@@ -260,8 +256,7 @@ class HessianOperator(SymmetricOperator):
         every = {k: v.detach() for k, v in model.named_parameters()}
         fixed = {k: _cast(v, device, dtype) for k, v in {**every, **point}.items()
                  if k not in chosen}
-        bufs = buffers_of(model) if buffers is None else dict(buffers)
-        fixed.update({k: _cast(v, device, dtype) for k, v in bufs.items()})
+        fixed.update({k: _cast(v, device, dtype) for k, v in buffers.items()})
         self._fixed = fixed
         super().__init__(sum(t.numel() for t in self.params.values()), dtype, device)
 
