@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["LosslabError", "InputError", "NotFoundError", "ConfigError", "MissingFileError",
            "OptionTypeError", "DependencyError",
-           "CheckpointCorruptError", "message_of"]
+           "CheckpointCorruptError", "CorruptFileError", "BusyError", "message_of"]
 
 
 class LosslabError(Exception):
@@ -55,3 +55,12 @@ class OptionTypeError(InputError, TypeError):
 
 class DependencyError(LosslabError, ImportError):
     """An optional dependency a chosen feature needs is not installed; says what to install."""
+
+
+class CorruptFileError(LosslabError, ValueError):
+    """A stored file (a run's config, meta or metrics, a study's plan, an analysis result) that
+    cannot be read as what losslab wrote there; the message names the file and what was expected."""
+
+
+class BusyError(LosslabError, RuntimeError):
+    """A run or study directory another process is writing; the message names the holder."""
