@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else _default_out(config)
+    args.remedy = f"losslab resume {shlex.quote(str(out))}"
     run_dir = train_run(config, out)
     print(_summary(run_dir))
     return 0
@@ -76,7 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from losslab.train.run import resume_run
 
-    run_dir = resume_run(args.run_dir)
+    args.remedy = f"losslab resume {shlex.quote(args.run_dir)}"
+    run_dir = resume_run(args.run_dir, from_checkpoint=args.from_checkpoint)
     print(_summary(run_dir))
     return 0
 
@@ -155,6 +158,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
         if len(args.paths) != 2:
             raise InputError("curve fit needs START and END (run directories or checkpoints)")
         out = Path(args.out) if args.out else Path("runs") / f"{_stamp()}-curve"
+        args.remedy = f"losslab resume {shlex.quote(str(out))}"
         run_dir = curve_runs.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
                                        overrides=args.set)
         print(_summary(run_dir))
@@ -205,10 +209,20 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or Ray tasks")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_positive_int, default=None,
                    help="runs at a time (default: as many as fit the cores or GPUs)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local instance")
@@ -248,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue a killed or interrupted run")
     p.add_argument("run_dir")
+    p.add_argument("--from-checkpoint", action="store_true",
+                   help="the newest training state is corrupt: continue from the newest one "
+                        "that reads back intact (the state of the epoch before)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("run", help="run a study: variants x seeds, then analyses and a report")
@@ -342,9 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"losslab: error: {message_of(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("losslab: interrupted; continue with `losslab resume RUN_DIR`", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (raised as a KeyboardInterrupt above)
+        print(f"losslab: interrupted; continue with `{_remedy(args, argv)}`", file=sys.stderr)
         return 130
+
+
+def _remedy(args: argparse.Namespace, argv: Sequence[str] | None) -> str:
+    """The command that continues interrupted work: a run resumes; a study, a suite or a map
+    continues when the same command runs again (it skips what is finished)."""
+    remedy = getattr(args, "remedy", None)
+    if remedy:
+        return remedy
+    words = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["losslab", *map(shlex.quote, words)])
 
 
 if __name__ == "__main__":

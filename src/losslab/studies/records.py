@@ -3,7 +3,9 @@
 :func:`load_records` reads ``plan.json``, ``status.json`` and each run's ``meta.json`` and
 ``metrics.jsonl``, and builds three tables:
 
-* ``runs``: one row per run (run_id, variant, seed, status, error, run_dir, variant keys);
+* ``runs``: one row per run (run_id, variant, seed, status, error, run_dir, variant keys); a
+  run whose files do not read, or a finished run whose metrics lack or repeat an epoch, is
+  ``damaged`` with the reason as its error (said in a warning) and adds no rows;
 * ``results``: one row per run and epoch (the same keys plus every logged metric), saved as
   ``results.parquet``;
 * ``summary``: one row per variant with, for each standard metric M, ``final_M_mean/std/ci95``
@@ -18,20 +20,24 @@ A study with ``findings`` also has ``findings.json`` (each finding with its verd
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from losslab.errors import MissingFileError
+from losslab.errors import LosslabError, MissingFileError
 from losslab.runs.metrics import read_metrics
+from losslab.runs.readers import read_json, read_yaml
 from losslab.runs.rundir import RunDir
+from losslab.runs.verify import metrics_problems
 from losslab.studies.stats import mean_ci
 from losslab.studies.study_dir import StudyDir
 
 __all__ = ["StudyRecords", "load_records", "SUMMARY_METRICS"]
+
+log = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -65,7 +71,7 @@ def _cell(value: Any) -> Any:
 
 def _read_status(directory: Path) -> dict[str, dict[str, Any]]:
     path = directory / "status.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return read_json(path, what="the study's run status") if path.exists() else {}
 
 
 def _summary(results: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -99,6 +105,38 @@ def _summary(results: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.D
     return pd.DataFrame(out)
 
 
+def _run_record(run: RunDir, recorded: dict[str, Any], epochs: int
+                ) -> tuple[str, str | None, list[dict[str, Any]]]:
+    """A run's status, error and metrics. A file that does not read, or a finished run whose
+    metrics lack or repeat epochs, makes the run ``damaged`` with the reason (and its rows are
+    left out, said in a warning): one damaged run leaves the rest of the study usable."""
+    try:
+        meta = run.read_meta() if run.exists() else {}
+        metrics = read_metrics(run.metrics_path)
+    except LosslabError as e:
+        log.warning("%s", e)
+        return "damaged", str(e), []
+    state = meta.get("status") or recorded.get("status") or "pending"
+    if recorded.get("status") == "failed" and state != "finished":
+        state = "failed"
+    error = meta.get("error") or recorded.get("error")
+    if state == "finished":
+        problems = metrics_problems([int(m.get("epoch", -1)) for m in metrics], epochs,
+                                    run.metrics_path)
+        if problems:
+            log.warning("%s", problems[0])
+            return "damaged", problems[0], []
+    return state, error, metrics
+
+
+def _read_analysis(path: Path) -> dict[str, Any]:
+    try:
+        return read_json(path, what="an analysis result")
+    except LosslabError as e:  # shown as that analysis's error; the rest of the report stands
+        log.warning("%s", e)
+        return {"analysis": path.stem, "error": str(e)}
+
+
 def load_records(directory: str | Path) -> StudyRecords:
     """Everything a study directory records (see the module docstring)."""
     directory = Path(directory)
@@ -106,8 +144,8 @@ def load_records(directory: str | Path) -> StudyRecords:
     plan_path = study_dir.plan_path
     if not plan_path.exists():
         raise MissingFileError(f"{directory} is not a study directory (no plan.json)")
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    study = yaml.safe_load((directory / "study.yaml").read_text(encoding="utf-8")) or {}
+    plan = read_json(plan_path, what="a study plan")
+    study = read_yaml(directory / "study.yaml", what="a study file")
     status = _read_status(directory)
     variants: dict[str, dict[str, Any]] = {}
     for r in plan["runs"]:
@@ -117,19 +155,12 @@ def load_records(directory: str | Path) -> StudyRecords:
     run_rows, result_rows = [], []
     for r in plan["runs"]:
         run_dir = study_dir.run_dir(r["run_id"])
-        run = RunDir(run_dir)
-        meta = run.read_meta() if run.exists() else {}
-        recorded = status.get(r["run_id"], {})
-        state = meta.get("status") or recorded.get("status") or "pending"
-        if recorded.get("status") == "failed" and state != "finished":
-            state = "failed"
+        state, error, metrics = _run_record(RunDir(run_dir), status.get(r["run_id"], {}),
+                                            int(r["config"].get("epochs", 0)))
         values = {k: _cell(r["overrides"].get(k)) for k in keys}
         base = {"run_id": r["run_id"], "variant": r["variant"], "seed": r["seed"], **values}
-        run_rows.append({**base, "status": state,
-                         "error": meta.get("error") or recorded.get("error"),
-                         "run_dir": str(run_dir)})
-        for m in read_metrics(run.metrics_path):
-            result_rows.append({**base, **m})
+        run_rows.append({**base, "status": state, "error": error, "run_dir": str(run_dir)})
+        result_rows += [{**base, **m} for m in metrics]
     runs = pd.DataFrame(run_rows)
     results = pd.DataFrame(result_rows)
     if results.empty:
@@ -137,10 +168,10 @@ def load_records(directory: str | Path) -> StudyRecords:
     listed = [a.get("id") or a["name"] for a in study.get("analyses", [])]
     files = sorted(study_dir.analyses_dir.glob("*.json"),
                    key=lambda p: (listed.index(p.stem) if p.stem in listed else len(listed), p.stem))
-    analyses = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
+    analyses = {p.stem: _read_analysis(p) for p in files}
     base_config = plan.get("base_config", {})
     findings_path = directory / "findings.json"
-    findings = (json.loads(findings_path.read_text(encoding="utf-8"))["findings"]
+    findings = (read_json(findings_path, what="a study's findings").get("findings", [])
                 if findings_path.exists() else [])
     return StudyRecords(directory=directory, name=plan.get("name", directory.name), study=study,
                         base_config=base_config, variants=variants, variant_keys=keys, runs=runs,

@@ -1,7 +1,12 @@
 """Run a study: plan and validate every run, execute what is missing, aggregate, analyse, report.
 
-Resumable by construction: a run whose record says ``finished`` is skipped, any other run is
-handed to the backend, which trains it or resumes it from its last finished epoch. A second
+Resumable by construction: a run whose record says ``finished`` and is whole (its metrics,
+final checkpoint and checkpoint hashes checked by :func:`losslab.runs.verify.record_problems`)
+is skipped; a finished run whose record is damaged is set aside into ``archive/`` and trained
+again, with a warning saying what was found; any other run is handed to the backend, which
+trains it or resumes it from its last finished epoch. The driver holds the study directory's
+lock (:class:`~losslab.runs.lock.DirectoryLock`) from planning to report, so a second
+``losslab run`` or ``losslab report`` of the same directory is refused while it works. A second
 ``losslab run`` of a finished study only rebuilds what is missing (aggregates, analyses and the
 report are always rebuilt from the records). A failing run is recorded with its error in
 ``status.json`` and its own ``meta.json`` and does not stop the others. Runs that start from
@@ -13,14 +18,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import shutil
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from losslab.errors import LosslabError
 from losslab.runs.atomic import atomic_write_json
+from losslab.runs.lock import DirectoryLock
+from losslab.runs.readers import read_json
+from losslab.runs.verify import record_problems
 from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.studies.analyses import check_analysis, run_analysis
 from losslab.studies.backends import make_backend
@@ -73,12 +84,21 @@ def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *
     base_config = config_to_dict(validate_config(base_tree(spec, root)))
     base_config.pop("seed", None)
     study = StudyDir(Path(out) if out is not None else Path("studies") / spec.name)
-    archived = study.prepare(spec, runs, study_fingerprint(runs), base_config, force=force)
-    if archived:
-        log.warning("archived %d changed runs of the previous plan: %s", len(archived), archived)
+    with DirectoryLock(study.path, what="study"):  # one driver per study directory
+        archived = study.prepare(spec, runs, study_fingerprint(runs), base_config, force=force)
+        if archived:
+            log.warning("archived %d changed runs of the previous plan: %s", len(archived),
+                        archived)
+        _execute(study, spec, runs, backend=backend, workers=workers, address=address,
+                 progress=progress)
+        return replace(finish_study(study.path, spec), archived=archived)
 
+
+def _execute(study: StudyDir, spec: StudySpec, runs: list[PlannedRun], *, backend: str,
+             workers: int | None, address: str | None, progress: bool | None) -> None:
+    """Hand every run that is not finished, whole, to the backend, wave by wave."""
     status = _read_status(study)
-    todo = [r.run_id for r in runs if study.run_status(r.run_id) != "finished"]
+    todo = [r.run_id for r in runs if not _done(study, r.run_id)]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"study {spec.name}",
                unit="run", disable=(None if progress is None else not progress), dynamic_ncols=True)
 
@@ -90,26 +110,46 @@ def run_study_spec(spec: StudySpec, root: Path, out: str | Path | None = None, *
         if result["status"] != "finished":
             log.warning("run %s failed: %s", result["run_id"], (result["error"] or "").splitlines()[0:1])
 
-    if todo:
-        engine = make_backend(backend, workers=workers, cpus_per_run=spec.resources.cpus,
-                              gpus_per_run=spec.resources.gpus, address=address)
-        try:
-            for wave in _waves(runs, todo):
-                ready = []
-                for run in wave:
-                    if run.init_from and study.run_status(run.init_from) != "finished":
-                        on_done({"run_id": run.run_id, "status": "failed", "error":
-                                 f"not started: the run it starts from, {run.init_from}, did not "
-                                 "finish"})
-                    else:
-                        ready.append(run.run_id)
-                if ready:
-                    engine.run(study.path, ready, on_done)
-        finally:
-            bar.close()
-    else:
+    if not todo:
         bar.close()
-    return replace(finish_study(study.path, spec), archived=archived)
+        return
+    engine = make_backend(backend, workers=workers, cpus_per_run=spec.resources.cpus,
+                          gpus_per_run=spec.resources.gpus, address=address)
+    try:
+        for wave in _waves(runs, todo):
+            ready = []
+            for run in wave:
+                if run.init_from and study.run_status(run.init_from) != "finished":
+                    on_done({"run_id": run.run_id, "status": "failed", "error":
+                             f"not started: the run it starts from, {run.init_from}, did not "
+                             "finish"})
+                else:
+                    ready.append(run.run_id)
+            if ready:
+                engine.run(study.path, ready, on_done)
+    finally:
+        bar.close()
+
+
+def _done(study: StudyDir, run_id: str) -> bool:
+    """Whether a run is finished with its record whole. A run whose record is damaged (its
+    metrics, checkpoints or meta deleted or unreadable) is set aside, with what was found, into
+    ``archive/<time>-damaged/`` and trained again: nothing is deleted, nothing counts twice."""
+    try:
+        if study.run_status(run_id) != "finished":
+            return False
+        problems = record_problems(study.run_dir(run_id))
+    except LosslabError as e:  # its meta.json does not read
+        problems = [str(e)]
+    if not problems:
+        return True
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = study.path / "archive" / f"{stamp}-damaged" / run_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(study.run_dir(run_id)), target)
+    log.warning("run %s: its record is damaged (%s); set aside in %s and trained again",
+                run_id, "; ".join(problems), target)
+    return False
 
 
 def _waves(runs: list[PlannedRun], todo: list[str]) -> list[list[PlannedRun]]:
@@ -127,15 +167,19 @@ def _waves(runs: list[PlannedRun], todo: list[str]) -> list[list[PlannedRun]]:
 
 
 def _read_status(study: StudyDir) -> dict[str, Any]:
-    import json
-
     path = study.path / "status.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return read_json(path, what="the study's run status") if path.exists() else {}
 
 
 def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyOutcome:
     """Aggregate, run the analyses and build the report from the records alone."""
     directory = Path(directory)
+    with DirectoryLock(directory, what="study") if (directory / "plan.json").exists() \
+            else nullcontext():
+        return _finish(directory, spec)
+
+
+def _finish(directory: Path, spec: StudySpec | None) -> StudyOutcome:
     records = load_records(directory)
     if spec is None:
         spec = StudySpec.model_validate(records.study)

@@ -21,13 +21,15 @@ import torch
 
 from losslab.data import Augment, DeviceLoader, load_dataset, make_loaders
 from losslab.ensembles.collect import MemberCollector, member_role
-from losslab.errors import MissingFileError
+from losslab.errors import CheckpointCorruptError, MissingFileError
 from losslab.models import create_model
 from losslab.models.registry import check_inputs
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.device import resolve_device
+from losslab.runs.lock import LOCK_NAME, DirectoryLock
 from losslab.runs.metrics import MetricsLog
 from losslab.runs.rundir import RunDir
+from losslab.runs.state_file import newest_good_state, previous_state_path, read_state
 from losslab.train.annealing_log import AnnealingLog
 from losslab.train.callbacks import Callback
 from losslab.train.checkpointing import CheckpointPolicy
@@ -36,7 +38,7 @@ from losslab.train.optim import build_optimizer
 from losslab.train.repulsion_callback import RepulsionCallback
 from losslab.train.restarts import ColdRestart
 from losslab.train.schedules import build_schedule
-from losslab.train.trainer import Trainer, read_state
+from losslab.train.trainer import Trainer
 
 __all__ = ["seed_everything", "build_trainer", "train_run", "resume_run"]
 
@@ -71,6 +73,20 @@ def _new_model(config: TrainConfig, splits) -> torch.nn.Module:
     if config.model.init_scale != 1.0:
         _scale_init(model, config.model.init_scale)
     return model
+
+
+class _RunDirGuard(Callback):
+    """Stops a run whose directory was removed or moved while it trained, before the epoch's
+    records are written: they would otherwise recreate a directory that holds no config and
+    append epochs to whatever run is put there next."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        if not self.run.config_path.exists():
+            raise MissingFileError(f"run directory {self.run.path} was removed or moved while it "
+                                   f"trained (epoch {epoch}); stopped without writing to it")
 
 
 def _cold_restart(config: TrainConfig, splits, device: torch.device) -> ColdRestart:
@@ -135,7 +151,8 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
     metrics_log = state_path = None
     if run is not None:
         c = config.checkpoints
-        all_callbacks.insert(0, CheckpointPolicy(run.checkpoints, run_id=run.run_id, every=c.every,
+        all_callbacks.insert(0, _RunDirGuard(run))  # first: before anything is written
+        all_callbacks.insert(1, CheckpointPolicy(run.checkpoints, run_id=run.run_id, every=c.every,
                                                  epochs=c.epochs, keep_best=c.keep_best,
                                                  save_initial=c.save_initial,
                                                  optimizer_state=c.optimizer))
@@ -165,34 +182,37 @@ def _fit(trainer: Trainer, run: RunDir) -> None:
 
 
 def train_run(config: TrainConfig | dict[str, Any], out: str | Path,
-          callbacks: Sequence[Callback] = (), *, init_run: str | Path | None = None) -> Path:
+              callbacks: Sequence[Callback] = (), *, init_run: str | Path | None = None) -> Path:
     """Train a new run into the directory ``out`` and return it.
 
     ``init_run`` is the run directory ``config.init.run`` means, where the config names it
-    otherwise (a study's variant name); the config is stored as given.
+    otherwise (a study's variant name); the config is stored as given. The directory is locked
+    while the run trains (:class:`~losslab.runs.lock.DirectoryLock`): a second process asking
+    for it is refused.
     """
     if not isinstance(config, TrainConfig):
         config = validate_config(config)
     run = RunDir(out)
-    if run.exists():
-        raise ConfigError(f"{run.path} already holds a run; continue it with "
-                          f"`losslab resume {run.path}` or choose another --out")
     before = set(run.path.iterdir()) if run.path.is_dir() else None
-    run.create(config_to_dict(config))
-    try:
-        trainer = build_trainer(config, run, callbacks)
-        _start(trainer, run, config, init_run)
-    except BaseException:
-        # Nothing was trained: remove what this call created, so a corrected retry can start,
-        # and nothing that was in the directory before.
-        if before is None:
-            shutil.rmtree(run.path, ignore_errors=True)
-        else:
-            for entry in set(run.path.iterdir()) - before:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        raise
-    run.start(seed=config.seed, device=str(trainer.device), resumed=False)
-    _fit(trainer, run)
+    with DirectoryLock(run.path, what="run"):
+        if run.exists():
+            raise ConfigError(f"{run.path} already holds a run; continue it with "
+                              f"`losslab resume {run.path}` or choose another directory")
+        run.create(config_to_dict(config))
+        try:
+            trainer = build_trainer(config, run, callbacks)
+            _start(trainer, run, config, init_run)
+        except BaseException:
+            # Nothing was trained: remove what this call created, so a corrected retry can
+            # start, and nothing that was in the directory before.
+            if before is None:
+                shutil.rmtree(run.path, ignore_errors=True)
+            else:
+                for entry in set(run.path.iterdir()) - before - {run.path / LOCK_NAME}:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            raise
+        run.start(seed=config.seed, device=str(trainer.device), resumed=False)
+        _fit(trainer, run)
     return run.path
 
 
@@ -206,30 +226,67 @@ def _start(trainer: Trainer, run: RunDir, config: TrainConfig,
 
 
 def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
-           init_run: str | Path | None = None) -> Path:
+               init_run: str | Path | None = None, from_checkpoint: bool = False) -> Path:
     """Continue a killed or interrupted run from its last finished epoch.
 
     With the same code and device the continued run reaches exactly the numbers an
-    uninterrupted run would have (on CPU, bit for bit).
+    uninterrupted run would have (on CPU, bit for bit). A corrupt training state is an error
+    that names the file; ``from_checkpoint=True`` then continues from the newest state that
+    reads back intact, the last epoch's or the one before it (``state/trainer.prev.pt``),
+    replaying the epochs after it exactly. The run directory is locked while it trains.
     """
     run = RunDir(run_dir)
     if not run.exists():
         raise MissingFileError(f"{run.path} is not a run directory (no config.yaml)")
-    config = validate_config(run.read_config())
-    state = read_state(run.state_path) if run.state_path.exists() else None
-    start_epoch = int(state["epoch"]) if state is not None else 0
-    trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
-    if state is not None:
-        trainer.load_state_dict(state)
-    else:  # killed before its first epoch ended: it starts over, from its init if it has one
-        _start(trainer, run, config, init_run)
-    assert trainer.metrics_log is not None
-    trainer.metrics_log.truncate(start_epoch)
-    if trainer.epoch >= trainer.epochs:
-        log.info("%s is already complete (%d epochs)", run.path, trainer.epoch)
-        trainer.metrics_log.close()
-        run.finish()
-        return run.path
-    run.start(seed=config.seed, device=str(trainer.device), resumed=True)
-    _fit(trainer, run)
+    with DirectoryLock(run.path, what="run"):
+        _remove_stale_temporaries(run)
+        config = validate_config(run.read_config())
+        state = _resume_state(run, from_checkpoint)
+        start_epoch = int(state["epoch"]) if state is not None else 0
+        trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
+        if state is not None:
+            trainer.load_state_dict(state)
+        else:  # killed before its first epoch ended: it starts over, from its init if it has one
+            _start(trainer, run, config, init_run)
+        assert trainer.metrics_log is not None
+        trainer.metrics_log.truncate(start_epoch)
+        if trainer.epoch >= trainer.epochs:
+            log.info("%s is already complete (%d epochs)", run.path, trainer.epoch)
+            trainer.metrics_log.close()
+            run.finish()
+            return run.path
+        run.start(seed=config.seed, device=str(trainer.device), resumed=True)
+        _fit(trainer, run)
     return run.path
+
+
+def _resume_state(run: RunDir, from_checkpoint: bool) -> dict[str, Any] | None:
+    """The training state a resume starts from (None: the run never finished an epoch)."""
+    path, previous = run.state_path, previous_state_path(run.state_path)
+    if not path.exists() and not previous.exists():
+        return None
+    if from_checkpoint:
+        found = newest_good_state(path)
+        if found is None:
+            raise CheckpointCorruptError(f"no training state of {run.path} reads back intact "
+                                         f"({path.name} and {previous.name}); train it again")
+        used, state = found
+        if used != path:
+            log.warning("%s: continuing from %s (epoch %d)", run.path, used, int(state["epoch"]))
+        return state
+    if not path.exists():  # killed between the two renames of a state write
+        return read_state(previous)
+    try:
+        return read_state(path)
+    except CheckpointCorruptError as e:
+        remedy = (f"; `losslab resume {run.path} --from-checkpoint` continues from the state of "
+                  "the epoch before" if previous.exists() else "")
+        raise CheckpointCorruptError(f"{e}{remedy}") from None
+
+
+def _remove_stale_temporaries(run: RunDir) -> None:
+    """Temporary files of atomic writes a killed process left (``.NAME.*.tmp``); the lock says
+    no process is writing them."""
+    for tmp in run.path.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()

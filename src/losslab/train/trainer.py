@@ -12,7 +12,7 @@ CPU the trainer calls :func:`losslab.cpu_allocator.keep_freed_memory` (ResNet-20
 2.25 s with 150-300k page faults, 1.95 s with none; ``LOSSLAB_KEEP_FREED_MEMORY=0`` opts out).
 
 Resume: after every epoch the complete state (model, optimizer, schedule, callbacks, RNG
-states, counters) is written atomically to ``state_path``. Loaders that expose ``set_epoch``
+states, counters) is written atomically, with its SHA-256, to ``state_path``. Loaders that expose ``set_epoch``
 (such as :class:`losslab.data.DeviceLoader`) draw their shuffling and augmentation from
 ``(seed, epoch)``, so a resumed run reaches exactly the numbers of an uninterrupted one.
 
@@ -40,8 +40,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from losslab.cpu_allocator import keep_freed_memory
-from losslab.errors import CheckpointCorruptError, InputError
-from losslab.runs.atomic import atomic_write
+from losslab.errors import InputError
+from losslab.runs.state_file import read_state, write_state
 from losslab.train.callbacks import Callback
 from losslab.train.evaluate import evaluate
 
@@ -292,18 +292,9 @@ class Trainer:
         return {key: cb.state_dict() for key, cb in self._keyed_callbacks()}
 
     def save_state(self, path: str | Path) -> None:
-        """Write the full training state atomically (a killed write leaves the previous one)."""
-        state = self.state_dict()
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        """Write the full training state atomically, with its hash (a killed write leaves the
+        previous one; see :mod:`losslab.runs.state_file`)."""
+        write_state(path, self.state_dict())
 
     def load_state(self, path: str | Path) -> None:
         self.load_state_dict(read_state(path))
-
-
-def read_state(path: str | Path) -> dict[str, Any]:
-    """A state written by :meth:`Trainer.save_state` (loaded with ``weights_only=True``)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a torn or foreign file: say which one
-        raise CheckpointCorruptError(f"training state {path} is unreadable ({e}); "
-                           "it cannot be resumed from") from e
