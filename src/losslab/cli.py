@@ -350,7 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from losslab.signals import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # `kill`, a scheduler or a backend stopping us: as Ctrl-C
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from losslab.errors import LosslabError, message_of
+    from losslab.signals import Terminated
 
     try:
         return args.func(args)
@@ -359,9 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"losslab: error: {message_of(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (raised as a KeyboardInterrupt above)
-        print(f"losslab: interrupted; continue with `{_remedy(args, argv)}`", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a Terminated, a KeyboardInterrupt)
+        print(f"losslab: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; "
+              f"continue with `{_remedy(args, argv)}`", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def _remedy(args: argparse.Namespace, argv: Sequence[str] | None) -> str:

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from losslab.errors import LosslabError
 from losslab.runs.atomic import atomic_write_json
+from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.runs.lock import DirectoryLock
 from losslab.runs.readers import read_json
 from losslab.runs.verify import record_problems
-from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.studies.analyses import check_analysis, run_analysis
 from losslab.studies.backends import make_backend
 from losslab.studies.findings import evaluate_findings

@@ -173,7 +173,8 @@ def _fit(trainer: Trainer, run: RunDir) -> None:
     except BaseException as e:
         # KeyboardInterrupt and kills leave status "interrupted": the state on disk resumes.
         status = "failed" if isinstance(e, Exception) else "interrupted"
-        run.finish(status=status, error=f"{type(e).__name__}: {e}")
+        if run.exists():  # a directory removed under the run is not recreated for its status
+            run.finish(status=status, error=f"{type(e).__name__}: {e}")
         raise
     finally:
         if trainer.metrics_log is not None:
