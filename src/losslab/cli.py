@@ -3,7 +3,7 @@
 ::
 
     losslab train [CONFIG.yaml] [--out DIR] [--set KEY=VALUE ...]
-    losslab resume RUN_DIR
+    losslab resume RUN_DIR [--from-checkpoint]
     losslab run STUDY.yaml [--out DIR] [--backend local|ray] [--workers N] [--address ADDR]
                 [--set KEY=VALUE ...] [--force]
     losslab report STUDY_DIR
@@ -30,6 +30,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from losslab.errors import InputError
@@ -247,8 +248,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes are user errors too: one line, naming the option, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="losslab", description="Study and exploit the loss "
+    parser = _Parser(prog="losslab", description="Study and exploit the loss "
                                      "landscape of neural networks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
