@@ -287,3 +287,27 @@ def test_a_signalled_training_stops_cleanly_and_prints_the_real_command(tmp_path
     assert err.strip().splitlines()[-1] == f"losslab: {word}; continue with `losslab resume {out}`"
     assert json.loads((out / "meta.json").read_text())["status"] == "interrupted"
     assert not list(out.rglob("*.tmp"))
+
+
+def test_with_no_intact_state_from_checkpoint_restarts_from_the_newest_epoch_checkpoint(
+        tmp_path, caplog):
+    config = load_config(overrides=[*QUICK, "epochs=4", "checkpoints.every=1",
+                                    "checkpoints.optimizer=true", "checkpoints.keep_best=false",
+                                    "schedule.name=cosine"])
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "run", callbacks=[StopAt(4)])
+    run = tmp_path / "run"
+    for state in (run / "state" / "trainer.pt", run / "state" / "trainer.prev.pt"):
+        state.write_bytes(state.read_bytes()[:100])
+    weights = run / "checkpoints" / "epoch_0003.safetensors"  # the newest epoch's is corrupt too
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    assert main(["resume", str(run)]) == 2
+    assert main(["resume", str(run), "--from-checkpoint"]) == 0
+    assert "restarted from" in caplog.text and "epoch_0002" in caplog.text
+    records = read_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[2]["step"] == 3 * records[0]["step"]  # the step count went on from epoch 2
+    reference = train_run(config, tmp_path / "reference")
+    assert _comparable(records[:2]) == _comparable(read_metrics(reference)[:2])
+    # the schedule was put back at the checkpoint's step: epoch 3 starts at the reference's lr
+    assert records[2]["lr"] == read_metrics(reference)[2]["lr"]

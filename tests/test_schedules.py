@@ -221,6 +221,19 @@ def test_state_dict_round_trip(name, k):
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("k", [0, 1, 23, 37])
+def test_jump_to_equals_stepping(name, k):
+    """A run restarted from a checkpoint puts its schedule at the checkpoint's step."""
+    stepped = BUILDERS[name](make_opt(0.1, 0.03))
+    trace(stepped, k)
+    jumped = BUILDERS[name](make_opt(0.1, 0.03))
+    jumped.jump_to(k)
+    assert [g["lr"] for g in jumped.optimizer.param_groups] == stepped.get_last_lr()
+    assert jumped.get_last_lr() == stepped.get_last_lr()
+    assert trace(jumped, 50) == trace(stepped, 50)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_closed_form_is_pure(name):
     sched = BUILDERS[name](make_opt(0.1, 0.03))
     assert isinstance(sched, ClosedFormSchedule)

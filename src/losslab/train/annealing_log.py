@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from losslab.runs.atomic import atomic_write_text
+from losslab.runs.readers import read_json_lines
 from losslab.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -41,17 +42,10 @@ MOVES_FILE = "annealing_moves.jsonl"
 
 
 def read_moves(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch move records of a run (empty if it has none); a torn last line is skipped."""
-    path = Path(run_dir) / MOVES_FILE
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a write cut short by a kill: the epoch is redone
-            continue
-    return out
+    """The per-epoch move records of a run (empty if it has none). A torn last line (a write
+    cut short by a kill: the epoch is redone) is dropped; any other unreadable line is an error
+    that names the file and the line."""
+    return read_json_lines(Path(run_dir) / MOVES_FILE, what="one JSON object of moves per epoch")
 
 
 class AnnealingLog(Callback):

@@ -60,13 +60,29 @@ class CheckpointPolicy(Callback):
         if self.wants(epoch):
             self.save(trainer, f"epoch_{epoch:04d}", "epoch", epoch)
         if self.keep_best and self.best_metric in metrics:
-            score = (metrics[self.best_metric], -metrics.get(self.best_metric.replace("acc", "loss"), 0.0))
-            if not any(math.isnan(v) for v in score) and (self.best is None or score > self.best):
-                self.best, self.best_epoch = score, epoch
-                self.save(trainer, "best", "best", epoch, extra={self.best_metric: score[0]})
+            if self._record_if_best(metrics, epoch):
+                self.save(trainer, "best", "best", epoch, extra={self.best_metric: self.best[0]})
             metrics["best_epoch"] = self.best_epoch
         if epoch == trainer.epochs:
             self.save(trainer, "final", "final", epoch)
+
+    def restore_best(self, history: list[dict[str, Any]]) -> None:
+        """The best epoch as the records ``history`` say (a restart from a checkpoint, whose
+        policy state was lost), with the rule :meth:`on_epoch_end` applies."""
+        self.best = self.best_epoch = None
+        for metrics in history:
+            if self.best_metric in metrics:
+                self._record_if_best(metrics, int(metrics["epoch"]))
+
+    def _record_if_best(self, metrics: dict[str, Any], epoch: int) -> bool:
+        """Whether epoch ``epoch`` is the best so far (accuracy, then the lower loss); if so it
+        becomes ``best``."""
+        score = (metrics[self.best_metric],
+                 -metrics.get(self.best_metric.replace("acc", "loss"), 0.0))
+        if any(math.isnan(v) for v in score) or (self.best is not None and score <= self.best):
+            return False
+        self.best, self.best_epoch = score, epoch
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": list(self.best) if self.best else None, "best_epoch": self.best_epoch}

@@ -24,10 +24,12 @@ from losslab.ensembles.collect import MemberCollector, member_role
 from losslab.errors import CheckpointCorruptError, MissingFileError
 from losslab.models import create_model
 from losslab.models.registry import check_inputs
+from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.device import resolve_device
 from losslab.runs.lock import LOCK_NAME, DirectoryLock
-from losslab.runs.metrics import MetricsLog
+from losslab.runs.metrics import MetricsLog, read_metrics
+from losslab.runs.optimizer_state import load_optimizer_state
 from losslab.runs.rundir import RunDir
 from losslab.runs.state_file import newest_good_state, previous_state_path, read_state
 from losslab.train.annealing_log import AnnealingLog
@@ -234,7 +236,9 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
     uninterrupted run would have (on CPU, bit for bit). A corrupt training state is an error
     that names the file; ``from_checkpoint=True`` then continues from the newest state that
     reads back intact, the last epoch's or the one before it (``state/trainer.prev.pt``),
-    replaying the epochs after it exactly. The run directory is locked while it trains.
+    replaying the epochs after it exactly; where neither is intact, it restarts from the newest
+    intact epoch (or best) checkpoint, as near as its weights allow (see ``_restart_from``).
+    The run directory is locked while it trains.
     """
     run = RunDir(run_dir)
     if not run.exists():
@@ -243,10 +247,14 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
         _remove_stale_temporaries(run)
         config = validate_config(run.read_config())
         state = _resume_state(run, from_checkpoint)
-        start_epoch = int(state["epoch"]) if state is not None else 0
+        ref = _restart_checkpoint(run) if from_checkpoint and state is _NO_GOOD_STATE else None
+        state = None if state is _NO_GOOD_STATE else state
+        start_epoch = int(state["epoch"]) if state is not None else ref.epoch if ref else 0
         trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
         if state is not None:
             trainer.load_state_dict(state)
+        elif ref is not None:
+            _restart_from(trainer, ref, run, config)
         else:  # killed before its first epoch ended: it starts over, from its init if it has one
             _start(trainer, run, config, init_run)
         assert trainer.metrics_log is not None
@@ -261,6 +269,9 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
     return run.path
 
 
+_NO_GOOD_STATE: dict[str, Any] = {}  # from_checkpoint found no intact state: restart from weights
+
+
 def _resume_state(run: RunDir, from_checkpoint: bool) -> dict[str, Any] | None:
     """The training state a resume starts from (None: the run never finished an epoch)."""
     path, previous = run.state_path, previous_state_path(run.state_path)
@@ -269,8 +280,7 @@ def _resume_state(run: RunDir, from_checkpoint: bool) -> dict[str, Any] | None:
     if from_checkpoint:
         found = newest_good_state(path)
         if found is None:
-            raise CheckpointCorruptError(f"no training state of {run.path} reads back intact "
-                                         f"({path.name} and {previous.name}); train it again")
+            return _NO_GOOD_STATE
         used, state = found
         if used != path:
             log.warning("%s: continuing from %s (epoch %d)", run.path, used, int(state["epoch"]))
@@ -283,6 +293,53 @@ def _resume_state(run: RunDir, from_checkpoint: bool) -> dict[str, Any] | None:
         remedy = (f"; `losslab resume {run.path} --from-checkpoint` continues from the state of "
                   "the epoch before" if previous.exists() else "")
         raise CheckpointCorruptError(f"{e}{remedy}") from None
+
+
+def _restart_checkpoint(run: RunDir) -> CheckpointRef:
+    """The newest intact checkpoint saved at an epoch's end (role ``epoch`` or ``best``)."""
+    refs = CheckpointSet.from_run(run.path, role=("epoch", "best"))
+    for ref in sorted(refs, key=lambda r: r.epoch, reverse=True):
+        if ref.epoch == 0:
+            continue
+        try:
+            ref.load("cpu")  # verifies the hash
+        except CheckpointCorruptError as e:
+            log.warning("%s", e)
+            continue
+        return ref
+    raise CheckpointCorruptError(
+        f"no training state of {run.path} reads back intact and it has no intact epoch "
+        "checkpoint to restart from; train it again")
+
+
+def _restart_from(trainer: Trainer, ref: CheckpointRef, run: RunDir, config: TrainConfig) -> None:
+    """Continue from a checkpoint's weights, as near the lost state as the checkpoint allows:
+    its epoch and step, the schedule at that step, its optimizer state if it carries one, the
+    metrics up to it. The global RNG is seeded from the run's seed and the epoch, and callbacks
+    start from their initial state, so the continued run is not bit-identical to an
+    uninterrupted one (it is a restart, said in a warning)."""
+    ref.load(trainer.device).load_into(trainer.model)
+    notes = []
+    try:
+        load_optimizer_state(ref.path, ref.meta, trainer.optimizer)
+    except MissingFileError:
+        notes.append("the optimizer state starts afresh (checkpoints.optimizer was off)")
+    trainer.epoch, trainer.step = ref.epoch, ref.step
+    if trainer.scheduler is not None:  # closed-form schedules: the lr is a function of the step
+        trainer.scheduler.jump_to(ref.step)
+    trainer.history = [r for r in read_metrics(run.metrics_path) if r.get("epoch", 0) <= ref.epoch]
+    for cb in trainer.callbacks:
+        if isinstance(cb, CheckpointPolicy):
+            cb.restore_best(trainer.history)
+    seed_everything(config.seed + 7919 * ref.epoch)
+    stateful = sorted({type(cb).__name__ for cb in trainer.callbacks
+                       if type(cb).state_dict is not Callback.state_dict
+                       and not isinstance(cb, CheckpointPolicy)})
+    if stateful:
+        notes.append(f"callbacks {', '.join(stateful)} start from their initial state")
+    log.warning("%s: no intact training state; restarted from %s (epoch %d)%s; the run is not "
+                "bit-identical to an uninterrupted one", run.path, ref.path, ref.epoch,
+                "".join(f"; {n}" for n in notes))
 
 
 def _remove_stale_temporaries(run: RunDir) -> None:

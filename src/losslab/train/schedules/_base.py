@@ -53,6 +53,14 @@ class ClosedFormSchedule(LRScheduler):
         """The lrs of all param groups after ``step`` steps (does not change any state)."""
         return [self.lr_for(step, base, i) for i, base in enumerate(self.base_lrs)]
 
+    def jump_to(self, step: int) -> None:
+        """Set the schedule to where it is after ``step`` steps, the optimizer's lrs with it
+        (exact, since the lr is a function of the step count alone)."""
+        self.last_epoch = step
+        self._last_lr = self.lr_at(step)
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
         return self.lr_at(self.last_epoch)
 
