@@ -203,3 +203,65 @@ def test_official_table_complete():
     assert download_module.CHECKSUMS["cifar100"]["cifar-100-python.tar.gz"] == \
         "eb9058c3a382ffc7106e4002c42a8d85"
     assert all(url.startswith("http") for url in download_module.MIRRORS.values())
+
+
+def _train_mnist(root: Path, out: Path) -> int:
+    from losslab.cli import main
+
+    return main(["train", "--out", str(out), "--set", "data.name=mnist",
+                 "--set", f"data.root={root}", "--set", "data.download=true",
+                 "--set", "epochs=1", "--set", "log.progress=false"])
+
+
+def _one_line(capsys, *names: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("losslab: error: "), err
+    for name in names:
+        assert name in err, (name, err)
+    return err
+
+
+def test_a_wrong_checksum_is_one_line_from_the_command(tmp_path, served, monkeypatch, capsys):
+    folder, server = served
+    build_mnist(folder / "mnist")  # not the official files: the official checksums differ
+    monkeypatch.setenv(download_module.MIRROR_ENV, server.url)
+    root, out = tmp_path / "root", tmp_path / "run"
+    assert _train_mnist(root, out) == 2
+    _one_line(capsys, "checksum mismatch", f"{server.url}mnist/{MNIST_FILES[0]}",
+              download_module.CHECKSUMS["mnist"][MNIST_FILES[0]])
+    assert not out.exists() and not list((root / "mnist").iterdir())
+
+
+def test_http_404_is_a_download_error_naming_url_and_status(tmp_path, served, monkeypatch,
+                                                            capsys):
+    from losslab.data.errors import DownloadError
+
+    _, server = served
+    with pytest.raises(DownloadError) as info:
+        download_url(server.url + "missing.bin", tmp_path / "missing.bin", "0" * 32)
+    assert info.value.status == 404 and info.value.url == server.url + "missing.bin"
+    assert "HTTP 404" in str(info.value)
+    monkeypatch.setenv(download_module.MIRROR_ENV, server.url + "nowhere")
+    assert _train_mnist(tmp_path / "root", tmp_path / "run") == 2
+    _one_line(capsys, f"{server.url}nowhere/mnist/{MNIST_FILES[0]}", "HTTP 404")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_connection_is_a_download_error_naming_url(tmp_path, monkeypatch, capsys):
+    import pickle
+    import socket
+
+    from losslab.data.errors import DownloadError
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    with pytest.raises(DownloadError, match="cannot connect") as info:
+        download_url(url + "x.bin", tmp_path / "x.bin", "0" * 32)
+    again = pickle.loads(pickle.dumps(info.value))  # crosses a worker's process boundary
+    assert str(again) == str(info.value) and again.url == url + "x.bin"
+    monkeypatch.setenv(download_module.MIRROR_ENV, url)
+    assert _train_mnist(tmp_path / "root", tmp_path / "run") == 2
+    _one_line(capsys, f"{url}mnist/{MNIST_FILES[0]}", "cannot connect", "refused")

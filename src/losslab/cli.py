@@ -30,8 +30,8 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from losslab.errors import InputError
 
@@ -184,15 +184,25 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
-    from losslab.landscape.study_analysis import compute_landscape
+    from losslab.landscape.grid_io import grid_paths
+    from losslab.landscape.study_analysis import RESUMABLE, compute_landscape
     from losslab.runs.atomic import atomic_write_json
 
+    # A map's finished points are kept in --out until it is complete, so the same command
+    # run again after a kill computes only the missing ones (the file is checked to hold
+    # this very map: other weights, grid, data or BN policy are refused, never mixed in).
+    partial = Path(args.out) / f"landscape_{args.kind}.partial" if args.kind in RESUMABLE \
+        else None
+    if partial is not None and grid_paths(partial)[0].exists():
+        print(f"continuing from {grid_paths(partial)[0]}")
     result = compute_landscape(args.kind, args.runs, split=args.split, examples=args.examples,
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
-                               centered=not args.uncentered)
+                               centered=not args.uncentered, path=partial)
     path = Path(args.out) / f"landscape_{args.kind}.json"
     atomic_write_json(path, {"kind": args.kind, "runs": args.runs, **result})
+    for done in grid_paths(partial) if partial is not None else ():
+        done.unlink(missing_ok=True)  # the result is written: nothing left to continue
     if "loss" in result and "alphas" not in result:
         loss = result["loss"]
         centre = loss[len(loss) // 2][len(loss[0]) // 2]
@@ -335,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["surface", "line", "trajectory", "hessian", "ratio_map"])
     p.add_argument("runs", nargs="+", help="run directories (their final model) or checkpoint "
                    "files (two for line: start and end)")
-    p.add_argument("--out", default=".", help="directory for landscape_<kind>.json")
+    p.add_argument("--out", default=".", help="directory for landscape_<kind>.json (a "
+                   "surface keeps its finished points in landscape_surface.partial.npz there "
+                   "until it is complete: the same command run again continues it)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--examples", type=int, default=0, help="a fixed random subset (0: all)")
     p.add_argument("--points", type=int, default=11, help="grid points per axis (odd)")

@@ -31,9 +31,12 @@ EVAL_BATCH = 1024
 def fit_curve(start: str | Path, end: str | Path, out: str | Path, *, bends: int = 1,
               kind: str = "bezier", overrides: Sequence[str] = ()) -> Path:
     """Train a curve between ``start`` and ``end`` (run directories or checkpoint files) into
-    the run directory ``out``, with the start run's config and ``overrides``."""
+    the run directory ``out``, with the start run's config and ``overrides``. The config
+    records the endpoints as absolute paths, so the curve run resumes from any directory."""
     from losslab.train.run import train_run
 
+    # stored resolved: the run is resumed and evaluated from whatever directory is current then
+    start, end = Path(start).expanduser().resolve(), Path(end).expanduser().resolve()
     base = config_to_dict(run_config_of(resolve_checkpoint(start)))
     base["curve"] = {**base.get("curve", {}), "start": str(start), "end": str(end),
                      "bends": bends, "kind": kind}

@@ -31,6 +31,10 @@ CURVE_POINT_ROLE = "curve_point"
 def save_curve_points(path: str | Path, ts: Sequence[float],
                       device: torch.device | str = "cpu") -> CheckpointSet:
     """φ(t) of the curve run at ``path`` for every t, as checkpoints; returns them in t order."""
+    path = Path(path)
+    for torn in (path if path.is_dir() else path.parent.parent).glob("checkpoints/curve_t*.safetensors"):
+        if not torn.with_suffix(".json").exists():  # a killed earlier call; written again below
+            torn.unlink()
     final = resolve_checkpoint(path)
     run_dir = final.path.parent.parent
     curve, config = load_curve(final.path, device)

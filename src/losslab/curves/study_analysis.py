@@ -38,7 +38,6 @@ fitted anew, so the report never shows a curve between other models or with othe
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -48,6 +47,7 @@ from losslab.curves.curve_runs import evaluate_curve_run, fit_curve, plane_of_cu
 from losslab.errors import InputError
 from losslab.runs.atomic import atomic_write_json
 from losslab.runs.checkpoint_set import resolve_checkpoint
+from losslab.runs.readers import read_json
 from losslab.runs.rundir import RunDir
 from losslab.studies.analyses import register_analysis
 from losslab.studies.published import check_published_setting
@@ -93,7 +93,8 @@ def _fitted(directory: Path, start: str, end: str, bends: int, kind: str,
     run, marker = RunDir(directory), directory / SOURCE_FILE
     if run.exists():
         # a curve fitted before the source was recorded is taken as it is
-        same = not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) == source
+        same = not marker.exists() or read_json(
+            marker, what="the endpoints and options the curve was fitted from") == source
         if same:
             if run.read_meta().get("status") != "finished":
                 resume_run(directory)

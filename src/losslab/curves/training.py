@@ -12,6 +12,8 @@ of training, a monitor only: :func:`losslab.curves.evaluate_curve` recomputes th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -46,7 +48,9 @@ def build_curve(config: TrainConfig, template: nn.Module,
         try:
             ends.append(resolve_checkpoint(path).load(device))
         except FileNotFoundError as e:
-            raise ConfigError(f"curve.{which}: {e}") from None
+            relative = "" if Path(path).is_absolute() else \
+                f" (a relative path, read from the current directory {Path.cwd()})"
+            raise ConfigError(f"curve.{which}{relative}: {e}") from None
     params = {k for k, p in template.named_parameters() if p.requires_grad}
     for which, ckpt in zip(("start", "end"), ends, strict=True):
         if set(ckpt.params) != params:

@@ -19,9 +19,11 @@ name to MD5 is passed, e.g. for a private mirror serving re-packed files.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.metadata
 import logging
 import os
+import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -99,14 +101,39 @@ def _md5_of_stream(response: BinaryIO, out: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def _reason(error: BaseException, timeout: float) -> str:
+    """What went wrong with a transfer, in words (an HTTP status, a refused connection...)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} ({error.reason})"
+    if isinstance(error, urllib.error.URLError):
+        if not isinstance(error.reason, BaseException):  # e.g. "unknown url type"
+            return str(error.reason)
+        error = error.reason  # the socket's own error says what happened
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, http.client.IncompleteRead):
+        return (f"the connection closed after {len(error.partial)} bytes, "
+                f"{error.expected} short")
+    if isinstance(error, http.client.HTTPException):
+        return f"a broken HTTP answer ({type(error).__name__}: {error})"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve the host ({error.strerror or error})"
+    if isinstance(error, ConnectionRefusedError):
+        return f"cannot connect ({error.strerror or error})"
+    if isinstance(error, OSError):
+        return f"the connection failed ({error.strerror or error})"
+    return str(error)
+
+
 def download_url(url: str, dest: str | os.PathLike[str], md5: str, *,
                  timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` if its MD5 is ``md5``; return ``dest``.
 
     The data goes to a temporary file in ``dest``'s directory and is renamed into place only
     after the checksum matched. On a mismatch the temporary file is deleted and
-    :class:`ChecksumError` names the URL and both checksums; on a network error an ``OSError``
-    names the URL. Either way nothing is left at ``dest``.
+    :class:`ChecksumError` names the URL and both checksums; on a network error (an HTTP status
+    such as 404, a refused connection, no answer, a transfer cut short) :class:`DownloadError`
+    names the URL and the reason. Either way nothing is left at ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +146,10 @@ def download_url(url: str, dest: str | os.PathLike[str], md5: str, *,
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     actual = _md5_of_stream(response, out)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                raise DownloadError(f"downloading {url} failed: {e}") from e
+            except (urllib.error.URLError, TimeoutError, ConnectionError,
+                    http.client.HTTPException) as e:
+                raise DownloadError(url, _reason(e, timeout),
+                                    getattr(e, "code", None)) from e
             out.flush()
             os.fsync(out.fileno())  # the bytes are on disk before the name points at them
         if actual != md5.lower():

@@ -40,4 +40,16 @@ class ChecksumError(LosslabError, OSError):
 
 
 class DownloadError(LosslabError, OSError):
-    """A download that could not complete (no connection, an HTTP error); nothing was kept."""
+    """A download that could not complete (no connection, an HTTP error); nothing was kept.
+
+    ``url`` is the address, ``reason`` what went wrong (``"HTTP 404 (Not Found)"``,
+    ``"cannot connect (Connection refused)"``) and ``status`` the HTTP status, if one came.
+    """
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"downloading {url} failed: {reason}; nothing was kept")
+        self.url, self.reason, self.status = url, reason, status
+
+    def __reduce__(self) -> tuple:
+        # as ChecksumError: rebuilt from the fields when pickled across processes
+        return (type(self), (self.url, self.reason, self.status))

@@ -22,7 +22,15 @@ from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
 from losslab.runs.config import TrainConfig
 from losslab.runs.device import resolve_device
-from losslab.runs.rebuild import data_key, dataset_of, run_config_of, split_loader, template_model
+from losslab.runs.rebuild import (
+    check_fits_run,
+    config_path_of,
+    data_key,
+    dataset_of,
+    run_config_of,
+    split_loader,
+    template_model,
+)
 
 __all__ = ["MemberPredictions", "collect_checkpoints", "distinct_checkpoints", "predict_members"]
 
@@ -49,7 +57,10 @@ def _arch_key(config: TrainConfig) -> str:
 
 
 def collect_checkpoints(paths: Sequence[str | Path], role: str | None = None) -> CheckpointSet:
-    """Checkpoint files, and run directories (their ``role`` checkpoints, default ``final``)."""
+    """Checkpoint files, and run directories (their ``role`` checkpoints, default ``final``).
+
+    A finished run's checkpoint whose sidecar is gone is an error, not a smaller ensemble
+    (:meth:`CheckpointSet.from_run <losslab.runs.checkpoint_set.CheckpointSet.from_run>`)."""
     refs: list[CheckpointRef] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -68,14 +79,14 @@ def distinct_checkpoints(checkpoints: CheckpointSet) -> tuple[CheckpointSet, lis
     A snapshot saved after a run's last iteration and the run's final model are the same
     weights (a snapshot ensemble whose last cycle ends with the run would count it twice, and
     an average of probabilities would weigh it double). Two checkpoints are the same when their
-    weights files have the same SHA-256 (same tensors, same bytes), or, for checkpoints written
-    without a hash, when they come from the same run at the same step. The first is kept.
+    weights files have the same SHA-256 (same tensors, same bytes; every sidecar records it).
+    The first is kept.
     """
     kept: list[CheckpointRef] = []
-    seen: dict[object, CheckpointRef] = {}
+    seen: dict[str, CheckpointRef] = {}
     dropped: list[str] = []
     for ref in checkpoints:
-        key = ("sha256", ref.meta.sha256) if ref.meta.sha256 else ("step", ref.run_id, ref.step)
+        key = ref.meta.sha256
         if key in seen:
             dropped.append(f"{_name(ref)} = {_name(seen[key])}")
             continue
@@ -111,6 +122,8 @@ def predict_members(checkpoints: CheckpointSet, *, split: str = "test",
         index = [i for i, k in enumerate(arch_keys) if k == key]
         loaded: list[LoadedCheckpoint] = [checkpoints[i].load(device) for i in index]
         template = template_model(configs[index[0]]).to(device)
+        for i, member in zip(index, loaded, strict=True):  # the group shares its config's network
+            check_fits_run(template, member, config_path_of(checkpoints[i]))
         ensemble = Ensemble.from_checkpoints(template, loaded).to(device)
         outs = [ensemble.member_logits(x).double().cpu() for x, _ in loader]
         group = torch.cat(outs, dim=1)

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from losslab.errors import InputError, MissingFileError
 from losslab.params import ParamDict, buffers_of, check_same_keys, dot, parameters_of, sub
 from losslab.runs.atomic import atomic_write, atomic_write_json
 from losslab.runs.checkpoints import file_sha256
+from losslab.runs.readers import read_json
 
 __all__ = ["Directions", "as_params", "random_direction", "interpolation_direction",
            "plane_through", "own_buffers", "point_buffers", "directions_metadata",
@@ -268,8 +268,8 @@ class Directions:
         side = weights.with_suffix(".json")
         if not side.exists():
             raise MissingFileError(f"directions {weights} have no sidecar {side.name}")
-        meta = json.loads(side.read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT:
+        meta = read_json(side, what="a directions sidecar (a JSON object)")
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
             raise InputError(f"{side} is not a losslab directions file")
         if meta.get("sha256") and file_sha256(weights) != meta["sha256"]:
             raise InputError(f"directions file {weights} does not match its recorded SHA-256")

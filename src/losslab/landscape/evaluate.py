@@ -208,10 +208,30 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
     return LineResult(a, loss, acc, meta, se)
 
 
-def _fingerprint(x: Tensor, y: Tensor, bn: str, loss_name: str,
-                 tensors: Iterable[ParamDict]) -> str:
+def _data_digest(ev: PointEvaluator) -> str:
+    """The SHA-256 of the examples a surface is evaluated on (and, when BatchNorm statistics
+    are recomputed, of the batches that recompute them).
+
+    A stored partial surface continues only with the same data: another split or subset gives
+    other numbers at every point, and mixing them into one grid would go unseen.
+    """
     h = hashlib.sha256()
-    h.update(x.numpy().tobytes() + y.numpy().tobytes() + f"{bn}|{loss_name}".encode())
+    sets = [*ev.batch_sets.items()]
+    if ev.bn == "recompute":
+        sets.append(("recompute_batches", ev.recompute_batches))
+    for name, batches in sets:
+        h.update(name.encode())
+        for batch in batches:
+            for t in [batch] if isinstance(batch, Tensor) else batch:
+                t = t.detach().to("cpu").contiguous().reshape(-1)
+                h.update(f"{t.dtype}{t.numel()}".encode() + t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint(x: Tensor, y: Tensor, bn: str, loss_name: str,
+                 tensors: Iterable[ParamDict], data: str = "") -> str:
+    h = hashlib.sha256()
+    h.update(x.numpy().tobytes() + y.numpy().tobytes() + f"{bn}|{loss_name}|{data}".encode())
     for d in tensors:
         for k in sorted(d):
             t = d[k].detach().to("cpu").contiguous().reshape(-1)
@@ -237,7 +257,7 @@ def surface(model: nn.Module, point: ParamDict | Any,
     :mod:`~losslab.landscape.grid_io`) every ``save_every`` points and when the run stops, by an
     exception or at the end; running again with the same ``path`` evaluates only the missing
     points. The file is checked to describe the same surface (grid, BN policy, loss, centre,
-    buffers and directions), else an error. ``callback(done, total)`` runs after each chunk
+    buffers, directions and the evaluation data), else an error. ``callback(done, total)`` runs after each chunk
     of points.
     """
     dirs = list(directions)
@@ -261,12 +281,14 @@ def surface(model: nn.Module, point: ParamDict | Any,
     acc, se = loss.clone(), loss.clone()
     done = torch.zeros(ny * nx, dtype=torch.bool)
     if path is not None:
-        meta["fingerprint"] = _fingerprint(x, y, bn, meta["loss_fn"], [center_p, bufs, *dirs])
+        meta["fingerprint"] = _fingerprint(x, y, bn, meta["loss_fn"], [center_p, bufs, *dirs],
+                                           _data_digest(ev))
         if grid_paths(path)[0].exists():
             arrays, old = load_grid(path)
             if old.get("fingerprint") != meta["fingerprint"]:
-                raise InputError(f"{path} holds a different surface (grid, BN policy, loss, "
-                                 "centre or directions differ); remove it or choose another path")
+                raise InputError(f"{grid_paths(path)[0]} holds a different surface (grid, BN "
+                                 "policy, loss, centre, directions or data differ); remove it "
+                                 "or choose another path")
             loss, acc, se = (arrays[k].reshape(-1).double() for k in ("loss", "acc", "loss_se"))
             done = arrays["done"].reshape(-1).bool()
             meta["num_examples"] = old.get("num_examples")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from losslab.errors import InputError
+from losslab.errors import CorruptFileError, InputError
 from losslab.runs.atomic import atomic_write, atomic_write_json
 
 __all__ = ["AXIS_CONVENTION", "LineResult", "SurfaceResult", "save_grid", "load_grid",
@@ -104,10 +104,16 @@ def save_grid(path: str | Path, arrays: dict[str, Tensor | np.ndarray],
 def load_grid(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """``(arrays as CPU tensors, metadata)`` from ``PATH.npz``."""
     npz, _ = grid_paths(path)
-    with np.load(npz, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta_json"]))
-        arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta_json"}
-    if meta.get("format") != _FORMAT:
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta_json"]))
+            arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta_json"}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a damaged zip, a missing member, bad JSON: all "not readable"
+        raise CorruptFileError(f"{npz} is not a readable losslab landscape file "
+                               f"(.npz arrays with their metadata): {type(e).__name__}: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise InputError(f"{npz} is not a losslab landscape file")
     return arrays, meta
 

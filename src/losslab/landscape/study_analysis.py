@@ -51,13 +51,14 @@ from losslab.landscape.evaluate import line, subset_batches, surface
 from losslab.landscape.options import EvalOptions
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.runs.device import resolve_device
-from losslab.runs.rebuild import dataset_of, run_config_of, split_loader, template_model
+from losslab.runs.rebuild import check_fits_run, config_path_of, dataset_of, model_for, split_loader
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
 __all__ = ["landscape_analysis", "compute_landscape"]
 
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
+RESUMABLE = ("surface",)  # the kinds that store finished points and continue from them
 
 
 def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[str, str]:
@@ -73,13 +74,14 @@ def _run_of(path: str) -> str:
 
 
 def _setup(path: str, split: str, examples: int, seed: int):
+    """The checkpoint ``path`` names, its run's network (checked to fit it), the batches."""
     final = resolve_checkpoint(path)
-    config = run_config_of(final)
     device = resolve_device("auto")
+    ckpt, model, config = model_for(final, device)
     loader = split_loader(dataset_of(config), split, 1024, device)
     batches = subset_batches(loader, examples, seed, batch_size=1024, device=device) \
         if examples else loader
-    return final.load(device), template_model(config).to(device), batches, device
+    return ckpt, model, batches, device
 
 
 def _surface(run_dir, o) -> dict[str, Any]:
@@ -87,7 +89,8 @@ def _surface(run_dir, o) -> dict[str, Any]:
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, batches=batches, buffers=ckpt.buffers,
-                grid=(-s, s, n), options=EvalOptions(bn=o["bn"] or "keep", device=device))
+                grid=(-s, s, n), options=EvalOptions(bn=o["bn"] or "keep", device=device),
+                path=o.get("path"))
     return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
             "normalization": o["normalization"]}
@@ -96,6 +99,7 @@ def _surface(run_dir, o) -> dict[str, Any]:
 def _line(run_a, run_b, o) -> dict[str, Any]:
     a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
     b = resolve_checkpoint(run_b).load(device)
+    check_fits_run(model, b, config_path_of(a.ref))  # the line runs through one network
     r = line(model, a.params, end=b.params, batches=batches, buffers=a.buffers,
              end_buffers=b.buffers, options=EvalOptions(bn=o["bn"], device=device))
     return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
@@ -115,6 +119,8 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
         raise InputError(f"{run_dir}: a trajectory needs saved epoch checkpoints "
                          "(checkpoints.every)")
     members = CheckpointSet.from_run(run_dir, role=["snapshot", "fge"])
+    for ref in [*trajectory, *members]:  # any file of the run may have been replaced
+        check_fits_run(model, ref, config_path_of(ref))
     plane = trajectory_plane(model, trajectory, batches=batches, grid=o["points"],
                              options=EvalOptions(bn=o["bn"] or "keep", device=device),
                              centered=o["centered"],
@@ -217,12 +223,21 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
-                      centered: bool = True) -> dict[str, Any]:
+                      centered: bool = True, path: str | Path | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
-    a run directory stands for its final model): what the CLI runs."""
+    a run directory stands for its final model): what the CLI runs.
+
+    ``path`` (kinds in :data:`RESUMABLE`): where finished grid points are stored as they are
+    computed, so a computation stopped at any moment and started again with the same
+    arguments evaluates only the missing points; a file there that describes another map
+    (other weights, grid, data or BN policy) is an error, never mixed in.
+    """
+    if path is not None and kind not in RESUMABLE:
+        raise InputError(f"landscape {kind} cannot store partial results; only {RESUMABLE} can")
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
                        centered=centered)
+    options["path"] = path
     if kind == "line":
         if len(run_dirs) != 2:
             raise InputError("landscape line needs exactly two runs (start and end)")

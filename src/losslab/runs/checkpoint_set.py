@@ -16,19 +16,74 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
 import torch
-from torch import nn
+from safetensors import SafetensorError, safe_open
+from torch import Tensor, nn
 
-from losslab.errors import MissingFileError
+from losslab.errors import CheckpointCorruptError, InputError, MissingFileError
 from losslab.params import ParamDict
-from losslab.runs.checkpoints import CheckpointMeta, load_checkpoint_tensors, read_meta
+from losslab.runs.checkpoints import (
+    CheckpointMeta,
+    load_checkpoint_tensors,
+    read_meta,
+    sidecar_path,
+)
+from losslab.runs.rundir import RunDir
 
-__all__ = ["CheckpointRef", "LoadedCheckpoint", "CheckpointSet", "resolve_checkpoint"]
+__all__ = ["CheckpointRef", "LoadedCheckpoint", "CheckpointSet", "resolve_checkpoint",
+           "check_compatible"]
+
+OPTIMIZER_SUFFIX = ".optimizer.safetensors"  # a checkpoint's optimizer state, not a checkpoint
+
+
+def check_compatible(model: nn.Module, params: Mapping[str, Tensor | Sequence[int]],
+                     buffers: Mapping[str, Tensor | Sequence[int]], source: str | Path, *,
+                     expects: str = "the model") -> None:
+    """Refuse a checkpoint whose tensors are not exactly ``model.state_dict()``'s names and shapes.
+
+    Every analysis pairs a checkpoint's tensors with a network rebuilt from a run's config and
+    evaluates it through ``functional_call``, which substitutes tensors by name without looking
+    at their shapes: the weights of a narrower network of the same family run through it and
+    give numbers for a model that is not the one named. Values are tensors or shapes (from a
+    file's header); ``source`` (the checkpoint file) and ``expects`` (which model) are named in
+    the :class:`~losslab.errors.InputError`, with the first mismatching tensor and both shapes.
+    """
+    expected = model.state_dict(keep_vars=True)
+    given = {**params, **buffers}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        parts = [f"{what} {names[:5]}" + (f" ({len(names)} in all)" if len(names) > 5 else "")
+                 for what, names in (("lacks", missing), ("has unexpected", unexpected)) if names]
+        raise InputError(f"checkpoint {source} does not fit {expects}: it "
+                         f"{' and '.join(parts)}")
+    for k, t in expected.items():
+        value = given[k]
+        shape = tuple(value.shape) if hasattr(value, "shape") else tuple(value)
+        if shape != tuple(t.shape):
+            raise InputError(f"checkpoint {source}: tensor {k} has shape {shape} but {expects} "
+                             f"expects {tuple(t.shape)}")
+
+
+def _sidecar_lost(weights: Path) -> CheckpointCorruptError | None:
+    """The error for a weights file without its sidecar in a finished run, else None.
+
+    The sidecar is written last, so while a run may still write, a weights file without one
+    is an interrupted write and is ignored. A finished run wrote every sidecar, so a missing
+    one was lost afterwards, and ignoring the weights would silently drop a member, an epoch
+    or the final model from every analysis.
+    """
+    run = RunDir(weights.parent.parent)
+    if not run.meta_path.exists() or run.read_meta().get("status") != "finished":
+        return None
+    return CheckpointCorruptError(f"checkpoint {weights} has no sidecar "
+                                  f"{sidecar_path(weights).name}; the run finished, so the "
+                                  "record was lost")
 
 
 @dataclass(frozen=True)
@@ -45,7 +100,9 @@ class LoadedCheckpoint:
         return {**self.params, **self.buffers}
 
     def load_into(self, model: nn.Module) -> nn.Module:
-        """Copy the weights into ``model`` (strictly: every name must match) and return it."""
+        """Copy the weights into ``model`` (strictly: every name and shape must match) and
+        return it."""
+        check_compatible(model, self.params, self.buffers, self.ref.path)
         model.load_state_dict(self.state_dict, strict=True)
         return model
 
@@ -80,7 +137,17 @@ class CheckpointRef:
             path = path.with_suffix(".safetensors")
         if not path.exists():
             raise MissingFileError(f"no checkpoint at {path}")
+        if not sidecar_path(path).exists() and (lost := _sidecar_lost(path)) is not None:
+            raise lost
         return cls(path=path, meta=read_meta(path))
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each tensor's shape, read from the weights file's header (no tensor is loaded)."""
+        try:
+            with safe_open(self.path, framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointCorruptError(f"checkpoint {self.path} is unreadable: {e}") from e
 
     def load(self, device: torch.device | str = "cpu", *, verify: bool = True) -> LoadedCheckpoint:
         params, buffers = load_checkpoint_tensors(self.path, self.meta, device=device, verify=verify)
@@ -110,13 +177,23 @@ class CheckpointSet(Sequence[CheckpointRef]):
     @classmethod
     def from_run(cls, run_dir: str | Path, *, role: str | Iterable[str] | None = None,
                  epochs: int | Iterable[int] | None = None) -> CheckpointSet:
-        """The complete checkpoints of one run directory, ordered by step, optionally filtered."""
+        """The complete checkpoints of one run directory, ordered by step, optionally filtered.
+
+        A weights file without its sidecar is skipped while the run may still write it (an
+        interrupted write); in a finished run it is an error (:class:`CheckpointCorruptError`).
+        """
         directory = Path(run_dir) / "checkpoints"
         if not directory.is_dir():
             raise MissingFileError(f"{run_dir} is not a run directory: no checkpoints/ in it")
-        refs = [CheckpointRef(path=p, meta=read_meta(p))
-                for p in sorted(directory.glob("*.safetensors"))
-                if p.with_suffix(".json").exists()]  # no sidecar: written incompletely, skip
+        refs = []
+        for p in sorted(directory.glob("*.safetensors")):
+            if p.name.endswith(OPTIMIZER_SUFFIX):
+                continue  # checked through the sidecar of the checkpoint it belongs to
+            if not sidecar_path(p).exists():
+                if (lost := _sidecar_lost(p)) is not None:
+                    raise lost
+                continue  # written incompletely by a run that may still rewrite it
+            refs.append(CheckpointRef(path=p, meta=read_meta(p)))
         refs.sort(key=lambda r: (r.step, r.epoch, r.role))
         return cls(refs).select(role=role, epochs=epochs)
 

@@ -8,14 +8,15 @@ A checkpoint ``NAME`` in a directory is two files:
   role (``epoch``, ``best``, ``final``; later capabilities add ``snapshot``, ``fge``,
   ``shadow``, ...), any extra metadata, and the SHA-256 of the weights file.
 
-The sidecar is written last, so a checkpoint without one is incomplete and is ignored; a
-weights file whose hash does not match its sidecar is reported as corrupt.
+The sidecar is written last, so a checkpoint without one is incomplete and is ignored while
+its run may still write it (in a finished run it is damage: see
+:meth:`~losslab.runs.checkpoint_set.CheckpointSet.from_run`); a weights file whose hash does
+not match its sidecar, or a sidecar that records no hash, is reported as corrupt.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from losslab.errors import CheckpointCorruptError, InputError, MissingFileError
+from losslab.errors import CheckpointCorruptError, CorruptFileError, InputError, MissingFileError
 from losslab.params import ParamDict
 from losslab.runs.atomic import atomic_write, atomic_write_json
 
 __all__ = ["CheckpointCorruptError", "CheckpointMeta", "save_checkpoint", "save_model_checkpoint",
            "read_meta", "load_checkpoint_tensors", "file_sha256"]
+
+FORMAT = "losslab-checkpoint-v1"
 
 
 @dataclass
@@ -49,13 +52,31 @@ class CheckpointMeta:
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "epoch": self.epoch, "step": self.step, "role": self.role,
                 "parameters": self.parameters, "buffers": self.buffers, "sha256": self.sha256,
-                "extra": self.extra, "format": "losslab-checkpoint-v1"}
+                "extra": self.extra, "format": FORMAT}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CheckpointMeta:
+    def from_json(cls, d: dict[str, Any], source: str | Path | None = None) -> CheckpointMeta:
+        """The record of a sidecar (``source``: its path, for the messages).
+
+        Every sidecar losslab writes records the SHA-256 of its weights; one without it (an
+        edited or damaged sidecar) would load weights that nothing verifies, so it is refused
+        like a hash mismatch rather than read as "nothing to check".
+        """
+        where = f"checkpoint sidecar {source}" if source is not None else "a checkpoint sidecar"
+        if not isinstance(d, dict):
+            raise CheckpointCorruptError(f"{where} holds {type(d).__name__}, not the JSON object "
+                                         "of a checkpoint record")
+        fmt = d.get("format", FORMAT)
+        if fmt != FORMAT:
+            raise CheckpointCorruptError(f"{where} has format {fmt!r}; expected {FORMAT!r}")
+        sha256 = d.get("sha256")
+        if not isinstance(sha256, str) or not sha256:
+            raise CheckpointCorruptError(f"{where} records no SHA-256 of its weights, so they "
+                                         "cannot be verified (every checkpoint losslab writes "
+                                         "has one)")
         return cls(run_id=d["run_id"], epoch=int(d["epoch"]), step=int(d["step"]), role=d["role"],
                    parameters=list(d["parameters"]), buffers=list(d["buffers"]),
-                   sha256=d.get("sha256", ""), extra=dict(d.get("extra", {})))
+                   sha256=sha256, extra=dict(d.get("extra", {})))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -107,13 +128,21 @@ def sidecar_path(weights: str | Path) -> Path:
 
 def read_meta(weights: str | Path) -> CheckpointMeta:
     """The sidecar of a weights file; a missing or unreadable sidecar is an error that names it."""
+    from losslab.runs.readers import read_json
+
     side = sidecar_path(weights)
     try:
-        return CheckpointMeta.from_json(json.loads(side.read_text(encoding="utf-8")))
-    except FileNotFoundError:
+        record = read_json(side, what="a checkpoint sidecar (a JSON object)")
+    except MissingFileError:
         raise MissingFileError(f"checkpoint {weights} has no sidecar {side.name}: "
                                 "it was not completely written") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except CorruptFileError as e:  # binary or broken JSON: the reader's message names the file
+        raise CheckpointCorruptError(f"checkpoint sidecar {e}") from None
+    try:
+        return CheckpointMeta.from_json(record, source=side)
+    except KeyError as e:
+        raise CheckpointCorruptError(f"checkpoint sidecar {side} lacks the field {e}") from None
+    except (TypeError, ValueError) as e:
         raise CheckpointCorruptError(f"checkpoint sidecar {side} is unreadable: {e}") from e
 
 
@@ -122,7 +151,10 @@ def load_checkpoint_tensors(weights: str | Path, meta: CheckpointMeta, *,
                             verify: bool = True) -> tuple[ParamDict, ParamDict]:
     """Load ``(params, buffers)``; with ``verify`` the file's hash must match the sidecar."""
     weights = Path(weights)
-    if verify and meta.sha256 and file_sha256(weights) != meta.sha256:
+    if verify and not meta.sha256:
+        raise CheckpointCorruptError(f"checkpoint sidecar {sidecar_path(weights)} records no "
+                                     "SHA-256 of its weights, so they cannot be verified")
+    if verify and file_sha256(weights) != meta.sha256:
         raise CheckpointCorruptError(
             f"checkpoint {weights} is corrupt: its SHA-256 does not match the one recorded in "
             f"{sidecar_path(weights).name} when it was written")

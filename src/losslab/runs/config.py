@@ -12,21 +12,25 @@ Networks", Master's thesis, University of Padova, 2019 ("the thesis" below).
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from losslab.errors import ConfigError, InputError
+from losslab.errors import ConfigError, CorruptFileError, InputError
+from losslab.runs import readers
 
 __all__ = ["ConfigError", "TrainConfig", "load_config", "parse_overrides", "apply_overrides",
            "config_to_dict"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float option is a finite number (lr=inf or nan would train
+    # to NaN with exit 0, and inf passes a bound such as gt=0)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AugmentConfig(_Strict):
@@ -90,7 +94,8 @@ class OptimizerConfig(_Strict):
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = \
+        (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     annealing: AnnealingConfig = AnnealingConfig()
 
@@ -98,7 +103,7 @@ class OptimizerConfig(_Strict):
 class ScheduleConfig(BaseModel):
     """``name`` picks a schedule; its parameters (durations in epochs) sit beside it."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "cosine"
 
     @model_validator(mode="after")
@@ -113,6 +118,11 @@ class ScheduleConfig(BaseModel):
             if key not in allowed:
                 raise InputError(f"schedule {self.name!r} has no parameter {key!r}; allowed: "
                                  f"{sorted(allowed) or 'none'}" + _suggest(key, allowed))
+        for key, value in self.params.items():
+            # the parameters sit beside `name` untyped, so the finite check is made here
+            if not _finite(value):
+                raise InputError(f"bad value for 'schedule.{key}': {value!r}: expected a finite "
+                                 "number")
         missing = [k for k, default in allowed.items() if default is REQUIRED and k not in self.params]
         if missing:
             raise InputError(f"schedule {self.name!r} needs {', '.join(missing)} "
@@ -249,8 +259,8 @@ class TrainConfig(_Strict):
     """Everything that defines a training run."""
 
     seed: int = 0
-    epochs: int = Field(10, ge=0)
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    epochs: int = Field(10, ge=1)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps', ...")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -261,6 +271,14 @@ class TrainConfig(_Strict):
     log: LogConfig = LogConfig()
     curve: CurveConfig = CurveConfig()
     init: InitConfig = InitConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, name: str) -> str:
+        # the form only: whether this machine has the device is known when the run builds
+        from losslab.runs.device import check_device_name
+
+        return check_device_name(name)
 
     @model_validator(mode="after")
     def _init_or_curve(self) -> TrainConfig:
@@ -279,6 +297,17 @@ class TrainConfig(_Strict):
 
 # ---------------------------------------------------------------------------------------------
 # Loading, overrides and readable errors
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in ``value`` (a number, or a list of them) is finite; strings such
+    as ``"inf"`` count as the number they spell."""
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity",
+                                                                           "nan", ".inf", ".nan"):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
@@ -309,8 +338,11 @@ def explain_validation_error(err: ValidationError, cls: type[BaseModel]) -> str:
             lines.append(f"unknown key {key!r}{_suggest(loc[-1], valid)}; valid keys here: "
                          f"{', '.join(valid)}")
         elif e["type"] == "value_error":
-            where = f" in {key!r}" if key else ""
-            lines.append(f"{e['msg'].removeprefix('Value error, ')}{where}")
+            message = e["msg"].removeprefix("Value error, ")
+            where = f" in {key!r}" if key and f"'{key}" not in message else ""
+            lines.append(f"{message}{where}")
+        elif e["type"] == "finite_number":
+            lines.append(f"bad value for {key!r}: {e['input']!r}: expected a finite number")
         else:
             lines.append(f"bad value for {key!r}: {e['input']!r}: {e['msg']}")
     return "invalid config:\n  " + "\n  ".join(lines)
@@ -354,16 +386,16 @@ def validate_config(tree: Mapping[str, Any], cls: type[BaseModel] = TrainConfig)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config (or study, or suite) file a person wrote, as a mapping; a missing, binary or
+    broken one is an error that names the file and where it stopped."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(tree).__name__}")
-    return tree
+        return readers.read_yaml(path, what="a YAML mapping of config keys")
+    except CorruptFileError as e:
+        # a config file is the user's input: a ConfigError, with the reader's message
+        raise ConfigError(f"config file {e}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = (),

@@ -9,18 +9,16 @@ the file (atomically) to the epochs the resumed state has actually finished.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 from losslab.runs.atomic import atomic_write_text
+from losslab.runs.readers import read_json_lines
 from losslab.runs.rundir import RunDir
 
 __all__ = ["MetricsLog", "read_metrics"]
-
-log = logging.getLogger(__name__)
 
 
 def _clean(value: Any) -> Any:
@@ -39,25 +37,17 @@ def _restore(value: Any) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All complete records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
+    """All complete records of a ``metrics.jsonl`` file (or a run directory's).
+
+    A torn last line (a kill in the middle of an append) is dropped with a warning; any other
+    line that does not read is a :class:`~losslab.errors.CorruptFileError` naming the file and
+    the line. A missing file has no records.
+    """
     path = Path(path)
     if path.is_dir():
         path = RunDir(path).metrics_path
-    if not path.exists():
-        return []
-    records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append({k: _restore(v) for k, v in json.loads(line).items()})
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                log.warning("dropping a torn last line of %s", path)
-                break
-            raise
-    return records
+    records = read_json_lines(path, what="one JSON object per epoch")
+    return [{k: _restore(v) for k, v in r.items()} for r in records]
 
 
 class MetricsLog:

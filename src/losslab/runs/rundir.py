@@ -17,7 +17,6 @@ Every file is written atomically, so a run killed at any moment leaves a directo
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
 import socket
 import subprocess
@@ -27,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from losslab.errors import CorruptFileError, MissingFileError
 from losslab.runs.atomic import atomic_write_json, atomic_write_text
+from losslab.runs.readers import read_json, read_yaml
 
 __all__ = ["RunDir", "git_revision", "environment_info"]
 
@@ -103,12 +104,24 @@ class RunDir:
         atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        """The run's stored config tree; a missing, binary, empty, cut-short or broken
+        ``config.yaml`` is an error that names it."""
+        # complete: the file was written whole, so a cut one is refused even where the rest
+        # still parses (a value cut in two would be read as another value)
+        return read_yaml(self.config_path, what="the run's config (YAML written by losslab)",
+                         complete=True)
 
     def read_meta(self) -> dict[str, Any]:
-        if not self.meta_path.exists():
+        """The run's ``meta.json`` (``{}`` before it is first written); an unreadable one is an
+        error that names it."""
+        try:
+            meta = read_json(self.meta_path, what="the run's meta record (a JSON object)")
+        except MissingFileError:
             return {}
-        return json.loads(self.meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise CorruptFileError(f"{self.meta_path} holds a JSON {type(meta).__name__}; "
+                                   "expected the run's meta record (a JSON object)")
+        return meta
 
     def update_meta(self, **fields: Any) -> dict[str, Any]:
         meta = self.read_meta()

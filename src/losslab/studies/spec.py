@@ -75,8 +75,34 @@ def _repeated(values: Iterable[Any]) -> list[Any]:
     return sorted(twice)
 
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+SAFE_NAME_RULE = ("letters, digits, '-', '_' and '.' only (no '/', no spaces), and not '.' or "
+                  "'..'")
+
+
+def check_safe_name(name: str, what: str) -> str:
+    """``name`` if it is one safe path component (:data:`SAFE_NAME_RULE`), else an
+    :class:`InputError` naming ``what`` and the rule.
+
+    Variant names become ``runs/<variant>-s<seed>/`` and ``logs/<run id>.log``, analysis keys
+    ``analyses/<key>.json``, a study's name its default directory: a name with a separator or
+    a ``..`` would write outside the study directory.
+    """
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in (".", ".."):
+        raise InputError(f"{what} {name!r} is not a safe name for a file or directory: use "
+                         f"{SAFE_NAME_RULE}")
+    return name
+
+
+def _safe_run_id(run_id: str) -> bool:
+    """Whether a planned run id is one path component (grid points add '+', ',', '=')."""
+    return bool(run_id) and run_id not in (".", "..") and not any(
+        c in run_id for c in ("/", "\\", "\x00")) and run_id == run_id.strip()
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: resources are finite numbers (inf CPUs would never be scheduled)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VariantSpec(_Strict):
@@ -87,6 +113,11 @@ class VariantSpec(_Strict):
                              "independent initializations and data orders (0: shared with "
                              "the other variants of seed s, the paired design)")
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_safe_name(name, "variant name")
+
 
 class AnalysisSpec(BaseModel):
     """``name`` picks a registered analysis; its options sit beside it. ``id`` names its
@@ -94,7 +125,17 @@ class AnalysisSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_safe_name(name, "analysis name")
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, key: str | None) -> str | None:
+        return key if key is None else check_safe_name(key, "analysis id")
 
     @property
     def key(self) -> str:
@@ -120,6 +161,11 @@ class StudySpec(_Strict):
     analyses: list[AnalysisSpec] = Field(default_factory=list)
     findings: list[FindingSpec] = Field(default_factory=list)
     resources: ResourceSpec = ResourceSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_safe_name(name, "study name")
 
     @field_validator("variants")
     @classmethod
@@ -252,6 +298,10 @@ def plan_runs(spec: StudySpec, study_root: Path) -> list[PlannedRun]:
             continue
         source = configs[name].init.run if configs[name].init.run in variants else None
         for seed in spec.seeds:
+            if not _safe_run_id(f"{name}-s{seed}"):
+                errors.append(f"variant {name!r}: its run id {name + '-s' + str(seed)!r} is not "
+                              "one file name (it holds a path separator)")
+                break
             config = config_to_dict(validate_config({**tree, "seed": seed + offsets[name]},
                                                     TrainConfig))
             runs.append(PlannedRun(f"{name}-s{seed}", name, seed, overrides, config,

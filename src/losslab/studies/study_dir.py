@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -55,9 +54,20 @@ class StudyDir:
 
     # the plan ------------------------------------------------------------------------------
     def read_plan(self) -> dict[str, Any] | None:
-        if not self.plan_path.exists():
+        """The study's ``plan.json`` (None where there is none yet); an unreadable one, or one
+        without its fingerprint and runs, is an error that names it."""
+        from losslab.errors import CorruptFileError
+        from losslab.runs.readers import read_json
+
+        what = "the study's plan (a JSON object with its fingerprint and runs)"
+        try:
+            plan = read_json(self.plan_path, what=what)
+        except MissingFileError:
             return None
-        return json.loads(self.plan_path.read_text(encoding="utf-8"))
+        if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list) \
+                or "fingerprint" not in plan:
+            raise CorruptFileError(f"{self.plan_path} is not a study plan; expected {what}")
+        return plan
 
     def planned_runs(self) -> list[PlannedRun]:
         plan = self.read_plan()

@@ -16,7 +16,6 @@ the first run starts.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -27,8 +26,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from losslab.errors import CorruptFileError
 from losslab.runs.atomic import atomic_write, atomic_write_json, atomic_write_text
 from losslab.runs.config import ConfigError, explain_validation_error, read_yaml
+from losslab.runs.readers import read_json
 from losslab.studies.spec import load_study
 
 __all__ = ["SuiteSpec", "SuiteOutcome", "load_suite", "run_suite", "is_suite_file"]
@@ -107,10 +108,14 @@ def run_suite(path: str | Path, out: str | Path | None = None, *, backend: str =
         times[name] = time.perf_counter() - start
         failed += sum(n for s, n in outcome.counts.items() if s != "finished")
     findings = []
+    what = "a study's findings (a JSON object with a list `findings`)"
     for _, name in named:
         record = directory / name / "findings.json"
         if record.exists():
-            findings += json.loads(record.read_text(encoding="utf-8"))["findings"]
+            data = read_json(record, what=what)
+            if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+                raise CorruptFileError(f"{record} holds no list `findings`; expected {what}")
+            findings += data["findings"]
     _write_tables(directory, spec, findings, times)
     counts = pd.Series([f["verdict"] for f in findings]).value_counts().to_dict()
     return SuiteOutcome(directory, findings, times, {k: int(v) for k, v in counts.items()},

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, resolve_checkpoint
 from losslab.runs.config import ConfigError, InitConfig
 from losslab.runs.optimizer_state import load_optimizer_state
@@ -53,7 +54,7 @@ def start_from(trainer: Trainer, init: InitConfig) -> dict[str, Any]:
     state = ref.load(trainer.device)
     try:
         state.load_into(trainer.model)
-    except RuntimeError as e:
+    except (RuntimeError, InputError) as e:
         raise ConfigError(f"init: {ref.path} does not fit this run's model: "
                           f"{str(e).splitlines()[0]}") from None
     if init.optimizer:

@@ -30,7 +30,14 @@ from torch.func import functional_call
 from losslab.errors import InputError
 from losslab.runs.checkpoint_set import CheckpointSet
 from losslab.runs.device import resolve_device
-from losslab.runs.rebuild import dataset_of, run_config_of, split_loader, template_model
+from losslab.runs.rebuild import (
+    check_fits_run,
+    config_path_of,
+    dataset_of,
+    run_config_of,
+    split_loader,
+    template_model,
+)
 from losslab.studies.analyses import register_analysis
 from losslab.studies.records import StudyRecords
 
@@ -98,7 +105,9 @@ def loss_estimate_rmse(records: StudyRecords, *, max_batches: int = 10, repeats:
         # A run's draws depend on its own seed only, not on which other runs the study has.
         generator = torch.Generator().manual_seed(seed * 1_000_003 + int(run.seed))
         for ref in refs:
-            sums, sizes = _batch_losses(model, ref.load(device).state_dict, loader)
+            loaded = ref.load(device)
+            check_fits_run(model, loaded, config_path_of(ref))
+            sums, sizes = _batch_losses(model, loaded.state_dict, loader)
             for k, errors in enumerate(_squared_errors(sums, sizes, batch_size, scale,
                                                        max_batches, repeats, generator)):
                 mine[k].extend(errors)

@@ -27,9 +27,10 @@ from losslab.models.registry import check_inputs
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.device import resolve_device
-from losslab.runs.lock import LOCK_NAME, DirectoryLock
+from losslab.runs.lock import DirectoryLock
 from losslab.runs.metrics import MetricsLog, read_metrics
 from losslab.runs.optimizer_state import load_optimizer_state
+from losslab.runs.rebuild import stored_config
 from losslab.runs.rundir import RunDir
 from losslab.runs.state_file import newest_good_state, previous_state_path, read_state
 from losslab.train.annealing_log import AnnealingLog
@@ -211,7 +212,7 @@ def train_run(config: TrainConfig | dict[str, Any], out: str | Path,
             if before is None:
                 shutil.rmtree(run.path, ignore_errors=True)
             else:
-                for entry in set(run.path.iterdir()) - before - {run.path / LOCK_NAME}:
+                for entry in set(run.path.iterdir()) - before:  # the lock file too, if new
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             raise
         run.start(seed=config.seed, device=str(trainer.device), resumed=False)
@@ -245,7 +246,7 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
         raise MissingFileError(f"{run.path} is not a run directory (no config.yaml)")
     with DirectoryLock(run.path, what="run"):
         _remove_stale_temporaries(run)
-        config = validate_config(run.read_config())
+        config = stored_config(run)
         state = _resume_state(run, from_checkpoint)
         ref = _restart_checkpoint(run) if from_checkpoint and state is _NO_GOOD_STATE else None
         state = None if state is _NO_GOOD_STATE else state
