@@ -81,7 +81,7 @@ def test_bad_curve_configs_are_clear(endpoints, tmp_path):
     with pytest.raises(ConfigError, match="curve.start"):
         train_run(load_config(overrides=[*QUIET, f"curve.start={tmp_path / 'none'}",
                                      f"curve.end={endpoints[1]}"]), tmp_path / "x")
-    with pytest.raises(ConfigError, match="does not hold the parameters"):
+    with pytest.raises(ConfigError, match="does not fit model .mlp."):
         train_run(load_config(overrides=[*QUIET, "model.name=mlp", f"curve.start={endpoints[0]}",
                                      f"curve.end={endpoints[1]}"]), tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from losslab.curves.curve_model import CurveModel
 from losslab.errors import InputError
-from losslab.runs.checkpoint_set import resolve_checkpoint
+from losslab.runs.checkpoint_set import check_compatible, resolve_checkpoint
 from losslab.runs.config import ConfigError, OptimizerConfig, TrainConfig
-from losslab.runs.rebuild import run_config_of, template_model
+from losslab.runs.rebuild import config_path_of, run_config_of, template_model
 from losslab.train.callbacks import Callback
 
 __all__ = ["CurveWeightDecay", "build_curve"]
@@ -51,12 +51,12 @@ def build_curve(config: TrainConfig, template: nn.Module,
             relative = "" if Path(path).is_absolute() else \
                 f" (a relative path, read from the current directory {Path.cwd()})"
             raise ConfigError(f"curve.{which}{relative}: {e}") from None
-    params = {k for k, p in template.named_parameters() if p.requires_grad}
     for which, ckpt in zip(("start", "end"), ends, strict=True):
-        if set(ckpt.params) != params:
-            raise ConfigError(f"curve.{which} ({ckpt.ref.path}) does not hold the parameters of "
-                              f"model {config.model.name!r}: "
-                              f"{sorted(params ^ set(ckpt.params))[:5]} differ")
+        try:  # names and shapes: another width of the same family would otherwise train on
+            check_compatible(template, ckpt.params, ckpt.buffers, ckpt.ref.path,
+                             expects=f"model {config.model.name!r} of this curve run")
+        except InputError as e:
+            raise ConfigError(f"curve.{which}: {e}") from None
     template.load_state_dict({**ends[0].params, **ends[0].buffers}, strict=False)
     curve = CurveModel(template, ends[0], ends[1], bends=c.bends, kind=c.kind, seed=config.seed,
                        eval_t=c.eval_t).to(device)
@@ -81,5 +81,9 @@ def load_curve(path, device: torch.device | str = "cpu") -> tuple[CurveModel, Tr
     c = config.curve
     curve = CurveModel(template, placeholder, placeholder, bends=c.bends, kind=c.kind,
                        seed=config.seed, eval_t=c.eval_t).to(device)
-    curve.load_state_dict({**state.params, **state.buffers})
+    try:
+        curve.load_state_dict({**state.params, **state.buffers})
+    except RuntimeError as e:  # names or shapes that are not this curve run's network
+        raise InputError(f"checkpoint {ref.path} does not fit the curve its run's config "
+                         f"({config_path_of(ref)}) describes: {str(e).splitlines()[0]}") from None
     return curve.eval(), config
