@@ -110,3 +110,30 @@ def test_errors_and_checkpoint_like_centre():
     assert r.lambda_max.shape == (1, 1)
     assert float(r.lambda_max[0, 0]) == pytest.approx(hi, rel=1e-6)
     assert float(r.lambda_min[0, 0]) == pytest.approx(lo, rel=1e-6)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stopped_map_continues_from_its_stored_points(setup, tmp_path):
+    model, center, dirs, batches, _, full = setup
+    kw = dict(batches=batches, buffers=buffers_of(model), grid=((-0.5, 0.5, 3), (0.0, 1.0, 2)),
+              max_iter=30, tol=1e-10)
+    path = str(tmp_path / "ratio")
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        eigenvalue_ratio_map(model, center, dirs, path=path, callback=stop_after_two, **kw)
+    computed = []
+    again = eigenvalue_ratio_map(model, center, dirs, path=path,
+                                 callback=lambda done, total: computed.append(done), **kw)
+    assert computed == [3, 4, 5, 6]  # only the four missing points
+    for name in ("lambda_max", "lambda_min", "ratio", "converged"):
+        assert torch.equal(getattr(again, name), getattr(full, name))
+    assert again.num_products == full.num_products
+    with pytest.raises(ValueError, match="holds a different ratio map"):  # other Lanczos seed
+        eigenvalue_ratio_map(model, center, dirs, path=path, seed=1, **kw)

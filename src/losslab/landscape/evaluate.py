@@ -42,7 +42,6 @@ gives ``nan`` errors. Grids follow :mod:`~losslab.landscape.grid`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -62,6 +61,8 @@ from losslab.landscape.grid_io import (
     AXIS_CONVENTION,
     LineResult,
     SurfaceResult,
+    batches_digest,
+    grid_fingerprint,
     grid_paths,
     load_grid,
     save_grid,
@@ -209,34 +210,16 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
 
 
 def _data_digest(ev: PointEvaluator) -> str:
-    """The SHA-256 of the examples a surface is evaluated on (and, when BatchNorm statistics
+    """The digest of the examples a surface is evaluated on (and, when BatchNorm statistics
     are recomputed, of the batches that recompute them).
 
     A stored partial surface continues only with the same data: another split or subset gives
     other numbers at every point, and mixing them into one grid would go unseen.
     """
-    h = hashlib.sha256()
     sets = [*ev.batch_sets.items()]
     if ev.bn == "recompute":
         sets.append(("recompute_batches", ev.recompute_batches))
-    for name, batches in sets:
-        h.update(name.encode())
-        for batch in batches:
-            for t in [batch] if isinstance(batch, Tensor) else batch:
-                t = t.detach().to("cpu").contiguous().reshape(-1)
-                h.update(f"{t.dtype}{t.numel()}".encode() + t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _fingerprint(x: Tensor, y: Tensor, bn: str, loss_name: str,
-                 tensors: Iterable[ParamDict], data: str = "") -> str:
-    h = hashlib.sha256()
-    h.update(x.numpy().tobytes() + y.numpy().tobytes() + f"{bn}|{loss_name}|{data}".encode())
-    for d in tensors:
-        for k in sorted(d):
-            t = d[k].detach().to("cpu").contiguous().reshape(-1)
-            h.update(k.encode() + str(t.dtype).encode() + t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return batches_digest(sets)
 
 
 def surface(model: nn.Module, point: ParamDict | Any,
@@ -281,8 +264,8 @@ def surface(model: nn.Module, point: ParamDict | Any,
     acc, se = loss.clone(), loss.clone()
     done = torch.zeros(ny * nx, dtype=torch.bool)
     if path is not None:
-        meta["fingerprint"] = _fingerprint(x, y, bn, meta["loss_fn"], [center_p, bufs, *dirs],
-                                           _data_digest(ev))
+        meta["fingerprint"] = grid_fingerprint(x, y, f"{bn}|{meta['loss_fn']}",
+                                               [center_p, bufs, *dirs], _data_digest(ev))
         if grid_paths(path)[0].exists():
             arrays, old = load_grid(path)
             if old.get("fingerprint") != meta["fingerprint"]:

@@ -16,7 +16,9 @@ the previous version. Surfaces follow ``indexing="xy"`` (Li et al. 2018's plots,
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,36 @@ from losslab.errors import CorruptFileError, InputError
 from losslab.runs.atomic import atomic_write, atomic_write_json
 
 __all__ = ["AXIS_CONVENTION", "LineResult", "SurfaceResult", "save_grid", "load_grid",
-           "save_result", "load_result", "grid_paths"]
+           "save_result", "load_result", "grid_paths", "grid_fingerprint", "batches_digest"]
 
 AXIS_CONVENTION = "loss[i, j] is at (x[j], y[i])"
 _FORMAT = "losslab-landscape-v1"
+
+
+def batches_digest(named_batches: Iterable[tuple[str, Iterable[Any]]]) -> str:
+    """The SHA-256 of named sets of batches (every tensor's dtype, size and bytes)."""
+    h = hashlib.sha256()
+    for name, batches in named_batches:
+        h.update(name.encode())
+        for batch in batches:
+            for t in [batch] if isinstance(batch, Tensor) else batch:
+                t = t.detach().to("cpu").contiguous().reshape(-1)
+                h.update(f"{t.dtype}{t.numel()}".encode() + t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def grid_fingerprint(x: Tensor, y: Tensor, options: str, tensors: Iterable[dict[str, Tensor]],
+                     data: str = "") -> str:
+    """What a stored partial grid must match to be continued: its axes, the options that change
+    its values (``options``, a string), the centre, buffers and directions (``tensors``) and
+    the data's digest. A different map at the same path is refused rather than mixed in."""
+    h = hashlib.sha256()
+    h.update(x.numpy().tobytes() + y.numpy().tobytes() + f"{options}|{data}".encode())
+    for d in tensors:
+        for k in sorted(d):
+            t = d[k].detach().to("cpu").contiguous().reshape(-1)
+            h.update(k.encode() + str(t.dtype).encode() + t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass

@@ -45,6 +45,13 @@ from losslab.landscape.directions import (
     point_buffers,
 )
 from losslab.landscape.grid import plane_of
+from losslab.landscape.grid_io import (
+    batches_digest,
+    grid_fingerprint,
+    grid_paths,
+    load_grid,
+    save_grid,
+)
 from losslab.landscape.hessian.eigensolvers import lanczos
 from losslab.landscape.hessian.operator import HessianOperator, ParamSelection
 from losslab.landscape.options import EvalOptions, loss_name
@@ -101,14 +108,28 @@ def _point(center: ParamDict, dirs: Sequence[ParamDict], coords: Sequence[float]
     return out
 
 
+def _resume(path: str, store: dict[str, Tensor], stored: dict[str, Any]) -> None:
+    """Fill ``store`` from a partial map at ``path``, if one is there and is the same map."""
+    if not grid_paths(path)[0].exists():
+        return
+    arrays, meta = load_grid(path)
+    if meta.get("fingerprint") != stored["fingerprint"] or set(arrays) != set(store):
+        raise InputError(f"{grid_paths(path)[0]} holds a different ratio map (grid, centre, "
+                         "directions, data, loss, wrt or Lanczos settings differ); remove it or "
+                         "choose another path")
+    for key, value in arrays.items():
+        store[key].copy_(value)
+    stored.update(num_parameters=meta.get("num_parameters"), num_examples=meta.get("num_examples"))
+
+
 def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                          directions: Sequence[ParamDict] | Directions, *,
                          batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
                          buffers: Mapping[str, Tensor] | None = None,
                          grid: Any = (-1.0, 1.0, 5), options: EvalOptions = DEFAULTS,
                          wrt: ParamSelection = "all", max_iter: int = 30, tol: float = 1e-3,
-                         seed: int = 0, callback: Callable[[int, int], None] | None = None
-                         ) -> RatioMapResult:
+                         seed: int = 0, callback: Callable[[int, int], None] | None = None,
+                         path: str | None = None) -> RatioMapResult:
     """λ_max, λ_min and ``|λ_min / λ_max|`` of the Hessian at every point of a plane.
 
     At each grid point θ = point + x·d1 + y·d2 (``grid`` as for
@@ -123,6 +144,12 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     subset (see :func:`~losslab.landscape.hessian.operator.select_parameters`); the plane
     always moves every parameter. Directions are cast to the point's dtype.
     ``callback(done, total)`` runs after each point.
+
+    Resumable: with ``path``, every finished point is stored (atomically,
+    :mod:`~losslab.landscape.grid_io`; a point costs a Lanczos run), and running again with the
+    same ``path`` computes only the missing points. The stored file must describe the same map
+    (grid, centre, buffers, directions, data, loss, ``wrt`` and the Lanczos settings), else an
+    error.
 
     The model is never changed. Li et al. 2018 (arXiv:1712.09913, §6) use such maps to check
     whether convexity in a 2-D plot is real: small ratios mean locally convex-looking.
@@ -146,26 +173,40 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     x, y = plane_of(grid)
     ny, nx = len(y), len(x)
     lam_max = torch.full((ny, nx), float("nan"), dtype=torch.float64)
-    lam_min = lam_max.clone()
-    converged = torch.zeros((ny, nx), dtype=torch.bool)
-    products = torch.zeros((ny, nx), dtype=torch.int64)
-    iterations = torch.zeros((ny, nx), dtype=torch.int64)
-    size = num_examples = None
-    done = 0
+    store = {"x": x, "y": y, "lambda_max": lam_max, "lambda_min": lam_max.clone(),
+             "converged": torch.zeros((ny, nx), dtype=torch.bool),
+             "products": torch.zeros((ny, nx), dtype=torch.int64),
+             "iterations": torch.zeros((ny, nx), dtype=torch.int64),
+             "done": torch.zeros((ny, nx), dtype=torch.bool)}
+    stored: dict[str, Any] = {"num_parameters": None, "num_examples": None}
+    if path is not None:
+        stored["fingerprint"] = grid_fingerprint(
+            x, y, f"ratio|{loss_name(options.loss_fn)}|{wrt}|{max_iter}|{tol}|{seed}",
+            [center_p, bufs, *dirs], batches_digest([("batches", batches)]))
+        _resume(path, store, stored)
+    done = int(store["done"].sum())
     for i in range(ny):
         for j in range(nx):
+            if store["done"][i, j]:
+                continue
             theta = _point(center_p, dirs, (float(x[j]), float(y[i])))
             op = HessianOperator(model, theta, batches=batches, buffers=bufs, wrt=wrt,
                                  options=options)
             res = lanczos(op, k=1, which="both", max_iter=max_iter, tol=tol, seed=seed)
-            lam_min[i, j], lam_max[i, j] = res.min, res.max
-            converged[i, j] = bool(res.converged)
-            products[i, j] = op.num_products
-            iterations[i, j] = res.iterations
-            size, num_examples = op.size, op.num_examples
+            store["lambda_min"][i, j], store["lambda_max"][i, j] = res.min, res.max
+            store["converged"][i, j] = bool(res.converged)
+            store["products"][i, j] = op.num_products
+            store["iterations"][i, j] = res.iterations
+            store["done"][i, j] = True
+            stored.update(num_parameters=op.size, num_examples=op.num_examples)
+            if path is not None:
+                save_grid(path, store, {"kind": "eigenvalue_ratio_map (partial)", **stored})
             done += 1
             if callback is not None:
                 callback(done, ny * nx)
+    lam_max, lam_min, converged = store["lambda_max"], store["lambda_min"], store["converged"]
+    products, iterations = store["products"], store["iterations"]
+    size, num_examples = stored["num_parameters"], stored["num_examples"]
     ratio = torch.where(lam_max != 0, (lam_min / lam_max).abs(),
                         torch.full_like(lam_max, float("nan")))
     meta = {"kind": "eigenvalue_ratio_map", "axis_convention": RATIO_AXIS_CONVENTION,

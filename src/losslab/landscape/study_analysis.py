@@ -58,7 +58,7 @@ from losslab.studies.records import StudyRecords
 __all__ = ["landscape_analysis", "compute_landscape"]
 
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
-RESUMABLE = ("surface",)  # the kinds that store finished points and continue from them
+RESUMABLE = ("surface", "ratio_map")  # the kinds that store finished points and continue from them
 
 
 def _runs(records: StudyRecords, variants: list[str], seed: int | None) -> dict[str, str]:
@@ -171,7 +171,8 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
     n, s = o["points"], o["span"]
     r = eigenvalue_ratio_map(model, ckpt.params, dirs.directions, batches=batches,
                              buffers=ckpt.buffers, grid=(-s, s, n),
-                             options=EvalOptions(device=device), max_iter=o["lanczos_steps"])
+                             options=EvalOptions(device=device), max_iter=o["lanczos_steps"],
+                             path=None if o.get("path") is None else str(o["path"]))
     return {"x": as_list(r.x), "y": as_list(r.y), "ratio": as_list(r.ratio),
             "normalization": o["normalization"],
             "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
