@@ -1,7 +1,10 @@
 """Where a study's runs execute: local worker processes, or Ray tasks on a cluster.
 
 A backend takes the study directory and the run ids to execute, and calls ``on_done(result)``
-with ``{"run_id", "status", "error"}`` as each run ends, in completion order.
+with ``{"run_id", "status", "error"}`` as each run ends, in completion order. Both refuse, as
+an :class:`~losslab.errors.InputError` when they are made and before any process or Ray
+instance starts, a ``workers`` count that is not a positive integer (``None``: as many as
+fit) and a negative ``cpus_per_run`` or ``gpus_per_run``.
 """
 
 from losslab.errors import InputError
