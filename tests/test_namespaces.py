@@ -2,6 +2,8 @@
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +33,20 @@ def test_every_public_name_resolves(package):
     assert module.__doc__, f"{package} has no docstring"
     missing = [n for n in module.__all__ if getattr(module, n, None) is None]
     assert not missing, f"{package}.__all__ names what it does not have: {missing}"
+
+
+def test_import_and_help_do_not_import_torch():
+    """`import losslab` and `losslab --help` stay fast: torch is imported when first needed."""
+    code = ("import sys, contextlib, io\n"
+            "import losslab\n"
+            "from losslab.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try:\n"
+            "        main(['--help'])\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0\n"
+            "assert 'usage: losslab' in out.getvalue()\n"
+            "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -344,10 +344,21 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="strength=-0.5"):
         CheckpointRepulsion(-0.5, 1.0)
     rep = CheckpointRepulsion(1.0, 1.0)
-    with pytest.raises(RuntimeError, match="no checkpoint"):
-        rep(_model())
     with pytest.raises(ValueError, match="end_epoch"):
         rep.add_checkpoint(_model(), start_epoch=3, end_epoch=3)
+
+
+def test_before_the_first_checkpoint_there_is_no_penalty():
+    model = _model().double()
+    rep = CheckpointRepulsion(1.0, 1.0)
+    value = rep(model)
+    assert value.item() == 0.0 and value.dtype == torch.float64 and value.ndim == 0
+    assert rep(dict(model.named_parameters())).item() == 0.0
+    assert rep.add_gradient_(model).item() == 0.0
+    assert all(p.grad is None for p in model.parameters())  # nothing was added
+    assert rep.distances(model).shape == (0,)
+    rep.add_checkpoint(model)  # from then on, as usual
+    assert rep(model).item() == pytest.approx(1.0)
 
 
 def test_bad_checkpoints_name_the_parameter():

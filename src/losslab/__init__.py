@@ -1,53 +1,42 @@
 """losslab: study and exploit the loss landscape of neural networks.
 
-The public API; everything here also works inside a user's own training loop.
+The public API; everything here also works inside a user's own training loop. Members are
+imported on first use (:mod:`losslab.lazy`, PEP 562): ``import losslab`` and the command's
+``--help`` do not pay for importing torch until something needs it.
 """
 
 __version__ = "0.1.0"
 
-from losslab.curves import CurveModel
-from losslab.data import (
-    Augment,
-    DatasetNotFoundError,
-    DatasetSplits,
-    DeviceLoader,
-    Split,
-    list_datasets,
-    load_dataset,
-    make_loaders,
-)
-from losslab.ensembles import Ensemble, analyze_ensemble, swa_model
-from losslab.errors import (
-    CheckpointCorruptError,
-    ConfigError,
-    InputError,
-    LosslabError,
-    MissingFileError,
-    NotFoundError,
-)
-from losslab.models import create_model, list_models
-from losslab.params import ParamDict
-from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
-from losslab.runs.config import TrainConfig, load_config
-from losslab.runs.metrics import read_metrics
-from losslab.train.annealing import H1, H2, SGDSA, SSA, ExponentialCooling
-from losslab.train.callbacks import Callback
-from losslab.train.evaluate import evaluate
-from losslab.train.repulsion import CheckpointRepulsion
-from losslab.train.restarts import ColdRestart
-from losslab.train.run import resume_run, train_run
-from losslab.train.schedules import (
-    ConstantSchedule,
-    CosineSchedule,
-    CosineWarmRestartsSchedule,
-    FGECycleSchedule,
-    LinearDecaySchedule,
-    MultiStepSchedule,
-    SnapshotCosineSchedule,
-    StepSchedule,
-    build_schedule,
-)
-from losslab.train.trainer import Trainer
+from losslab.lazy import lazy_namespace
+
+_MEMBERS = {
+    "CurveModel": "curves",
+    "Augment": "data", "DatasetNotFoundError": "data", "DatasetSplits": "data",
+    "DeviceLoader": "data", "Split": "data", "list_datasets": "data", "load_dataset": "data",
+    "make_loaders": "data",
+    "Ensemble": "ensembles", "analyze_ensemble": "ensembles", "swa_model": "ensembles",
+    "CheckpointCorruptError": "errors", "ConfigError": "errors", "InputError": "errors",
+    "LosslabError": "errors", "MissingFileError": "errors", "NotFoundError": "errors",
+    "create_model": "models", "list_models": "models",
+    "ParamDict": "params",
+    "CheckpointRef": "runs.checkpoint_set", "CheckpointSet": "runs.checkpoint_set",
+    "LoadedCheckpoint": "runs.checkpoint_set",
+    "TrainConfig": "runs.config", "load_config": "runs.config",
+    "read_metrics": "runs.metrics",
+    "H1": "train.annealing", "H2": "train.annealing", "SGDSA": "train.annealing",
+    "SSA": "train.annealing", "ExponentialCooling": "train.annealing",
+    "Callback": "train.callbacks",
+    "evaluate": "train.evaluate",
+    "CheckpointRepulsion": "train.repulsion",
+    "ColdRestart": "train.restarts",
+    "resume_run": "train.run", "train_run": "train.run",
+    "ConstantSchedule": "train.schedules", "CosineSchedule": "train.schedules",
+    "CosineWarmRestartsSchedule": "train.schedules", "FGECycleSchedule": "train.schedules",
+    "LinearDecaySchedule": "train.schedules", "MultiStepSchedule": "train.schedules",
+    "SnapshotCosineSchedule": "train.schedules", "StepSchedule": "train.schedules",
+    "build_schedule": "train.schedules",
+    "Trainer": "train.trainer",
+}
 
 __all__ = [
     "__version__",
@@ -71,3 +60,5 @@ __all__ = [
     "ConstantSchedule", "StepSchedule", "MultiStepSchedule", "LinearDecaySchedule",
     "CosineSchedule", "CosineWarmRestartsSchedule", "SnapshotCosineSchedule", "FGECycleSchedule",
 ]
+
+__getattr__, __dir__ = lazy_namespace(__name__, _MEMBERS)

@@ -24,7 +24,6 @@ import importlib.metadata
 import logging
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +33,7 @@ from typing import BinaryIO
 
 from losslab.data.errors import ChecksumError, DownloadError
 from losslab.errors import NotFoundError
+from losslab.runs.atomic import temporary_beside
 
 __all__ = ["MIRRORS", "CHECKSUMS", "MIRROR_ENV", "base_url", "download_url", "fetch_files"]
 
@@ -137,7 +137,7 @@ def download_url(url: str, dest: str | os.PathLike[str], md5: str, *,
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp_name = temporary_beside(dest, suffix=".part")
     tmp = Path(tmp_name)
     log.info("downloading %s -> %s", url, dest)
     try:

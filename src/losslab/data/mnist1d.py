@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import zipfile
 from contextlib import contextmanager
 from importlib import metadata
@@ -44,6 +43,7 @@ import torch
 
 from losslab.data.splits import SourceData, Split
 from losslab.errors import InputError
+from losslab.runs.atomic import temporary_beside
 
 __all__ = ["load_mnist1d", "generate_mnist1d", "cache_path", "DEFAULT_NUM_SAMPLES",
            "DEFAULT_SEED", "SIGNAL_LENGTH"]
@@ -158,7 +158,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], record: str) -> None
     and interrupted writes never leave a half-written cache under the final name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        fd, tmp = temporary_beside(path)
     except OSError as err:  # a read-only data root: still usable, just not cached
         log.warning("mnist1d: cannot cache under %s (%s); generated in memory only",
                     path.parent, err)

@@ -23,13 +23,13 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from losslab.errors import CheckpointCorruptError, MissingFileError
+from losslab.runs.atomic import temporary_beside
 
 __all__ = ["write_state", "read_state", "previous_state_path", "newest_good_state", "MAGIC"]
 
@@ -53,7 +53,7 @@ def write_state(path: str | Path, state: dict[str, Any]) -> Path:
     payload = buffer.getvalue()
     header = MAGIC + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(header)

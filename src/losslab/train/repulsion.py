@@ -309,7 +309,10 @@ class CheckpointRepulsion(nn.Module):
         return e, diffs
 
     def forward(self, model_or_params: nn.Module | Mapping[str, Tensor]) -> Tensor:
-        """The penalty ``P(θ)`` (0-d), differentiable: autograd flows into the parameters."""
+        """The penalty ``P(θ)`` (0-d), differentiable: autograd flows into the parameters.
+        Before the first checkpoint there is nothing to repel from: 0."""
+        if not self._names:
+            return _zero_of(model_or_params)
         tensors = self._tensors(model_or_params, "forward")
         if self.strength == 0.0 or self.num_checkpoints == 0:
             return self.anchors.new_zeros(())
@@ -346,6 +349,9 @@ class CheckpointRepulsion(nn.Module):
         Returns the penalty value (0-d tensor, no host sync); with ``return_gradient`` also the
         flat (P,) gradient that was added, in the anchors' dtype (zeros for a shadow).
         """
+        if not self._names:  # no checkpoint yet: no penalty, nothing added
+            value = _zero_of(model)
+            return (value, value.new_zeros(0)) if return_gradient else value
         params = self._tensors(model, "add_gradient_")
         with torch.no_grad():
             grads = []
@@ -369,6 +375,8 @@ class CheckpointRepulsion(nn.Module):
 
     def distances(self, model_or_params: nn.Module | Mapping[str, Tensor]) -> Tensor:
         """``‖θ − θ_c‖`` (not squared) to every checkpoint, active or not: (K,), detached."""
+        if not self._names:
+            return _zero_of(model_or_params).new_zeros(0)
         tensors = self._tensors(model_or_params, "distances")
         with torch.no_grad():
             theta = torch.cat([t.detach().reshape(-1) for t in tensors])
@@ -420,3 +428,10 @@ class CheckpointRepulsion(nn.Module):
                 f"anchors have {self.anchors.shape[1]} columns, the parameter list needs "
                 f"{self.num_parameters}"
             )
+
+
+def _zero_of(source: nn.Module | Mapping[str, Tensor]) -> Tensor:
+    """A 0-d zero on the device and in the dtype of ``source``'s first tensor."""
+    tensors = source.parameters() if isinstance(source, nn.Module) else iter(source.values())
+    first = next(tensors, None)
+    return torch.zeros(()) if first is None else first.new_zeros(())

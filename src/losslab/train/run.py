@@ -201,7 +201,8 @@ def train_run(config: TrainConfig | dict[str, Any], out: str | Path,
     with DirectoryLock(run.path, what="run"):
         if run.exists():
             raise ConfigError(f"{run.path} already holds a run; continue it with "
-                              f"`losslab resume {run.path}` or choose another directory")
+                              f"resume_run({str(run.path)!r}) (`losslab resume {run.path}`), "
+                              "or train into another directory")
         run.create(config_to_dict(config))
         try:
             trainer = build_trainer(config, run, callbacks)
