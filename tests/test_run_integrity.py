@@ -311,3 +311,18 @@ def test_with_no_intact_state_from_checkpoint_restarts_from_the_newest_epoch_che
     assert _comparable(records[:2]) == _comparable(read_metrics(reference)[:2])
     # the schedule was put back at the checkpoint's step: epoch 3 starts at the reference's lr
     assert records[2]["lr"] == read_metrics(reference)[2]["lr"]
+
+
+def test_a_failed_analysis_makes_the_run_exit_non_zero_after_everything_else(study, capsys):
+    path, out = study
+    tree = yaml.safe_load(path.read_text())
+    tree["analyses"] = [{"name": "landscape", "id": "huge", "kind": "surface", "points": 3,
+                         "examples": 10**6},
+                        {"name": "compare", "metric": "test_acc"}]
+    failing = path.parent / "failing.yaml"
+    failing.write_text(yaml.safe_dump(tree, sort_keys=False))
+    assert main(["run", str(failing), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "analysis huge failed: results/a: InputError: subset size n must be in" in printed
+    assert (out / "analyses" / "compare.json").exists()  # the other analysis still ran
+    assert (out / "report.html").exists()

@@ -87,7 +87,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _study_summary(outcome) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
-    return f"study directory: {outcome.directory} ({counts})\nreport: {outcome.report}"
+    lines = [f"study directory: {outcome.directory} ({counts})"]
+    lines += [f"analysis {key} failed: {error}" for key, error in outcome.failed_analyses.items()]
+    return "\n".join([*lines, f"report: {outcome.report}"])
+
+
+def _study_status(outcome) -> int:
+    """0 when every run finished and every analysis ran; else 1 (the rest was still done)."""
+    finished = outcome.counts.get("finished", 0) == sum(outcome.counts.values())
+    return 0 if finished and not outcome.failed_analyses else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -96,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_study(args.study, args.out, backend=args.backend, workers=args.workers,
                         overrides=args.set, force=args.force, address=args.address)
     print(_study_summary(outcome))
-    return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
+    return _study_status(outcome)
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
@@ -125,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     outcome = run_study(str(DEMO_STUDY), args.out or "studies/demo", backend=args.backend,
                         workers=args.workers, force=args.force, address=args.address)
     print(_study_summary(outcome))
-    return 0 if outcome.counts.get("finished", 0) == sum(outcome.counts.values()) else 1
+    return _study_status(outcome)
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import logging
 import shutil
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class StudyOutcome:
     report: Path | None
     counts: dict[str, int]  # status -> number of runs
     archived: list[str]  # runs of a previous plan set aside by --force in this call
+    failed_analyses: dict[str, str] = field(default_factory=dict)  # analysis key -> error
 
 
 def run_study(path: str | Path, out: str | Path | None = None, *, backend: str = "local",
@@ -184,15 +185,19 @@ def _finish(directory: Path, spec: StudySpec | None) -> StudyOutcome:
     if spec is None:
         spec = StudySpec.model_validate(records.study)
     write_aggregates(records)
-    _run_analyses(records, spec)
+    failed = _run_analyses(records, spec)
     records = load_records(directory)  # with the analyses just written
     records.findings = _write_findings(records, spec)
     report = _build_report(records)
     counts = records.runs["status"].value_counts().to_dict()
-    return StudyOutcome(directory=directory, report=report, counts=counts, archived=[])
+    return StudyOutcome(directory=directory, report=report, counts=counts, archived=[],
+                        failed_analyses=failed)
 
 
-def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
+def _run_analyses(records: StudyRecords, spec: StudySpec) -> dict[str, str]:
+    """Run every analysis of the study into ``analyses/<key>.json``; returns the failed ones
+    (key -> error), each also recorded in its file and shown in the report."""
+    failed: dict[str, str] = {}
     out = StudyDir(records.directory).analyses_dir
     out.mkdir(exist_ok=True)
     wanted = {a.key for a in spec.analyses}
@@ -203,10 +208,30 @@ def _run_analyses(records: StudyRecords, spec: StudySpec) -> None:
         try:
             result = run_analysis(analysis.name, records, analysis.options)
         except Exception as e:  # recorded and shown in the report; other analyses still run
-            log.error("analysis %s failed: %s", analysis.name, e)
+            log.error("analysis %s failed: %s", analysis.key, e)
             result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        errors = _errors_in(result)
+        if errors:
+            failed[analysis.key] = "; ".join(errors)
+            if "traceback" not in result:  # failed inside (one variant, one run): say so
+                log.error("analysis %s failed: %s", analysis.key, failed[analysis.key])
         result.setdefault("analysis", analysis.name)  # the report finds its section by it
         atomic_write_json(out / f"{analysis.key}.json", result)
+    return failed
+
+
+def _errors_in(result: Any, where: str = "") -> list[str]:
+    """Every ``error`` an analysis result records, at its top or inside (an analysis that runs
+    per variant or per run records a part's failure there and goes on), with where it was."""
+    if isinstance(result, dict):
+        found = [f"{where}: {result['error']}" if where else str(result["error"])] \
+            if isinstance(result.get("error"), str) else []
+        for key, value in result.items():
+            found += _errors_in(value, f"{where}/{key}" if where else str(key))
+        return found
+    if isinstance(result, list):
+        return [e for i, v in enumerate(result) for e in _errors_in(v, f"{where}[{i}]")]
+    return []
 
 
 def _write_findings(records: StudyRecords, spec: StudySpec) -> list[dict[str, Any]]:
