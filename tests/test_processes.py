@@ -152,12 +152,10 @@ def test_killed_and_terminated_drivers_leave_no_worker_and_the_study_completes(t
         grown = _wait_for(lambda: [r for r, n in _lines(out).items() if n > killed.get(r, 0)],
                           120, "the rerun to train an epoch")
         workers = _workers_of(driver.pid)
-        driver.send_signal(signal.SIGTERM)
-        _, stderr = driver.communicate(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
+    except BaseException:
+        _kill(driver)
+        raise
+    _, stderr = _signal_and_wait(driver, signal.SIGTERM, 30)
     assert driver.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == (f"losslab: terminated; continue with `losslab run "
                                                f"{path} --out {out} --workers 2`"), stderr
@@ -172,6 +170,21 @@ def test_killed_and_terminated_drivers_leave_no_worker_and_the_study_completes(t
 
     assert run_study(path, out, workers=2).counts == {"finished": 2}
     _assert_complete(out, runs=2, epochs=EPOCHS)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _signal_and_wait(proc: subprocess.Popen, sig: int, timeout: float) -> tuple[str, str]:
+    """Send ``sig`` and collect the output; a process that outlives ``timeout`` is killed."""
+    try:
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        _kill(proc)
 
 
 def _prepared_study(tmp_path, **kw) -> tuple[Path, Path, list[str]]:
@@ -195,12 +208,10 @@ def test_terminated_worker_records_its_run_interrupted_and_it_resumes(tmp_path):
     try:
         _wait_for(lambda: (run_dir / "metrics.jsonl").exists()
                   and (run_dir / "metrics.jsonl").stat().st_size, 120, "the first epoch")
-        worker.send_signal(signal.SIGTERM)
-        stdout, stderr = worker.communicate(timeout=20)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    except BaseException:
+        _kill(worker)
+        raise
+    stdout, stderr = _signal_and_wait(worker, signal.SIGTERM, 20)
     assert worker.returncode == 143, stderr
     assert "Traceback" not in stderr + stdout, stderr
     meta = json.loads((run_dir / "meta.json").read_text())

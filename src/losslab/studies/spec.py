@@ -45,10 +45,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from losslab.errors import InputError
 from losslab.runs.config import (
@@ -94,6 +95,11 @@ def check_safe_name(name: str, what: str) -> str:
     return name
 
 
+def SafeName(what: str) -> Any:  # noqa: N802 - used as a type: `name: SafeName("variant name")`
+    """A string field that must be one safe path component (:func:`check_safe_name`)."""
+    return Annotated[str, AfterValidator(partial(check_safe_name, what=what))]
+
+
 def _safe_run_id(run_id: str) -> bool:
     """Whether a planned run id is one path component (grid points add '+', ',', '=')."""
     return bool(run_id) and run_id not in (".", "..") and not any(
@@ -106,17 +112,12 @@ class _Strict(BaseModel):
 
 
 class VariantSpec(_Strict):
-    name: str = Field(min_length=1)
+    name: SafeName("variant name") = Field(min_length=1)
     set: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value")
     seed_offset: int = Field(0, ge=0, description="the run of study seed s trains with seed "
                              "s + seed_offset: variants with distinct offsets start from "
                              "independent initializations and data orders (0: shared with "
                              "the other variants of seed s, the paired design)")
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        return check_safe_name(name, "variant name")
 
 
 class AnalysisSpec(BaseModel):
@@ -124,18 +125,8 @@ class AnalysisSpec(BaseModel):
     result (default: the name) so that one analysis can be listed twice with other options."""
 
     model_config = ConfigDict(extra="allow")
-    name: str
-    id: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        return check_safe_name(name, "analysis name")
-
-    @field_validator("id")
-    @classmethod
-    def _safe_id(cls, key: str | None) -> str | None:
-        return key if key is None else check_safe_name(key, "analysis id")
+    name: SafeName("analysis name")
+    id: SafeName("analysis id") | None = None
 
     @property
     def key(self) -> str:
@@ -152,7 +143,7 @@ class ResourceSpec(_Strict):
 
 
 class StudySpec(_Strict):
-    name: str = "study"
+    name: SafeName("study name") = "study"
     base: dict[str, Any] = Field(default_factory=dict)
     base_file: str | None = None
     variants: list[VariantSpec] = Field(default_factory=list)
@@ -161,11 +152,6 @@ class StudySpec(_Strict):
     analyses: list[AnalysisSpec] = Field(default_factory=list)
     findings: list[FindingSpec] = Field(default_factory=list)
     resources: ResourceSpec = ResourceSpec()
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        return check_safe_name(name, "study name")
 
     @field_validator("variants")
     @classmethod

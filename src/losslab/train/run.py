@@ -24,7 +24,7 @@ from losslab.ensembles.collect import MemberCollector, member_role
 from losslab.errors import CheckpointCorruptError, MissingFileError
 from losslab.models import create_model
 from losslab.models.registry import check_inputs
-from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet
+from losslab.runs.checkpoint_set import CheckpointSet, LoadedCheckpoint
 from losslab.runs.config import ConfigError, TrainConfig, config_to_dict, validate_config
 from losslab.runs.device import resolve_device
 from losslab.runs.lock import DirectoryLock
@@ -249,14 +249,15 @@ def resume_run(run_dir: str | Path, callbacks: Sequence[Callback] = (), *,
         _remove_stale_temporaries(run)
         config = stored_config(run)
         state = _resume_state(run, from_checkpoint)
-        ref = _restart_checkpoint(run) if from_checkpoint and state is _NO_GOOD_STATE else None
+        weights = _restart_checkpoint(run) if from_checkpoint and state is _NO_GOOD_STATE else None
         state = None if state is _NO_GOOD_STATE else state
-        start_epoch = int(state["epoch"]) if state is not None else ref.epoch if ref else 0
+        start_epoch = (int(state["epoch"]) if state is not None
+                       else weights.ref.epoch if weights is not None else 0)
         trainer = build_trainer(config, run, callbacks, start_epoch=start_epoch)
         if state is not None:
             trainer.load_state_dict(state)
-        elif ref is not None:
-            _restart_from(trainer, ref, run, config)
+        elif weights is not None:
+            _restart_from(trainer, weights, run, config)
         else:  # killed before its first epoch ended: it starts over, from its init if it has one
             _start(trainer, run, config, init_run)
         assert trainer.metrics_log is not None
@@ -297,30 +298,31 @@ def _resume_state(run: RunDir, from_checkpoint: bool) -> dict[str, Any] | None:
         raise CheckpointCorruptError(f"{e}{remedy}") from None
 
 
-def _restart_checkpoint(run: RunDir) -> CheckpointRef:
-    """The newest intact checkpoint saved at an epoch's end (role ``epoch`` or ``best``)."""
+def _restart_checkpoint(run: RunDir) -> LoadedCheckpoint:
+    """The newest intact checkpoint saved at an epoch's end (role ``epoch`` or ``best``),
+    loaded (on the CPU; loading verifies its hash)."""
     refs = CheckpointSet.from_run(run.path, role=("epoch", "best"))
     for ref in sorted(refs, key=lambda r: r.epoch, reverse=True):
         if ref.epoch == 0:
             continue
         try:
-            ref.load("cpu")  # verifies the hash
+            return ref.load("cpu")
         except CheckpointCorruptError as e:
             log.warning("%s", e)
-            continue
-        return ref
     raise CheckpointCorruptError(
         f"no training state of {run.path} reads back intact and it has no intact epoch "
         "checkpoint to restart from; train it again")
 
 
-def _restart_from(trainer: Trainer, ref: CheckpointRef, run: RunDir, config: TrainConfig) -> None:
+def _restart_from(trainer: Trainer, loaded: LoadedCheckpoint, run: RunDir,
+                  config: TrainConfig) -> None:
     """Continue from a checkpoint's weights, as near the lost state as the checkpoint allows:
     its epoch and step, the schedule at that step, its optimizer state if it carries one, the
     metrics up to it. The global RNG is seeded from the run's seed and the epoch, and callbacks
     start from their initial state, so the continued run is not bit-identical to an
     uninterrupted one (it is a restart, said in a warning)."""
-    ref.load(trainer.device).load_into(trainer.model)
+    ref = loaded.ref
+    loaded.load_into(trainer.model)  # copied onto the model's device
     notes = []
     try:
         load_optimizer_state(ref.path, ref.meta, trainer.optimizer)
