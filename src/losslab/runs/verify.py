@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from losslab.errors import LosslabError
+from losslab.runs.checkpoint_set import OPTIMIZER_SUFFIX
 from losslab.runs.checkpoints import file_sha256, read_meta
 from losslab.runs.metrics import read_metrics
 from losslab.runs.rundir import RunDir
@@ -73,7 +74,7 @@ def checkpoint_problems(directory: Path) -> list[str]:
     if not (directory / "final.json").exists():
         problems.append(f"{directory} has no final checkpoint (final.json)")
     for weights in sorted(directory.glob("*.safetensors")):
-        if weights.name.endswith(".optimizer.safetensors"):
+        if weights.name.endswith(OPTIMIZER_SUFFIX):
             continue  # an optimizer file: its hash is in the sidecar it belongs to
         if not weights.with_suffix(".json").exists():
             problems.append(f"{weights} has no sidecar {weights.stem}.json")
