@@ -22,6 +22,22 @@ def test_train_then_resume(tmp_path, capsys):
     assert str(out) in printed and "test_acc" in printed
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
     assert main(["resume", str(out)]) == 0
+    # the run's page: its results table first, then a figure per metric (PNG and PDF)
+    page = (out / "report.html").read_text()
+    last = read_metrics(out)[-1]
+    assert page.index("Results") < page.index("Curves") and f"{last['test_acc']:.6g}" in page
+    assert list((out / "figures" / "report").glob("*test-acc*.png"))
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+
+
+def test_report_of_nothing_drawable_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "holds nothing losslab can draw" in err
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    assert main(["report", str(tmp_path / "x.json")]) == 2
+    assert "not a result losslab can draw" in capsys.readouterr().err
 
 
 def test_train_from_a_yaml_file(tmp_path):

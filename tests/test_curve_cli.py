@@ -21,11 +21,22 @@ def test_curve_fit_evaluate_plane(tmp_path, capsys):
     assert main(["curve", "fit", str(runs[0]), str(runs[1]), "--out", str(curve),
                  "--set", "epochs=2", "--set", "optimizer.lr=0.05"]) == 0
     assert len(read_metrics(curve)) == 2
+    # a fit ends with what it is for: the objective, and the error along the curve it found
+    printed = capsys.readouterr().out
+    fitted = json.loads((curve / "curve_evaluate.json").read_text())
+    assert len(fitted["ts"]) == 11 and fitted["curve_kind"] == "bezier" and fitted["bends"] == 1
+    assert f"train objective (loss at a random t + weight decay) " \
+           f"{read_metrics(curve)[-1]['train_loss']:.4f}" in printed
+    worst = 100 * (1 - min(fitted["curve"]["test_acc"]))
+    assert f"{worst:.2f}" in printed and "endpoints" in printed and "val_acc" not in printed
+    assert (curve / "curve_evaluate.html").exists()
     assert main(["curve", "evaluate", str(curve), "--points", "5", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "barrier" in printed and "curve" in printed and "line" in printed
     result = json.loads((tmp_path / "curve_evaluate.json").read_text())
     assert result["ts"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert f"{result['barrier']['line']:.4f}" in printed
+    assert len(list((tmp_path / "figures" / "curve_evaluate").glob("*.png"))) == 2
     ends = [read_metrics(r)[-1]["test_loss"] for r in runs]  # each endpoint's own test loss
     for name in ("curve", "line"):  # (BN statistics recomputed on the train split: close)
         loss = result[name]["test_loss"]
@@ -34,6 +45,8 @@ def test_curve_fit_evaluate_plane(tmp_path, capsys):
     assert main(["curve", "plane", str(curve), "--grid", "3", "--out", str(tmp_path)]) == 0
     plane = json.loads((tmp_path / "curve_plane.json").read_text())
     assert len(plane["loss"]) == 3 and plane["control_xy"][0] == [0.0, 0.0]
+    assert "3x3 grid" in capsys.readouterr().out
+    assert len(list((tmp_path / "figures" / "curve_plane").glob("*.png"))) == 2
     # points along the curve are ordinary checkpoints: the ensemble command takes them
     points = save_curve_points(curve, [0.0, 0.5, 1.0])
     assert [r.meta.extra["t"] for r in points] == [0.0, 0.5, 1.0]

@@ -103,6 +103,12 @@ def test_cli_ensemble(three_seeds, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "3 members on test" in printed and "all members agree on" in printed
     result = json.loads((tmp_path / "ensemble.json").read_text())
+    # the pairwise diversity table: one row per pair, with its disagreement
+    assert "pairwise diversity" in printed
+    for pair in result["diversity"]["pairs"]:
+        assert f"{pair['disagreement']:.4f}" in printed
+    assert (tmp_path / "ensemble.html").exists()
+    assert list((tmp_path / "figures" / "ensemble").glob("*.png"))
     assert result["members"][0].startswith("s0:final@3")
     final = CheckpointSet.from_run(three_seeds[0], role="final")[0].path
     assert collect_checkpoints([final, three_seeds[1]]).roles == ["final", "final"]

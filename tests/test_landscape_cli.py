@@ -17,12 +17,32 @@ def test_landscape_cli_surface_and_line(tmp_path, capsys):
             for s in (0, 1)]
     assert main(["landscape", "surface", str(runs[0]), "--points", "3", "--examples", "100",
                  "--out", str(tmp_path)]) == 0
-    assert "3x3 grid" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     result = json.loads((tmp_path / "landscape_surface.json").read_text())
     assert result["x"][1] == 0.0 and len(result["loss"]) == 3
+    assert result["split"] == "train" and result["examples"] == 100  # Li et al.'s default
+    centre = f"{result['loss'][1][1]:.4f}"
+    assert "3x3 grid" in printed and "train split, 100 examples" in printed
+    assert f"loss {centre}" in " ".join(printed.split())  # the centre's loss, first column
+    # beside the JSON: the interactive page and every figure as PNG and PDF
+    page = (tmp_path / "landscape_surface.html").read_text()
+    assert "loss contours" in page and "train split" in page
+    pngs = sorted((tmp_path / "figures" / "landscape_surface").glob("*.png"))
+    assert len(pngs) == 4 and all(p.stat().st_size > 5000 for p in pngs)
     assert main(["landscape", "line", str(runs[0]), str(runs[1]), "--examples", "100",
                  "--out", str(tmp_path)]) == 0
-    assert "at α=1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "barrier" in printed and "α = 1" in printed
+    assert (tmp_path / "landscape_line.html").exists()
+    # `losslab report` redraws every result of the directory from the JSON alone
+    import losslab.landscape.study_analysis as computing
+
+    (tmp_path / "landscape_surface.html").unlink()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(computing, "compute_landscape", None)  # calling it would fail
+        assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "landscape_surface.html").exists()
+    assert "landscape_line.html" in capsys.readouterr().out
     assert main(["landscape", "line", str(runs[0]), "--out", str(tmp_path)]) == 2  # needs two
 
 
@@ -32,7 +52,8 @@ def test_landscape_cli_takes_checkpoint_files(tmp_path, capsys):
     run = train_run(load_config(overrides=["epochs=3", "checkpoints.every=1", "log.progress=false",
                                        "log.tensorboard=false"]), tmp_path / "r")
     first = run / "checkpoints" / "epoch_0001"
-    assert main(["landscape", "line", str(first), str(run), "--out", str(tmp_path)]) == 0
+    assert main(["landscape", "line", str(first), str(run), "--split", "test", "--out",
+                 str(tmp_path)]) == 0
     result = json.loads((tmp_path / "landscape_line.json").read_text())
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     at_start = result["loss"][result["alphas"].index(0.0)]
@@ -47,3 +68,23 @@ def test_landscape_cli_takes_checkpoint_files(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     assert main(["landscape", "surface", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path)]) == 2
+
+
+def test_landscape_cli_hessian_ratio_map_and_a_subset_larger_than_the_split(tmp_path, capsys,
+                                                                           caplog):
+    run = train_run(load_config(overrides=["epochs=1", "log.progress=false",
+                                           "log.tensorboard=false"]), tmp_path / "r")
+    assert main(["landscape", "hessian", str(run), "--examples", "64", "--out",
+                 str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "landscape_hessian.json").read_text())
+    assert f"trace {result['trace']:.4g}" in printed and "largest" in printed
+    assert result["split"] == "train" and result["examples"] == 64
+    assert sorted((tmp_path / "figures" / "landscape_hessian").glob("*.png"))
+    # more examples than the split holds: all of them, said once, not an error after the work
+    assert main(["landscape", "ratio_map", str(run), "--points", "3", "--examples", "10000000",
+                 "--lanczos-steps", "8", "--split", "test", "--out", str(tmp_path)]) == 0
+    assert "more than the test split's 359; using all of them" in caplog.text
+    result = json.loads((tmp_path / "landscape_ratio_map.json").read_text())
+    assert result["examples"] == 0 and result["split"] == "test"
+    assert "|λmin/λmax|" in capsys.readouterr().out

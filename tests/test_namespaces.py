@@ -50,3 +50,27 @@ def test_import_and_help_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_threads_follow_the_cpu_set_and_the_container_quota(tmp_path, monkeypatch):
+    import torch
+
+    from losslab import threads
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # 1.5 cores: 2 threads may run
+    assert threads._quota(quota) == 2
+    quota.write_text("max 100000\n")
+    assert threads._quota(quota) is None
+    assert threads._quota(tmp_path / "absent") is None
+    monkeypatch.setattr(threads, "_quota", lambda: 1)
+    assert threads.usable_cores() == 1
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("LOSSLAB_THREADS", raising=False)
+        assert threads.set_main_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("LOSSLAB_THREADS", "3")
+        assert threads.set_main_threads() == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -6,7 +6,7 @@
     losslab resume RUN_DIR [--from-checkpoint]
     losslab run STUDY.yaml [--out DIR] [--backend local|ray] [--workers N] [--address ADDR]
                 [--set KEY=VALUE ...] [--force]
-    losslab report STUDY_DIR
+    losslab report STUDY_DIR|RUN_DIR|RESULT.json|RESULTS_DIR
     losslab findings SUITE.yaml [--out DIR] [--only STUDY ...] [--backend local|ray] [--workers N]
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
@@ -73,7 +73,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.remedy = f"losslab resume {shlex.quote(str(out))}"
     run_dir = train_run(config, out)
     print(_summary(run_dir))
+    _run_page(run_dir)
     return 0
+
+
+def _run_page(run_dir: Path) -> None:
+    from losslab.report.result_page import write_run_page
+
+    print(f"page: {write_run_page(run_dir)}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -82,6 +89,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     args.remedy = f"losslab resume {shlex.quote(args.run_dir)}"
     run_dir = resume_run(args.run_dir, from_checkpoint=args.from_checkpoint)
     print(_summary(run_dir))
+    _run_page(run_dir)
     return 0
 
 
@@ -120,10 +128,18 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from losslab.studies import finish_study
+    """A study's report, or the page of any stored result, drawn from what is stored."""
+    path = Path(args.path)
+    if (path / "plan.json").exists():
+        from losslab.studies import finish_study
 
-    outcome = finish_study(args.study_dir)
-    print(_study_summary(outcome))
+        outcome = finish_study(path, compute=False)
+        print(_study_summary(outcome))
+        return 0
+    from losslab.report.result_page import report_any
+
+    for page in report_any(path):
+        print(f"report: {page}")
     return 0
 
 
@@ -136,65 +152,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _study_status(outcome)
 
 
+def _write_result(path: Path, result: dict) -> None:
+    """The result as JSON, and beside it its page and figures; say where."""
+    from losslab.report.result_page import write_result_page
+    from losslab.runs.atomic import atomic_write_json
+
+    atomic_write_json(path, result)
+    page = write_result_page(path, result)
+    print(f"written: {path}\npage: {page} (figures in {page.parent / 'figures' / page.stem})")
+
+
 def cmd_ensemble(args: argparse.Namespace) -> int:
+    from losslab.console import ensemble_summary
     from losslab.ensembles.analyze import analyze_ensemble
     from losslab.ensembles.members import collect_checkpoints
-    from losslab.runs.atomic import atomic_write_json
 
     checkpoints = collect_checkpoints(args.paths, role=args.role)
     result = analyze_ensemble(checkpoints, split=args.split, combine=args.combine,
                               swa=not args.no_swa)
-    out = Path(args.out)
-    atomic_write_json(out / "ensemble.json", result)
-    print(f"{result['n_members']} members on {result['split']} ({result['n_examples']} examples); "
-          f"prediction: {result['combination']}")
-    for m, c in zip(result["member_metrics"], result["cumulative"], strict=True):
-        print(f"  {m['name']:<40} member acc {m['acc']:.4f}   first {c['members']:>2} together: "
-              f"acc {c['acc']:.4f} nll {c['nll']:.4f} ece {c['ece']:.4f}")
-    agreement = result["diversity"]["agreement"]
-    print(f"all members agree on {agreement['all_agree']} of {agreement['n']} examples")
-    if "swa" in result:
-        print(f"weight average (SWA, BatchNorm recomputed): acc {result['swa']['acc']:.4f}")
-    print(f"written: {out / 'ensemble.json'}")
+    print(ensemble_summary(result))
+    _write_result(Path(args.out) / "ensemble.json", {"role": args.role, **result})
+    return 0
+
+
+def _curve_fit(args: argparse.Namespace) -> int:
+    """Fit, then evaluate the fitted curve at ``--points`` values of t: the error along it is
+    what a fit is for (the run's own val/test metrics are at one t only)."""
+    from losslab.curves import curve_runs
+    from losslab.runs.metrics import read_metrics
+
+    if len(args.paths) != 2:
+        raise InputError("curve fit needs START and END (run directories or checkpoints)")
+    out = Path(args.out) if args.out else Path("runs") / f"{_stamp()}-curve"
+    args.remedy = f"losslab resume {shlex.quote(str(out))}"
+    run_dir = curve_runs.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
+                                   overrides=args.set)
+    last = read_metrics(run_dir)[-1]
+    print(f"curve run: {run_dir}\nepochs {last['epoch']}, train objective (loss at a random t "
+          f"+ weight decay) {last['train_loss']:.4f}")
+    return _curve_evaluate(run_dir, args.points or 11, run_dir)
+
+
+def _curve_evaluate(run: Path | str, points: int, out: Path) -> int:
+    from losslab.console import curve_evaluate_summary
+    from losslab.curves import curve_runs
+
+    result = curve_runs.evaluate_curve_run(run, points=points)
+    print(curve_evaluate_summary(result))
+    _write_result(out / "curve_evaluate.json", {"run": str(run), **result})
     return 0
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
+    from losslab.console import curve_plane_summary
     from losslab.curves import curve_runs
-    from losslab.runs.atomic import atomic_write_json
 
     if args.action == "fit":
-        if len(args.paths) != 2:
-            raise InputError("curve fit needs START and END (run directories or checkpoints)")
-        out = Path(args.out) if args.out else Path("runs") / f"{_stamp()}-curve"
-        args.remedy = f"losslab resume {shlex.quote(str(out))}"
-        run_dir = curve_runs.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
-                                       overrides=args.set)
-        print(_summary(run_dir))
-        return 0
+        return _curve_fit(args)
     if len(args.paths) != 1:
         raise InputError(f"curve {args.action} takes one curve run (or its checkpoint)")
+    out = Path(args.out or ".")
     if args.action == "evaluate":
-        result = curve_runs.evaluate_curve_run(args.paths[0], points=args.points)
-        for name in ("curve", "line"):
-            err = 100 * (1 - max(result[name]["test_acc"]))
-            worst = 100 * (1 - min(result[name]["test_acc"]))
-            print(f"{name:<5} barrier (train loss) {result['barrier'][name]:.4f}, length "
-                  f"{result['length'][name]:.4g}, test error {err:.2f}-{worst:.2f}%")
-    else:
-        result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
-        print(f"plane: {args.grid}x{args.grid} grid, loss {min(map(min, result['loss'])):.4f} "
-              f"to {max(map(max, result['loss'])):.4f}")
-    path = Path(args.out or ".") / f"curve_{args.action}.json"
-    atomic_write_json(path, {"run": args.paths[0], **result})
-    print(f"written: {path}")
+        return _curve_evaluate(args.paths[0], args.points or 61, out)
+    result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
+    print(curve_plane_summary(result, args.grid))
+    _write_result(out / "curve_plane.json", {"run": args.paths[0], **result})
     return 0
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
+    from losslab.console import landscape_summary
     from losslab.landscape.grid_io import grid_paths
     from losslab.landscape.study_analysis import RESUMABLE, compute_landscape
-    from losslab.runs.atomic import atomic_write_json
 
     # A map's finished points are kept in --out until it is complete, so the same command
     # run again after a kill computes only the missing ones (the file is checked to hold
@@ -206,25 +235,13 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     result = compute_landscape(args.kind, args.runs, split=args.split, examples=args.examples,
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
-                               centered=not args.uncentered, path=partial)
-    path = Path(args.out) / f"landscape_{args.kind}.json"
-    atomic_write_json(path, {"kind": args.kind, "runs": args.runs, **result})
+                               centered=not args.uncentered, lanczos_steps=args.lanczos_steps,
+                               path=partial)
+    print(landscape_summary(args.kind, result))
+    _write_result(Path(args.out) / f"landscape_{args.kind}.json",
+                  {"kind": args.kind, "runs": args.runs, **result})
     for done in grid_paths(partial) if partial is not None else ():
         done.unlink(missing_ok=True)  # the result is written: nothing left to continue
-    if "loss" in result and "alphas" not in result:
-        loss = result["loss"]
-        centre = loss[len(loss) // 2][len(loss[0]) // 2]
-        print(f"{args.kind}: {len(loss)}x{len(loss[0])} grid, loss at the centre {centre:.4f}, "
-              f"max {max(max(r) for r in loss):.4f}")
-    elif "alphas" in result:
-        print(f"line: loss at α=0 {result['loss'][result['alphas'].index(0.0)]:.4f}, "
-              f"at α=1 {result['loss'][result['alphas'].index(1.0)]:.4f}, "
-              f"max {max(result['loss']):.4f}")
-    elif "eigenvalues" in result:
-        print(f"hessian: extreme eigenvalues {result['eigenvalues']}, trace {result['trace']:.4g}")
-    else:
-        print(f"{args.kind}: done")
-    print(f"written: {path}")
     return 0
 
 
@@ -311,8 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_args(p)
     p.set_defaults(func=cmd_findings)
 
-    p = sub.add_parser("report", help="rebuild a study's tables, analyses and report from its records")
-    p.add_argument("study_dir")
+    p = sub.add_parser("report", help="draw a study's report, or the page of any result (a run "
+                       "directory, a landscape, curve or ensemble JSON, or a directory of them), "
+                       "from what is stored: nothing is computed")
+    p.add_argument("path", help="a study directory, run directory, result file or a directory "
+                   "holding result files")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="run the built-in demo study on digits and print its report")
@@ -342,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fit: override the start run's config (e.g. epochs=20)")
-    p.add_argument("--points", type=int, default=61, help="evaluate: values of t")
+    p.add_argument("--points", type=_positive_int, default=None,
+                   help="values of t evaluated (evaluate: 61; fit: 11, after fitting)")
     p.add_argument("--grid", type=int, default=21, help="plane: grid points per axis")
     p.add_argument("--split", default="train", choices=["train", "test", "val"],
                    help="plane: the split of the loss grid")
@@ -356,14 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="directory for landscape_<kind>.json (a "
                    "surface keeps its finished points in landscape_surface.partial.npz there "
                    "until it is complete: the same command run again continues it)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train"])
-    p.add_argument("--examples", type=int, default=0, help="a fixed random subset (0: all)")
+    p.add_argument("--split", default="train", choices=["train", "test", "val"],
+                   help="the data the loss is of (default: train, as Li et al.)")
+    p.add_argument("--examples", type=int, default=0, help="a fixed random subset (0: all; "
+                   "more than the split has: all of it); hessian and ratio_map: default 512 "
+                   "and 256")
     p.add_argument("--points", type=int, default=11, help="grid points per axis (odd)")
     p.add_argument("--span", type=float, default=1.0, help="grid half width")
     p.add_argument("--normalization", default="filter", choices=["filter", "layer", "none"])
     p.add_argument("--bn", default=None, choices=["keep", "recompute", "interpolate"],
                    help="BatchNorm statistics at each point (default: interpolate for line, "
                    "keep otherwise)")
+    p.add_argument("--lanczos-steps", type=_positive_int, default=30,
+                   help="ratio_map: the most Hessian-vector products per point and eigenvalue")
     p.add_argument("--uncentered", action="store_true",
                    help="trajectory: PCA of the offsets from the final model as they are "
                    "(default: centred on their mean, as Li et al.'s code)")
@@ -384,11 +410,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, argv)
 
 
+# The commands that compute in this process (a study's runs are in workers; its analyses here).
+_COMPUTING = ("train", "resume", "run", "demo", "findings", "ensemble", "curve", "landscape")
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from losslab.errors import LosslabError, message_of
     from losslab.signals import Terminated
 
     try:
+        if args.command in _COMPUTING:  # torch's pool sized to this process's cores
+            from losslab.threads import set_main_threads
+
+            set_main_threads()
         return args.func(args)
     except LosslabError as e:  # the user's input; anything else is a bug and keeps its traceback
         if args.verbose:

@@ -57,11 +57,12 @@ def _loaded(path: str | Path, splits: Sequence[str]):
 
 def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
     """Train and test loss and accuracy along the fitted curve and the straight line."""
-    curve, device, (train, test), _ = _loaded(path, ["train", "test"])
+    curve, device, (train, test), config = _loaded(path, ["train", "test"])
     r = evaluate_curve(curve, train=train, test=test, ts=default_ts(points), device=device)
     return {"ts": as_list(r.ts), "curve": {k: as_list(v) for k, v in r.curve.items()},
             "line": {k: as_list(v) for k, v in r.line.items()}, "barrier": r.barrier,
-            "mean_loss": r.mean_loss, "length": r.length, "metadata": r.metadata}
+            "mean_loss": r.mean_loss, "length": r.length, "metadata": r.metadata,
+            "curve_kind": config.curve.kind, "bends": config.curve.bends}
 
 
 def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train",

@@ -11,7 +11,8 @@ Options (beside ``name: landscape``):
 * ``variants`` (default: all), ``seed`` (which seed's runs the report draws; default the
   first), ``seeds`` (also compute for these seeds, or ``all``, for findings: each seed's run
   gives a ``per_run`` row of the numbers below; default: only ``seed``);
-* ``split`` (``test``), ``examples`` (evaluate on a fixed random subset of this many examples;
+* ``split`` (``train``, as Li et al. and loss-landscape map the training loss; ``test`` or
+  ``val`` as an option), ``examples`` (evaluate on a fixed random subset of this many examples;
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
   ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep``, ``recompute``, or for
   lines ``interpolate``; default: ``interpolate`` for lines, so both endpoints are exactly the
@@ -38,6 +39,7 @@ mean over the grid's border, a span away).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ from losslab.studies.records import StudyRecords
 
 __all__ = ["landscape_analysis", "compute_landscape"]
 
+log = logging.getLogger(__name__)
+
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
 RESUMABLE = ("surface", "ratio_map")  # the kinds that store finished points and continue from them
 
@@ -73,19 +77,28 @@ def _run_of(path: str) -> str:
     return path if Path(path).is_dir() else str(resolve_checkpoint(path).path.parent.parent)
 
 
-def _setup(path: str, split: str, examples: int, seed: int):
-    """The checkpoint ``path`` names, its run's network (checked to fit it), the batches."""
+def _setup(path: str, o: dict[str, Any]):
+    """The checkpoint ``path`` names, its run's network (checked to fit it), the batches: a
+    fixed random subset of ``o["examples"]`` examples of ``o["split"]`` (0: all of it). A
+    subset larger than the split is the whole split, said in a warning and recorded in
+    ``o["examples"]``, rather than an error after the training it follows."""
+    split, examples = o["split"], o["examples"]
     final = resolve_checkpoint(path)
     device = resolve_device("auto")
     ckpt, model, config = model_for(final, device)
     loader = split_loader(dataset_of(config), split, 1024, device)
-    batches = subset_batches(loader, examples, seed, batch_size=1024, device=device) \
+    if examples >= loader.num_examples:
+        if examples > loader.num_examples:
+            log.warning("landscape: examples=%d is more than the %s split's %d; using all of "
+                        "them", examples, split, loader.num_examples)
+        examples = o["examples"] = 0
+    batches = subset_batches(loader, examples, o["seed_data"], batch_size=1024, device=device) \
         if examples else loader
     return ckpt, model, batches, device
 
 
 def _surface(run_dir, o) -> dict[str, Any]:
-    ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
+    ckpt, model, batches, device = _setup(run_dir, o)
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, batches=batches, buffers=ckpt.buffers,
@@ -93,24 +106,29 @@ def _surface(run_dir, o) -> dict[str, Any]:
                 path=o.get("path"))
     return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
-            "normalization": o["normalization"]}
+            "normalization": o["normalization"], **_data_of(o)}
+
+
+def _data_of(o: dict[str, Any]) -> dict[str, Any]:
+    """Which data a map was computed on, as its caption says."""
+    return {"split": o["split"], "examples": o["examples"]}
 
 
 def _line(run_a, run_b, o) -> dict[str, Any]:
-    a, model, batches, device = _setup(run_a, o["split"], o["examples"], o["seed_data"])
+    a, model, batches, device = _setup(run_a, o)
     b = resolve_checkpoint(run_b).load(device)
     check_fits_run(model, b, config_path_of(a.ref))  # the line runs through one network
     r = line(model, a.params, end=b.params, batches=batches, buffers=a.buffers,
              end_buffers=b.buffers, options=EvalOptions(bn=o["bn"], device=device))
     return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
-            "bn": r.metadata["bn"]}
+            "bn": r.metadata["bn"], **_data_of(o)}
 
 
 def _trajectory(run_dir, o) -> dict[str, Any]:
     from losslab.landscape.trajectory import trajectory_plane
 
     run_dir = _run_of(run_dir)  # the path of the run a given checkpoint belongs to
-    ckpt, model, batches, device = _setup(run_dir, o["split"], o["examples"], o["seed_data"])
+    ckpt, model, batches, device = _setup(run_dir, o)
     trajectory = CheckpointSet.from_run(run_dir, role="epoch")
     final = CheckpointSet.from_run(run_dir, role="final")
     if final[0].epoch not in trajectory.epochs:  # the last epoch may not be a saved "epoch"
@@ -131,7 +149,7 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
             "explained_variance": as_list(plane.pca.explained_variance_ratio),
             "centered": o["centered"],
             "members": None if plane.member_coords is None else as_list(plane.member_coords),
-            "member_labels": plane.member_labels}
+            "member_labels": plane.member_labels, **_data_of(o)}
 
 
 def _hessian(run_dir, o) -> dict[str, Any]:
@@ -142,7 +160,8 @@ def _hessian(run_dir, o) -> dict[str, Any]:
         spectral_density,
     )
 
-    ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 512, o["seed_data"])
+    o = {**o, "examples": o["examples"] or 512}  # a subset: the Hessian costs per example
+    ckpt, model, batches, device = _setup(run_dir, o)
     op = HessianOperator(model, ckpt.params, batches=batches, buffers=ckpt.buffers,
                          options=EvalOptions(device=device))
     # The top of a trained net's spectrum is a few isolated outliers (fast, tight tolerance);
@@ -160,13 +179,14 @@ def _hessian(run_dir, o) -> dict[str, Any]:
             "trace": float(trace.estimate),
             "trace_std_error": float(trace.std_error), "grid": as_list(density.grid),
             "density": as_list(density.density), "total_products": op.num_products,
-            "split": "train", "examples": o["examples"] or 512}
+            **_data_of(o)}
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:
     from losslab.landscape.ratio_map import eigenvalue_ratio_map
 
-    ckpt, model, batches, device = _setup(run_dir, "train", o["examples"] or 256, o["seed_data"])
+    o = {**o, "examples": o["examples"] or 256}
+    ckpt, model, batches, device = _setup(run_dir, o)
     dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
     n, s = o["points"], o["span"]
     r = eigenvalue_ratio_map(model, ckpt.params, dirs.directions, batches=batches,
@@ -177,7 +197,7 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
             "normalization": o["normalization"],
             "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
             "all_converged": bool(torch.as_tensor(r.converged).all()),
-            "num_products": r.num_products, "split": "train", "examples": o["examples"] or 256,
+            "num_products": r.num_products, **_data_of(o),
             "lanczos_steps": o["lanczos_steps"]}
 
 
@@ -221,7 +241,7 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
     return {**options, "seed_data": 0}
 
 
-def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", examples: int = 0,
+def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
                       centered: bool = True, path: str | Path | None = None) -> dict[str, Any]:
@@ -251,7 +271,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "test", ex
 @register_analysis("landscape")
 def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        variants: list[str] | None = None, seed: int | None = None,
-                       seeds: list[int] | str | None = None, split: str = "test",
+                       seeds: list[int] | str | None = None, split: str = "train",
                        examples: int = 0, points: int = 11, span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
                        centered: bool = True,
@@ -282,6 +302,7 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                 variant = chosen[0] if kind == "line" else name
                 per_run.append({"variant": variant, "seed": s, **summary(kind, r)})
     out["seed"], out["seeds"], out["per_run"] = first, [first, *extra], per_run
+    out["examples"] = options["examples"]  # 0 if the subset asked for was the whole split
     return out
 
 

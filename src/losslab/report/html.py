@@ -28,7 +28,7 @@ from losslab.runs.atomic import atomic_write_text
 if TYPE_CHECKING:
     from losslab.studies.records import StudyRecords
 
-__all__ = ["build_report", "REPORT_NAME", "FIGURES_DIR"]
+__all__ = ["build_report", "render_page", "REPORT_NAME", "FIGURES_DIR"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def _environment() -> jinja2.Environment:
                               keep_trailing_newline=True)
 
 
-def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None) -> dict:
+def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None,
+                   figures_dir: str = FIGURES_DIR) -> dict:
     """The figure's HTML fragment and, when ``directory`` is set, its PNG/PDF links.
 
     A figure that fails to draw becomes an error box in place of the plot (and a log
@@ -57,8 +58,8 @@ def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None
         if directory is not None:
             from losslab.report import static_render
 
-            for path in static_render.save_static(fig, palette, directory / FIGURES_DIR / slug):
-                links.append({"href": f"{FIGURES_DIR}/{path.name}",
+            for path in static_render.save_static(fig, palette, directory / figures_dir / slug):
+                links.append({"href": f"{figures_dir}/{path.name}",
                               "label": path.suffix.lstrip(".").upper()})
     except Exception as exc:
         logger.exception("figure %r could not be drawn", getattr(fig, "title", fig))
@@ -67,15 +68,15 @@ def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None
     return {"body": body, "links": links}
 
 
-def _render_sections(sections: list[Section], palette: Palette,
-                     directory: Path | None) -> list[dict]:
+def _render_sections(sections: list[Section], palette: Palette, directory: Path | None,
+                     figures_dir: str = FIGURES_DIR) -> list[dict]:
     anchors, figure_slugs = UniqueSlugs(), UniqueSlugs()
     out = []
     for section in sections:
         anchor = anchors.claim(section.anchor or section.title, fallback="section")
         figures = [
             _render_figure(fig, figure_slugs.claim(f"{anchor}-{getattr(fig, 'title', '')}"),
-                           palette, directory)
+                           palette, directory, figures_dir)
             for fig in section.figures
         ]
         out.append({
@@ -94,17 +95,27 @@ def build_report(records: StudyRecords, *, static: bool = True) -> Path:
     Returns the path of the report. The file is written atomically: a reader never sees
     half a report, and a failed build leaves the previous one in place.
     """
+    sections = standard_sections(records) + analysis_sections(records)
+    return render_page(Path(records.directory) / REPORT_NAME, records.name, sections,
+                       Palette(variant_order(records)), static=static, what="study directory")
+
+
+def render_page(path: Path, name: str, sections: list[Section], palette: Palette, *,
+                static: bool = True, what: str = "directory", figures: str = FIGURES_DIR) -> Path:
+    """Write ``sections`` as one self-contained page at ``path`` (atomically), with each
+    figure also as ``figures/<slug>.png`` and ``.pdf`` beside it when ``static``; the page of a
+    study and of any single result (a surface, a curve, an ensemble) alike; ``figures`` is
+    the folder of the static files, relative to the page."""
     import plotly.offline  # the one copy of plotly.js the page carries
 
     from losslab import __version__
 
-    directory = Path(records.directory)
-    palette = Palette(variant_order(records))
-    sections = standard_sections(records) + analysis_sections(records)
-    rendered = _render_sections(sections, palette, directory if static else None)
+    directory = path.parent
+    rendered = _render_sections(sections, palette, directory if static else None, figures)
     n_figures = sum(len(s["figures"]) for s in rendered)
     page = _environment().from_string(PAGE).render(
-        name=records.name,
+        name=name,
+        what=what,
         directory=str(directory),
         version=__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -114,7 +125,7 @@ def build_report(records: StudyRecords, *, static: bool = True) -> Path:
         driver=Markup(DRIVER),
         plotly_js=Markup(plotly.offline.get_plotlyjs()),
     )
-    path = atomic_write_text(directory / REPORT_NAME, page)
+    path = atomic_write_text(path, page)
     logger.info("wrote %s (%d sections, %d figures%s)", path, len(rendered), n_figures,
                 ", with PNG/PDF" if static else "")
     return path

@@ -158,7 +158,7 @@ PAGE = """<!DOCTYPE html>
 <body>
 <header>
 <h1>losslab report: {{ name }}</h1>
-<p class="meta">Generated {{ generated }} by losslab {{ version }} · study directory
+<p class="meta">Generated {{ generated }} by losslab {{ version }} · {{ what }}
 <code>{{ directory }}</code></p>
 </header>
 <div class="layout">

@@ -35,7 +35,7 @@ from losslab.runs.verify import metrics_problems
 from losslab.studies.stats import mean_ci
 from losslab.studies.study_dir import StudyDir
 
-__all__ = ["StudyRecords", "load_records", "SUMMARY_METRICS"]
+__all__ = ["StudyRecords", "load_records", "run_records", "SUMMARY_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,26 @@ def load_records(directory: str | Path) -> StudyRecords:
                         base_config=base_config, variants=variants, variant_keys=keys, runs=runs,
                         results=results, summary=_summary(results, runs, keys), analyses=analyses,
                         findings=findings)
+
+
+def run_records(run_dir: str | Path) -> StudyRecords:
+    """One run directory as the records of a one-run study (its name the only variant), so
+    every table and per-epoch figure of a study report serves a single run as well."""
+    run = RunDir(run_dir)
+    if not run.metrics_path.exists():
+        raise MissingFileError(f"{run.path} is not a run directory (no metrics.jsonl)")
+    meta = run.read_meta() if run.exists() else {}
+    config = read_yaml(run.path / "config.yaml", what="a run config") \
+        if (run.path / "config.yaml").exists() else {}
+    name = run.path.resolve().name
+    metrics = read_metrics(run.metrics_path)
+    base = {"run_id": name, "variant": name, "seed": config.get("seed", 0)}
+    runs = pd.DataFrame([{**base, "status": meta.get("status", "finished"),
+                          "error": meta.get("error"), "run_dir": str(run.path)}])
+    results = pd.DataFrame([{**base, **m} for m in metrics])
+    return StudyRecords(directory=run.path, name=name, study={}, base_config=config,
+                        variants={name: {}}, variant_keys=[], runs=runs, results=results,
+                        summary=_summary(results, runs, []))
 
 
 def write_aggregates(records: StudyRecords) -> None:

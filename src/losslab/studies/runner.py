@@ -7,8 +7,9 @@ again, with a warning saying what was found; any other run is handed to the back
 trains it or resumes it from its last finished epoch. The driver holds the study directory's
 lock (:class:`~losslab.runs.lock.DirectoryLock`) from planning to report, so a second
 ``losslab run`` or ``losslab report`` of the same directory is refused while it works. A second
-``losslab run`` of a finished study only rebuilds what is missing (aggregates, analyses and the
-report are always rebuilt from the records). A failing run is recorded with its error in
+``losslab run`` of a finished study only rebuilds what is missing: aggregates and the report
+are rebuilt from the records, and an analysis is computed again only when its inputs changed
+(:mod:`losslab.studies.analysis_inputs`). A failing run is recorded with its error in
 ``status.json`` and its own ``meta.json`` and does not stop the others. Runs that start from
 another run's checkpoint (``init.run`` naming a variant) run in a later wave than that run;
 if it failed, they are recorded as failed with the reason, without starting.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import shutil
+import time
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -34,6 +36,7 @@ from losslab.runs.lock import DirectoryLock
 from losslab.runs.readers import read_json
 from losslab.runs.verify import record_problems
 from losslab.studies.analyses import check_analysis, run_analysis
+from losslab.studies.analysis_inputs import analysis_inputs, run_digests
 from losslab.studies.backends import make_backend
 from losslab.studies.findings import evaluate_findings
 from losslab.studies.records import StudyRecords, load_records, write_aggregates
@@ -172,21 +175,30 @@ def _read_status(study: StudyDir) -> dict[str, Any]:
     return read_json(path, what="the study's run status") if path.exists() else {}
 
 
-def finish_study(directory: str | Path, spec: StudySpec | None = None) -> StudyOutcome:
-    """Aggregate, run the analyses and build the report from the records alone."""
+def finish_study(directory: str | Path, spec: StudySpec | None = None, *,
+                 compute: bool = True) -> StudyOutcome:
+    """Aggregate, run the analyses and build the report from the records alone.
+
+    An analysis whose stored result was computed from the same inputs (the same finished
+    runs, options and losslab: :mod:`losslab.studies.analysis_inputs`) is reused, not
+    recomputed. With ``compute=False`` (``losslab report``) no analysis runs at all: the report
+    shows the stored results, marking those whose inputs have changed since as stale.
+    """
     directory = Path(directory)
     with DirectoryLock(directory, what="study") if (directory / "plan.json").exists() \
             else nullcontext():
-        return _finish(directory, spec)
+        return _finish(directory, spec, compute)
 
 
-def _finish(directory: Path, spec: StudySpec | None) -> StudyOutcome:
+def _finish(directory: Path, spec: StudySpec | None, compute: bool) -> StudyOutcome:
     records = load_records(directory)
     if spec is None:
         spec = StudySpec.model_validate(records.study)
     write_aggregates(records)
-    failed = _run_analyses(records, spec)
+    failed, stale = _run_analyses(records, spec, compute)
     records = load_records(directory)  # with the analyses just written
+    for key in stale:  # said in the report; the stored file itself is left as it was
+        records.analyses[key] = {**records.analyses[key], "stale": STALE}
     records.findings = _write_findings(records, spec)
     report = _build_report(records)
     counts = records.runs["status"].value_counts().to_dict()
@@ -194,30 +206,74 @@ def _finish(directory: Path, spec: StudySpec | None) -> StudyOutcome:
                         failed_analyses=failed)
 
 
-def _run_analyses(records: StudyRecords, spec: StudySpec) -> dict[str, str]:
-    """Run every analysis of the study into ``analyses/<key>.json``; returns the failed ones
-    (key -> error), each also recorded in its file and shown in the report."""
+STALE = ("computed before the study's runs last changed; `losslab run` on the study "
+         "recomputes it")
+
+
+def _run_analyses(records: StudyRecords, spec: StudySpec,
+                  compute: bool = True) -> tuple[dict[str, str], list[str]]:
+    """Bring every analysis of the study in ``analyses/<key>.json`` up to date with the
+    records, reusing each result whose inputs are unchanged; returns the failed analyses
+    (key -> error, each also recorded in its file and shown in the report) and, when not
+    ``compute``, the keys of the stored results that are out of date."""
     failed: dict[str, str] = {}
+    stale: list[str] = []
     out = StudyDir(records.directory).analyses_dir
     out.mkdir(exist_ok=True)
     wanted = {a.key for a in spec.analyses}
-    for stale in out.glob("*.json"):  # an analysis dropped from the study leaves the report
-        if stale.stem not in wanted:
-            stale.unlink()
+    for old in out.glob("*.json"):  # an analysis dropped from the study leaves the report
+        if old.stem not in wanted:
+            old.unlink()
+    digests = run_digests(records.runs.to_dict("records"))
+    todo = []
     for analysis in spec.analyses:
-        try:
-            result = run_analysis(analysis.name, records, analysis.options)
-        except Exception as e:  # recorded and shown in the report; other analyses still run
-            log.error("analysis %s failed: %s", analysis.key, e)
-            result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        errors = _errors_in(result)
-        if errors:
-            failed[analysis.key] = "; ".join(errors)
-            if "traceback" not in result:  # failed inside (one variant, one run): say so
-                log.error("analysis %s failed: %s", analysis.key, failed[analysis.key])
-        result.setdefault("analysis", analysis.name)  # the report finds its section by it
-        atomic_write_json(out / f"{analysis.key}.json", result)
-    return failed
+        inputs = analysis_inputs(analysis.name, analysis.options, digests)
+        stored = _stored(out / f"{analysis.key}.json")
+        if stored is not None and stored.get("inputs") == inputs:  # only whole results have them
+            log.info("analysis %s: inputs unchanged, stored result kept", analysis.key)
+        elif compute:
+            todo.append((analysis, inputs))
+        elif stored is not None and _errors_in(stored):
+            failed[analysis.key] = "; ".join(_errors_in(stored))
+        elif stored is not None:
+            stale.append(analysis.key)
+    for analysis, inputs in tqdm(todo, desc="analyses", unit="analysis", leave=False,
+                                 disable=None if todo else True, dynamic_ncols=True):
+        failed.update(_compute_analysis(records, analysis, inputs, out))
+    return failed, stale
+
+
+def _stored(path: Path) -> dict[str, Any] | None:
+    """The stored result at ``path``, or None when there is none or it does not read (then
+    it is computed again)."""
+    if not path.exists():
+        return None
+    try:
+        return read_json(path, what="a stored analysis result")
+    except LosslabError as e:
+        log.warning("%s; it is computed again", e)
+        return None
+
+
+def _compute_analysis(records: StudyRecords, analysis: Any, inputs: str,
+                      out: Path) -> dict[str, str]:
+    """Run one analysis into ``out/<key>.json``; ``{key: error}`` if it failed (wholly or a
+    part of it), else ``{}``. A failure is stored too, and computed again next time."""
+    start = time.perf_counter()
+    try:
+        result = run_analysis(analysis.name, records, analysis.options)
+    except Exception as e:  # recorded and shown in the report; other analyses still run
+        log.error("analysis %s failed: %s", analysis.key, e)
+        result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    errors = _errors_in(result)
+    if errors and "traceback" not in result:  # failed inside (one variant, one run): say so
+        log.error("analysis %s failed: %s", analysis.key, "; ".join(errors))
+    result.setdefault("analysis", analysis.name)  # the report finds its section by it
+    if not errors:  # a failure is never reused: the next run tries again
+        result["inputs"] = inputs
+    atomic_write_json(out / f"{analysis.key}.json", result)
+    log.info("analysis %s: computed in %.1f s", analysis.key, time.perf_counter() - start)
+    return {analysis.key: "; ".join(errors)} if errors else {}
 
 
 def _errors_in(result: Any, where: str = "") -> list[str]:

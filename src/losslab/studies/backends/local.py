@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from losslab.errors import InputError
+from losslab.threads import usable_cores
 
 __all__ = ["LocalBackend", "default_workers", "check_backend_options", "STOP_TIMEOUT"]
 
@@ -76,7 +77,7 @@ def default_workers(cpus_per_run: float = 1.0, gpus_per_run: float = 0.0) -> int
     if gpus:
         per_gpu = max(1, math.floor(1 / gpus_per_run)) if 0 < gpus_per_run < 1 else 1
         return gpus * per_gpu
-    return max(1, math.floor((os.cpu_count() or 1) / max(cpus_per_run, 1e-9)))
+    return max(1, math.floor(usable_cores() / max(cpus_per_run, 1e-9)))
 
 
 class _Worker:
@@ -168,7 +169,7 @@ class LocalBackend:
         check_backend_options(workers, cpus_per_run, gpus_per_run)
         self.workers = workers if workers is not None else default_workers(cpus_per_run,
                                                                             gpus_per_run)
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = max(1, usable_cores() // self.workers)
         self.gpus = _gpu_count()
         self.poll_seconds = poll_seconds
 
