@@ -66,6 +66,8 @@ def test_landscape_cli_takes_checkpoint_files(tmp_path, capsys):
     assert "3x3 grid" in capsys.readouterr().out
     assert main(["landscape", "trajectory", str(first), "--points", "3", "--examples", "50",
                  "--out", str(tmp_path)]) == 0
+    assert "3 epochs on the plane" in capsys.readouterr().out
+    assert list((tmp_path / "figures" / "landscape_trajectory").glob("*.png"))
     assert main(["landscape", "surface", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path)]) == 2
 
