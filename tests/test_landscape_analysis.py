@@ -52,7 +52,7 @@ def test_landscape_analyses_in_a_study(tmp_path):
         assert title in html
     # each section's caption says what its maps are, and where their numbers come from
     for words in ("filter-normalized Gaussian directions",
-                  "on the test split (a fixed random subset of 100 examples). The centre",
+                  "on the train split (a fixed random subset of 100 examples). The centre",
                   "offsets θ_i − θ_final, centred on their mean",
                   "Hessian of the training loss at each final model, on the train split (a fixed "
                   "random subset of 128 examples)",

@@ -42,7 +42,7 @@ class SharpnessTracker(Callback):
         op = HessianOperator(trainer.model, batches=self.batches, wrt=self.wrt,
                              options=EvalOptions(loss_fn=trainer.loss_fn))
         result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
-                         seed=self.seed)
+                         seed=self.seed, progress=False)  # a step of an epoch, logged with it
         return {"sharpness": float(result.max), "sharpness_products": result.num_products,
                 "sharpness_converged": bool(result.converged)}
 

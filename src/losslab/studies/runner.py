@@ -30,6 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from losslab.errors import LosslabError
+from losslab.progress import progress_enabled, track
 from losslab.runs.atomic import atomic_write_json
 from losslab.runs.config import ConfigError, config_to_dict, validate_config
 from losslab.runs.lock import DirectoryLock
@@ -104,13 +105,14 @@ def _execute(study: StudyDir, spec: StudySpec, runs: list[PlannedRun], *, backen
     status = _read_status(study)
     todo = [r.run_id for r in runs if not _done(study, r.run_id)]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"study {spec.name}",
-               unit="run", disable=(None if progress is None else not progress), dynamic_ncols=True)
+               unit="run", disable=not progress_enabled(progress), dynamic_ncols=True)
 
     def on_done(result: dict[str, Any]) -> None:
         status[result["run_id"]] = {"status": result["status"], "error": result["error"],
                                     "time": _dt.datetime.now(_dt.timezone.utc).isoformat()}
         atomic_write_json(study.path / "status.json", status)
         bar.update(1)
+        log.info("run %s: %s (%d of %d)", result["run_id"], result["status"], bar.n, len(runs))
         if result["status"] != "finished":
             log.warning("run %s failed: %s", result["run_id"], (result["error"] or "").splitlines()[0:1])
 
@@ -237,9 +239,10 @@ def _run_analyses(records: StudyRecords, spec: StudySpec,
             failed[analysis.key] = "; ".join(_errors_in(stored))
         elif stored is not None:
             stale.append(analysis.key)
-    for analysis, inputs in tqdm(todo, desc="analyses", unit="analysis", leave=False,
-                                 disable=None if todo else True, dynamic_ncols=True):
-        failed.update(_compute_analysis(records, analysis, inputs, out))
+    with track(len(todo), "analyses", unit="analysis", enabled=None if todo else False) as bar:
+        for analysis, inputs in todo:  # each map inside draws its own bar below this one
+            failed.update(_compute_analysis(records, analysis, inputs, out))
+            bar.update()
     return failed, stale
 
 
