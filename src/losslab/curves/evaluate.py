@@ -31,6 +31,7 @@ from losslab.errors import InputError
 from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
+from losslab.progress import track
 
 __all__ = ["CurveEvaluation", "evaluate_curve", "default_ts", "bn_policy"]
 
@@ -72,9 +73,12 @@ def _path_stats(flat_points: Tensor, loss: Tensor) -> tuple[float, float]:
 @torch.no_grad()
 def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None = None,
                    ts: Sequence[float] | Tensor | None = None,
-                   device: torch.device | str | None = None) -> CurveEvaluation:
+                   device: torch.device | str | None = None,
+                   progress: bool | None = None) -> CurveEvaluation:
     """Train (and test) loss and accuracy along the curve and the straight line; see the
-    module docstring. ``train`` and ``test`` are re-iterable batches on the device."""
+    module docstring. ``train`` and ``test`` are re-iterable batches on the device.
+    ``progress``: a bar over the points of both paths (:func:`~losslab.progress.track`; None:
+    on a terminal; the finished evaluation is logged in one line)."""
     ts = default_ts() if ts is None else torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     if float(ts.min()) < 0 or float(ts.max()) > 1:
         raise InputError("ts must lie in [0, 1]")
@@ -87,7 +91,8 @@ def evaluate_curve(curve: CurveModel, *, train: Iterable, test: Iterable | None 
     zero = {k: torch.zeros_like(v) for k, v in points[0].items()}
     ev = PointEvaluator(curve.net, zero, buffers_of(curve.net), points, splits,
                         options=EvalOptions(recompute_batches=train, device=device), bn=bn)
-    results = ev.evaluate_sets(torch.cat([curve_coords, line_coords]))
+    with track(2 * len(ts), "curve evaluation", enabled=progress) as bar:
+        results = ev.evaluate_sets(torch.cat([curve_coords, line_coords]), bar.update)
     out: dict[str, dict[str, Tensor]] = {"curve": {}, "line": {}}
     for split, (loss, acc, _) in results.items():
         for name, rows in (("curve", slice(0, len(ts))), ("line", slice(len(ts), None))):

@@ -58,6 +58,7 @@ from losslab.landscape.grid import plane_of
 from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of
+from losslab.progress import track
 
 __all__ = ["CurvePlane", "curve_plane", "plane_l2"]
 
@@ -125,7 +126,7 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
                 extra_batches: Mapping[str, Iterable] | None = None, grid: Any = 21,
                 options: EvalOptions = DEFAULTS, weight_decay: float = 0.0,
                 margin: float = 0.2, bend: int | None = None,
-                curve_points: int = 61) -> CurvePlane:
+                curve_points: int = 61, progress: bool | None = None) -> CurvePlane:
     """DMC's planes through ŵ1, bend ``bend`` (1-based; default the middle one) and ŵ2: the
     loss and accuracy on ``batches`` (the training batches), ``train_loss_l2 = loss +
     ½·weight_decay·‖w‖²``, and with ``test_batches`` the test loss, accuracy and error (%);
@@ -137,7 +138,9 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
     (:class:`~losslab.landscape.options.EvalOptions`): BatchNorm defaults to the curve's policy
     (recomputed at every point on ``options.recompute_batches``, default ``batches``, when the
     network has BatchNorm), and ``device``. See the module docstring for the basis and for
-    what ‖w‖² includes.
+    what ‖w‖² includes. ``progress``: a bar over the grid points
+    (:func:`~losslab.progress.track`; None: on a terminal; the finished plane is logged in
+    one line).
 
     Example::
 
@@ -184,8 +187,10 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
         options = options.with_(recompute_batches=batches)
     ev = PointEvaluator(curve.net, center, buffers_of(curve.net), dirs, sets, options=options,
                         bn=bn)
+    with track(len(coords), "curve plane", enabled=progress) as bar:
+        results = ev.evaluate_sets(coords, bar.update)
     grids = {name: (loss.view(len(y), len(x)), acc.view(len(y), len(x)))
-             for name, (loss, acc, _) in ev.evaluate_sets(coords).items()}
+             for name, (loss, acc, _) in results.items()}
     loss, acc = grids.pop("train")
     l2 = plane_l2(w1, e1, e2, x, y, weight_decay)
     test_loss, test_acc = grids.pop("test", (None, None))

@@ -73,6 +73,7 @@ from losslab.landscape.options import (
 )
 from losslab.landscape.points import PointEvaluator
 from losslab.params import ParamDict, check_same_keys
+from losslab.progress import track
 
 __all__ = ["evaluate_points", "line", "surface", "subset_batches", "SubsetBatches"]
 
@@ -126,8 +127,8 @@ def _data_meta(batches: Any) -> dict[str, Any]:
 def evaluate_points(model: nn.Module, point: ParamDict | Any,
                     directions: Sequence[ParamDict] | Directions, *, batches: Batches,
                     coords: Tensor | Sequence[Sequence[float]], buffers: ParamDict | None = None,
-                    options: EvalOptions = DEFAULTS, return_stderr: bool = False
-                    ) -> tuple[Tensor, ...]:
+                    options: EvalOptions = DEFAULTS, return_stderr: bool = False,
+                    progress: bool | None = None) -> tuple[Tensor, ...]:
     """Mean loss and accuracy at ``θ_n = point + Σ_d coords[n, d] · directions[d]``.
 
     ``coords`` lists the points, one row of coordinates each (not a grid). Returns float64
@@ -137,13 +138,15 @@ def evaluate_points(model: nn.Module, point: ParamDict | Any,
     re-estimated at each point under ``bn="recompute"`` (see the module docstring).
     ``options.points_per_call > 1`` evaluates that many points per forward with ``torch.vmap``
     over stacked parameter dicts (more memory; on a 2-core CPU one point per forward was
-    faster for a small CNN, hence the default 1). The model is never changed.
+    faster for a small CNN, hence the default 1). ``progress``: a bar over the points
+    (:func:`~losslab.progress.track`; None: on a terminal). The model is never changed.
     """
     dirs = list(directions)
     coords = torch.as_tensor(coords, dtype=torch.float64).reshape(-1, len(dirs))
     ev = PointEvaluator(model, as_params(point), point_buffers(point, model, buffers), dirs,
                         batches, options=options, bn=options.bn_or("keep"))
-    loss, acc, se = ev.evaluate(coords)
+    with track(len(coords), "points", enabled=progress) as bar:
+        loss, acc, se = ev.evaluate(coords, bar.update)
     return (loss, acc, se) if return_stderr else (loss, acc)
 
 
@@ -160,7 +163,8 @@ def _as_direction(direction: Any) -> ParamDict:
 def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | None = None,
          *, end: ParamDict | Any | None = None, batches: Batches,
          buffers: ParamDict | None = None, end_buffers: ParamDict | None = None,
-         grid: Any = (-0.5, 1.5, 41), options: EvalOptions = DEFAULTS) -> LineResult:
+         grid: Any = (-0.5, 1.5, 41), options: EvalOptions = DEFAULTS,
+         progress: bool | None = None) -> LineResult:
     """Loss along ``θ(α) = point + α·direction``, or ``θ(α) = (1 − α)·point + α·end``.
 
     Exactly one of ``direction`` (a parameter dict or a one-direction :class:`Directions`)
@@ -173,7 +177,8 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
     the point's and the end's own (a LoadedCheckpoint's or a module's). ``options.bn``
     defaults to ``"interpolate"`` between two models whose buffers are both known, so both
     endpoints are exact, statistics included, and to ``"keep"`` (the point's buffers
-    everywhere) otherwise; ``"recompute"`` re-estimates them at every α. Neither model is
+    everywhere) otherwise; ``"recompute"`` re-estimates them at every α. ``progress``: a bar
+    over the points (:func:`~losslab.progress.track`; None: on a terminal). Neither model is
     changed.
     """
     if (end is None) == (direction is None):
@@ -201,7 +206,8 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
         formula = "θ(α) = start + α·direction"
     ev = PointEvaluator(model, center, start_b, dirs, batches, options=options, bn=bn,
                         buffer_dirs=buffer_dirs)
-    loss, acc, se = ev.evaluate(coords)
+    with track(len(coords), "line", enabled=progress) as bar:
+        loss, acc, se = ev.evaluate(coords, bar.update)
     meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": loss_name(options.loss_fn),
             "num_examples": ev.num_examples, "data": _data_meta(batches),
             "points_per_call": options.points_per_call, "inference": ev.fast.describe(),
@@ -226,7 +232,8 @@ def surface(model: nn.Module, point: ParamDict | Any,
             directions: Sequence[ParamDict] | Directions, *, batches: Batches,
             buffers: ParamDict | None = None, grid: Any = (-1.0, 1.0, 21),
             options: EvalOptions = DEFAULTS, path: str | None = None, save_every: int = 10,
-            callback: Callable[[int, int], None] | None = None) -> SurfaceResult:
+            callback: Callable[[int, int], None] | None = None,
+            progress: bool | None = None) -> SurfaceResult:
     """``f(α, β) = L(θ* + α δ + β η)`` on a plane grid around ``point`` = θ* (Li et al. 2018, §4).
 
     ``grid`` is one axis for both x and y or a pair ``(x_axis, y_axis)``, each ``(lo, hi, n)``
@@ -241,7 +248,9 @@ def surface(model: nn.Module, point: ParamDict | Any,
     exception or at the end; running again with the same ``path`` evaluates only the missing
     points. The file is checked to describe the same surface (grid, BN policy, loss, centre,
     buffers, directions and the evaluation data), else an error. ``callback(done, total)`` runs after each chunk
-    of points.
+    of points. ``progress``: a bar over the points, starting at the finished ones of a resumed
+    surface (:func:`~losslab.progress.track`; None: on a terminal; the finished surface is
+    logged in one line).
     """
     dirs = list(directions)
     if len(dirs) != 2:
@@ -286,16 +295,18 @@ def surface(model: nn.Module, point: ParamDict | Any,
     unsaved = 0
     step = options.points_per_call
     try:
-        for s in range(0, len(todo), step):
-            idx = todo[s:s + step]
-            loss[idx], acc[idx], se[idx] = ev.evaluate(coords[idx])
-            done[idx] = True
-            unsaved += len(idx)
-            if path is not None and unsaved >= save_every:
-                save()
-                unsaved = 0
-            if callback is not None:
-                callback(int(done.sum()), ny * nx)
+        with track(ny * nx, "surface", initial=ny * nx - len(todo), enabled=progress) as bar:
+            for s in range(0, len(todo), step):
+                idx = todo[s:s + step]
+                loss[idx], acc[idx], se[idx] = ev.evaluate(coords[idx])
+                done[idx] = True
+                unsaved += len(idx)
+                if path is not None and unsaved >= save_every:
+                    save()
+                    unsaved = 0
+                bar.update(len(idx))
+                if callback is not None:
+                    callback(int(done.sum()), ny * nx)
     except BaseException:
         if path is not None and unsaved:
             save()

@@ -165,18 +165,22 @@ class PointEvaluator:
             raise InputError("recompute_batches is empty: BatchNorm statistics need data")
         return bufs
 
-    def evaluate(self, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def evaluate(self, coords: Tensor, tick: Callable[[int], None] | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, acc, loss_se), float64 CPU tensors (M,), for coordinate rows (M, D), on the
-        one evaluation set."""
+        one evaluation set (``tick`` as for :meth:`evaluate_sets`)."""
         if len(self.batch_sets) != 1:
             raise InputError("several evaluation sets: use evaluate_sets")
-        (result,) = self.evaluate_sets(coords).values()
+        (result,) = self.evaluate_sets(coords, tick).values()
         return result
 
     @torch.no_grad()
-    def evaluate_sets(self, coords: Tensor) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    def evaluate_sets(self, coords: Tensor, tick: Callable[[int], None] | None = None
+                      ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
         """(loss, acc, loss_se) per evaluation set, float64 CPU tensors (M,), for coordinate
-        rows (M, D); each point is built (and its BatchNorm pass run) once for all sets."""
+        rows (M, D); each point is built (and its BatchNorm pass run) once for all sets.
+        ``tick(n)`` runs after each chunk of ``n`` points, once its numbers are on the host
+        (a progress bar's ``update``: it adds no device synchronisation)."""
         rows = coords.tolist()
         out = torch.empty(len(self.batch_sets), 3, len(rows), dtype=torch.float64)
         step = self.points_per_call
@@ -186,6 +190,8 @@ class PointEvaluator:
             for i, (name, batches) in enumerate(self.batch_sets.items()):
                 out[i, :, s:s + step] = self._measure(state, len(chunk), batches, name)
             self.evaluations += len(chunk)
+            if tick is not None:
+                tick(len(chunk))
         return {name: (o[0], o[1], o[2]) for name, o in zip(self.batch_sets, out, strict=True)}
 
     def _buffers_at(self, params: ParamDict, row: list[float]) -> ParamDict:

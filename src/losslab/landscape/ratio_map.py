@@ -56,6 +56,7 @@ from losslab.landscape.hessian.eigensolvers import lanczos
 from losslab.landscape.hessian.operator import HessianOperator, ParamSelection
 from losslab.landscape.options import EvalOptions, loss_name
 from losslab.params import ParamDict, check_same_keys
+from losslab.progress import track
 
 __all__ = ["RATIO_AXIS_CONVENTION", "RatioMapResult", "eigenvalue_ratio_map"]
 
@@ -122,6 +123,12 @@ def _resume(path: str, store: dict[str, Tensor], stored: dict[str, Any]) -> None
     stored.update(num_parameters=meta.get("num_parameters"), num_examples=meta.get("num_examples"))
 
 
+def _todo(done: Tensor) -> list[tuple[int, int]]:
+    """The ``(i, j)`` of the points not yet done, row by row."""
+    return [(i, j) for i in range(done.shape[0]) for j in range(done.shape[1])
+            if not done[i, j]]
+
+
 def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                          directions: Sequence[ParamDict] | Directions, *,
                          batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
@@ -129,7 +136,8 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                          grid: Any = (-1.0, 1.0, 5), options: EvalOptions = DEFAULTS,
                          wrt: ParamSelection = "all", max_iter: int = 30, tol: float = 1e-3,
                          seed: int = 0, callback: Callable[[int, int], None] | None = None,
-                         path: str | None = None) -> RatioMapResult:
+                         path: str | None = None, progress: bool | None = None
+                         ) -> RatioMapResult:
     """λ_max, λ_min and ``|λ_min / λ_max|`` of the Hessian at every point of a plane.
 
     At each grid point θ = point + x·d1 + y·d2 (``grid`` as for
@@ -143,7 +151,9 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     same at every point) gives both extremes. ``wrt`` restricts the Hessian to a parameter
     subset (see :func:`~losslab.landscape.hessian.operator.select_parameters`); the plane
     always moves every parameter. Directions are cast to the point's dtype.
-    ``callback(done, total)`` runs after each point.
+    ``callback(done, total)`` runs after each point. ``progress``: a bar over the grid points,
+    starting at the finished ones of a resumed map (:func:`~losslab.progress.track`; None: on
+    a terminal; the finished map is logged in one line, its Lanczos runs are not).
 
     Resumable: with ``path``, every finished point is stored (atomically,
     :mod:`~losslab.landscape.grid_io`; a point costs a Lanczos run), and running again with the
@@ -184,15 +194,14 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
             x, y, f"ratio|{loss_name(options.loss_fn)}|{wrt}|{max_iter}|{tol}|{seed}",
             [center_p, bufs, *dirs], batches_digest([("batches", batches)]))
         _resume(path, store, stored)
-    done = int(store["done"].sum())
-    for i in range(ny):
-        for j in range(nx):
-            if store["done"][i, j]:
-                continue
+    finished = int(store["done"].sum())
+    with track(ny * nx, "ratio map", initial=finished, enabled=progress) as bar:
+        for i, j in _todo(store["done"]):
             theta = _point(center_p, dirs, (float(x[j]), float(y[i])))
             op = HessianOperator(model, theta, batches=batches, buffers=bufs, wrt=wrt,
                                  options=options)
-            res = lanczos(op, k=1, which="both", max_iter=max_iter, tol=tol, seed=seed)
+            res = lanczos(op, k=1, which="both", max_iter=max_iter, tol=tol, seed=seed,
+                          progress=False)
             store["lambda_min"][i, j], store["lambda_max"][i, j] = res.min, res.max
             store["converged"][i, j] = bool(res.converged)
             store["products"][i, j] = op.num_products
@@ -201,9 +210,9 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
             stored.update(num_parameters=op.size, num_examples=op.num_examples)
             if path is not None:
                 save_grid(path, store, {"kind": "eigenvalue_ratio_map (partial)", **stored})
-            done += 1
+            bar.update()
             if callback is not None:
-                callback(done, ny * nx)
+                callback(bar.done, ny * nx)
     lam_max, lam_min, converged = store["lambda_max"], store["lambda_min"], store["converged"]
     products, iterations = store["products"], store["iterations"]
     size, num_examples = stored["num_parameters"], stored["num_examples"]

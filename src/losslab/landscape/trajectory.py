@@ -126,7 +126,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
                      options: EvalOptions = DEFAULTS,
                      members: CheckpointSet | Sequence[Any] | None = None,
                      path: str | None = None, ignore: str = "none",
-                     centered: bool = True) -> TrajectoryPlane:
+                     centered: bool = True, progress: bool | None = None) -> TrajectoryPlane:
     """The loss surface on the PCA plane of a trajectory, with the path projected on it.
 
     ``trajectory``: the run's checkpoints in order (e.g. ``CheckpointSet.from_run(run,
@@ -137,7 +137,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     ``centered=False``; ``ignore="biasbn"`` leaves biases and BatchNorm parameters out of them)
     span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` with ``options`` and
     the buffers ``buffers`` (default the centre checkpoint's, else the model's), resumably
-    with ``path``.
+    with ``path``, and its ``progress`` bar (None: on a terminal).
 
     ``grid``: as for :func:`surface` (one axis or ``(x_axis, y_axis)``), where an axis may also
     be an ``int n`` (the default, 11): :func:`auto_range` over the projected path (and
@@ -177,7 +177,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
                     auto_y=lambda n: _auto_axis(every[:, 1], n))
     surf = surface(model, centre_p, pca.directions, batches=batches,
                    buffers=None if buffers is None else dict(buffers), grid=(x, y),
-                   options=options, path=path)
+                   options=options, path=path, progress=progress)
     evr = [float(v) for v in pca.explained_variance_ratio]
     surf.metadata["directions"] = {"kind": "pca", "explained_variance_ratio": evr,
                                    "num_points": len(points), "ignore": ignore,

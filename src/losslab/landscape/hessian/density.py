@@ -25,7 +25,7 @@ import torch
 from losslab.errors import InputError
 
 from .eigensolvers import lanczos_tridiagonal
-from .operator import random_vector
+from .operator import random_vector, tracked
 
 __all__ = ["DensityResult", "spectral_density"]
 
@@ -56,7 +56,8 @@ class DensityResult:
 def spectral_density(op, num_vectors: int = 5, lanczos_steps: int = 80,
                      grid: np.ndarray | int | None = None, sigma: float | None = None,
                      seed: int = 0, distribution: str = "rademacher",
-                     reorthogonalize: bool = True) -> DensityResult:
+                     reorthogonalize: bool = True, progress: bool | None = None
+                     ) -> DensityResult:
     """Estimate the spectral density of ``op`` by SLQ (``num_vectors`` × ``lanczos_steps``
     products at most).
 
@@ -64,7 +65,9 @@ def spectral_density(op, num_vectors: int = 5, lanczos_steps: int = 80,
     over [min node - 5σ, max node + 5σ]. ``sigma`` (default 1% of the node range) is the
     Gaussian broadening; choose the grid spacing well below it so the density integrates to
     ~1 (see ``mass``). The Lanczos runs use full reorthogonalization by default, so no ghost
-    copies of converged eigenvalues appear among the nodes.
+    copies of converged eigenvalues appear among the nodes. ``progress``: a bar over the
+    products of all vectors (:func:`~losslab.progress.track`; None: on a terminal, and the
+    finished density logged in one line; False: silent).
     """
     if num_vectors < 1 or lanczos_steps < 1:
         raise InputError("num_vectors and lanczos_steps must be >= 1")
@@ -73,17 +76,18 @@ def spectral_density(op, num_vectors: int = 5, lanczos_steps: int = 80,
     nodes = np.zeros((num_vectors, steps))
     weights = np.zeros((num_vectors, steps))
     products = 0
-    for i in range(num_vectors):
-        v = random_vector(op.size, gen, dtype=op.dtype, device=op.device,
-                          distribution=distribution)
-        # No restart on breakdown: the quadrature of vᵀ f(H) v lives in v's Krylov space.
-        tri = lanczos_tridiagonal(op, v, steps, reorthogonalize=reorthogonalize)
-        products += tri.num_products
-        theta, s = tri.ritz()
-        m = len(theta)
-        nodes[i, :m] = theta
-        nodes[i, m:] = theta[-1]
-        weights[i, :m] = s[0, :] ** 2
+    with tracked(op, num_vectors * steps, "spectral density", progress, __name__) as seen:
+        for i in range(num_vectors):
+            v = random_vector(op.size, gen, dtype=op.dtype, device=op.device,
+                              distribution=distribution)
+            # No restart on breakdown: the quadrature of vᵀ f(H) v lives in v's Krylov space.
+            tri = lanczos_tridiagonal(seen, v, steps, reorthogonalize=reorthogonalize)
+            products += tri.num_products
+            theta, s = tri.ritz()
+            m = len(theta)
+            nodes[i, :m] = theta
+            nodes[i, m:] = theta[-1]
+            weights[i, :m] = s[0, :] ** 2
     span = float(nodes.max() - nodes.min())
     if sigma is None:
         sigma = 0.01 * span if span > 0 else max(abs(float(nodes.max())), 1.0) * 1e-3

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from losslab.errors import InputError
 
-from .operator import random_vector
+from .operator import random_vector, tracked
 
 __all__ = ["EigenResult", "Tridiagonal", "lanczos", "lanczos_tridiagonal", "power_iteration"]
 
@@ -187,7 +187,7 @@ def _converged(theta: np.ndarray, res: np.ndarray, tol: float, floor: float) -> 
 
 def lanczos(op, k: int = 1, which: str = "largest", max_iter: int = 100, tol: float = 1e-6,
             seed: int = 0, reorthogonalize: bool = True, return_eigenvectors: bool = False,
-            start: Tensor | None = None) -> EigenResult:
+            start: Tensor | None = None, progress: bool | None = None) -> EigenResult:
     """The ``k`` largest / smallest (or both: k of each) eigenvalues of a symmetric operator.
 
     Runs Lanczos from a seeded Gaussian start (or ``start``) for at most ``max_iter`` steps (one
@@ -199,6 +199,9 @@ def lanczos(op, k: int = 1, which: str = "largest", max_iter: int = 100, tol: fl
 
     Lanczos from one vector sees one copy of each eigenvalue: an eigenvalue of multiplicity > 1
     is found once (unless the Krylov space is exhausted and the run restarts).
+
+    ``progress``: a bar over the products (:func:`~losslab.progress.track`; None: on a
+    terminal, and the finished run logged in one line; False: silent).
     """
     if which not in ("largest", "smallest", "both"):
         raise InputError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
@@ -221,8 +224,10 @@ def lanczos(op, k: int = 1, which: str = "largest", max_iter: int = 100, tol: fl
         theta, _, res = _ritz_wanted(d, e, k, which)
         return _converged(theta, res, tol, floor_rel * float(np.max(np.abs(theta))))
 
-    tri = lanczos_tridiagonal(op, start, max(max_iter, need), reorthogonalize=reorthogonalize,
-                              keep_basis=return_eigenvectors, generator=gen, stop=stop)
+    steps = max(max_iter, need)
+    with tracked(op, min(steps, op.size), f"lanczos ({which})", progress, __name__) as seen:
+        tri = lanczos_tridiagonal(seen, start, steps, reorthogonalize=reorthogonalize,
+                                  keep_basis=return_eigenvectors, generator=gen, stop=stop)
     m = len(tri.alpha)
     theta, s, res = _ritz_wanted(tri.alpha, tri.beta, k, which)
     floor = floor_rel * float(np.max(np.abs(theta)))
@@ -236,8 +241,8 @@ def lanczos(op, k: int = 1, which: str = "largest", max_iter: int = 100, tol: fl
                        history)
 
 
-def power_iteration(op, k: int = 1, max_iter: int = 1000, tol: float = 1e-4, seed: int = 0
-                    ) -> EigenResult:
+def power_iteration(op, k: int = 1, max_iter: int = 1000, tol: float = 1e-4, seed: int = 0,
+                    progress: bool | None = None) -> EigenResult:
     """The eigenvalue of largest **magnitude** (and with ``k > 1`` the next ones, by deflation).
 
     v ← H v / ‖H v‖ with the Rayleigh quotient θ = vᵀ H v. Each stage stops when the residual
@@ -249,11 +254,18 @@ def power_iteration(op, k: int = 1, max_iter: int = 1000, tol: float = 1e-4, see
     sorted ascending and ``converged`` is False if any stage ran out of iterations.
 
     Power iteration converges like |λ_2/λ_1|^t: slowly for a small gap (see :func:`lanczos`).
+    ``progress``: a bar over the products, as for :func:`lanczos`.
     """
     if k < 1 or k > op.size:
         raise InputError(f"k must be in [1, {op.size}], got {k}")
     if max_iter < 1:
         raise InputError(f"max_iter must be >= 1, got {max_iter}")
+    with tracked(op, k * max_iter, "power iteration", progress, __name__) as seen:
+        return _power_stages(seen, k, max_iter, tol, seed)
+
+
+def _power_stages(op, k: int, max_iter: int, tol: float, seed: int) -> EigenResult:
+    """The ``k`` deflated stages of :func:`power_iteration` (arguments checked there)."""
     gen = torch.Generator().manual_seed(seed)
     dtype, device = op.dtype, op.device
     tiny = float(torch.finfo(dtype).tiny)

@@ -40,6 +40,7 @@ from losslab.errors import InputError, NotFoundError
 from losslab.landscape.directions import as_params, point_buffers
 from losslab.landscape.options import EvalOptions, batch_mean
 from losslab.params import ParamDict, flatten, unflatten
+from losslab.progress import Progress, track
 
 __all__ = ["SymmetricOperator", "MatrixOperator", "HessianOperator", "select_parameters",
            "random_vector"]
@@ -116,6 +117,30 @@ class MatrixOperator(SymmetricOperator):
 
     def dense(self, max_size: int = 4096) -> Tensor:
         return self.matrix.clone()
+
+
+class _Tracked:
+    """An operator seen through a progress bar: each product also advances ``bar``; ``size``,
+    ``dtype``, ``device``, ``num_products`` and the product itself are the operator's."""
+
+    def __init__(self, op: Any, bar: Progress) -> None:
+        self._op, self._bar = op, bar
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._op, name)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        out = self._op.matvec(v)
+        self._bar.update()  # the algorithm reads this product on the host at once
+        return out
+
+
+@contextmanager
+def tracked(op: Any, total: int, desc: str, enabled: bool | None, logger: str) -> Iterator[Any]:
+    """``op`` with a bar over its products (:func:`~losslab.progress.track`, ``unit="product"``):
+    the algorithms' progress, without touching what they compute or count."""
+    with track(total, desc, unit="product", enabled=enabled, logger=logger) as bar:
+        yield _Tracked(op, bar)
 
 
 def random_vector(size: int, generator: torch.Generator, *, dtype: torch.dtype,

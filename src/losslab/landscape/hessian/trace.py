@@ -22,7 +22,7 @@ import torch
 
 from losslab.errors import InputError
 
-from .operator import random_vector
+from .operator import random_vector, tracked
 
 __all__ = ["TraceResult", "hutchinson", "hutch_plus_plus"]
 
@@ -52,45 +52,58 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def hutchinson(op, num_samples: int = 100, seed: int = 0, distribution: str = "rademacher", *,
-               tol: float | None = None, min_samples: int = 10) -> TraceResult:
+               tol: float | None = None, min_samples: int = 10,
+               progress: bool | None = None) -> TraceResult:
     """Hutchinson's estimate (1/m) Σ z_iᵀ H z_i of tr(H), one product per sample.
 
     With ``tol``, sampling stops early once ``std_error ≤ tol · |estimate|`` (checked from
     ``min_samples`` samples on) and ``converged`` reports whether that happened within
-    ``num_samples``.
+    ``num_samples``. ``progress``: a bar over the products (:func:`~losslab.progress.track`;
+    None: on a terminal, and the finished estimate logged in one line; False: silent).
     """
     if num_samples < 1:
         raise InputError(f"num_samples must be >= 1, got {num_samples}")
     gen = torch.Generator().manual_seed(seed)
     values: list[float] = []
     converged = None if tol is None else False
-    for i in range(num_samples):
-        z = random_vector(op.size, gen, dtype=op.dtype, device=op.device,
-                          distribution=distribution)
-        values.append(float(torch.dot(z, op.matvec(z))))
-        if tol is not None and i + 1 >= max(min_samples, 2):
-            est, se = _mean_se(values)
-            if se <= tol * abs(est):
-                converged = True
-                break
+    with tracked(op, num_samples, "hutchinson", progress, __name__) as seen:
+        for i in range(num_samples):
+            z = random_vector(op.size, gen, dtype=op.dtype, device=op.device,
+                              distribution=distribution)
+            values.append(float(torch.dot(z, seen.matvec(z))))
+            if tol is not None and i + 1 >= max(min_samples, 2):
+                est, se = _mean_se(values)
+                if se <= tol * abs(est):
+                    converged = True
+                    break
     est, se = _mean_se(values)
     return TraceResult(est, se, len(values), len(values), converged)
 
 
 def hutch_plus_plus(op, num_products: int = 99, seed: int = 0,
-                    distribution: str = "rademacher") -> TraceResult:
+                    distribution: str = "rademacher", progress: bool | None = None
+                    ) -> TraceResult:
     """Hutch++ with a total budget of ``num_products`` products (at least 3).
 
     s = num_products // 3 products form H S, and s more give tr(Qᵀ H Q) exactly for
     Q = orth(H S); the remaining num_products - 2s vectors g give Hutchinson's estimate of the
     deflated part, gᵀ (I - QQᵀ) H (I - QQᵀ) g. ``std_error`` is that part's standard error
     (the first part is exact given Q). When Q spans the whole space the trace is exact.
+    ``progress``: a bar over the products, as for :func:`hutchinson`.
     """
     if num_products < 3:
         raise InputError(f"Hutch++ needs at least 3 products, got {num_products}")
+    s = min(num_products // 3, op.size)
+    total = num_products if s < op.size else 2 * s
+    with tracked(op, total, "hutch++", progress, __name__) as seen:
+        return _hutch_plus_plus(seen, num_products, s, seed, distribution)
+
+
+def _hutch_plus_plus(op, num_products: int, s: int, seed: int, distribution: str
+                     ) -> TraceResult:
+    """:func:`hutch_plus_plus` with a sketch of ``s`` vectors (arguments checked there)."""
     gen = torch.Generator().manual_seed(seed)
     n, dtype, device = op.size, op.dtype, op.device
-    s = min(num_products // 3, n)
     sketch = [op.matvec(random_vector(n, gen, dtype=dtype, device=device,
                                       distribution=distribution)) for _ in range(s)]
     q, _ = torch.linalg.qr(torch.stack(sketch, dim=1))  # (n, s), orthonormal columns
