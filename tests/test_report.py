@@ -42,10 +42,16 @@ SEEDS = (0, 1)
 EPOCHS = 10
 FAILED = ("lr=$0.3", 1, 4)  # variant, seed, last epoch it logged
 ERROR_TEXT = "RuntimeError: loss is nan <at step 123> & the run diverged"
-# Metrics the synthetic results carry; grad_norm is all-NaN (never logged) on purpose.
+# Metrics the synthetic results carry; grad_norm is all-NaN (never logged) on purpose, and
+# neutral_moves is 0 throughout (a constant: listed, not plotted).
 CURVE_METRICS = ["train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc",
-                 "epoch_time", "lr", "sharpness"]
+                 "epoch_time", "lr", "neutral_moves", "sharpness"]
+CONSTANT = {"neutral_moves": 0.0}
+PLOTTED = [m for m in CURVE_METRICS if m not in CONSTANT]
+KEY_METRICS = ["test_acc", "val_acc", "test_loss", "train_loss"]
 ANALYSIS_FIGURES = 4  # the toy analysis's bar, scatter, heatmap and contour
+LONG_TITLE = ("Toy scatter: does a title that runs well past one line of the figure wrap, or "
+              "is it cut off at the edge?")
 
 
 def _curves(rng: np.random.Generator, v: int, seed: int, epochs: np.ndarray) -> dict:
@@ -62,6 +68,7 @@ def _curves(rng: np.random.Generator, v: int, seed: int, epochs: np.ndarray) -> 
         "lr": 0.1 * (0.5 + 0.5 * np.cos(np.pi * t)),
         "epoch_time": 1.5 + noise(0.05),
         "grad_norm": np.full(len(epochs), np.nan),
+        "neutral_moves": np.zeros(len(epochs)),
         "sharpness": 10 + 5 * t + noise(0.5),
         "step": epochs * 100,
         "best_epoch": epochs,
@@ -137,7 +144,7 @@ def _toy_section(records: StudyRecords, data: dict) -> list[Section]:
                 figures=[BarFigure("Toy score", "variant", "score", categories=["score"],
                                    bars=[BarSeries(n, [v], [0.01]) for n, v in zip(
                                        names, values, strict=True)]),
-                         ScatterFigure("Toy scatter", "a", "b", points=[ScatterSeries(
+                         ScatterFigure(LONG_TITLE, "a", "b", points=[ScatterSeries(
                              n, [v], [v * 2], labels=[f"run of {n}"]) for n, v in zip(
                              names, values, strict=True)])]),
         Section(title="Toy surface", figures=[
@@ -229,15 +236,15 @@ def test_sections_per_analysis(built):
     assert "ValueError: boom &lt;x&gt;" in html
     assert "KeyError" in html and "builder bug" in html
     toc = html[html.index('<nav class="toc"'):html.index("</nav>")]
-    for anchor in ("status", "study", "variants", "summary", "curves-loss", "curves-acc",
-                   "toy-statistics", "mystery", "exploded", "toy-crash"):
+    for anchor in ("results", "status", "study", "variants", "summary", "curves-loss",
+                   "curves-acc", "toy-statistics", "mystery", "exploded", "toy-crash"):
         assert f'href="#{anchor}"' in toc and f'id="{anchor}"' in html
 
 
 def test_static_figures_written(built):
     records, html = built
     specs = figure_specs(html)
-    assert len(specs) == len(CURVE_METRICS) + ANALYSIS_FIGURES
+    assert len(specs) == len(PLOTTED) + ANALYSIS_FIGURES
     import matplotlib.image
 
     figures = records.directory / "figures"
@@ -309,7 +316,22 @@ def test_colours_consistent_across_figures_and_backends(built):
         mfig = to_matplotlib(fig, palette)
         drawn = {line.get_label(): line.get_color() for line in mfig.axes[0].get_lines()}
         assert drawn == {v.replace("$", r"\$"): palette[v] for v in VARIANTS}
-    assert Palette()["val"] == Palette(["a", "b"])["val"]  # names outside the study: stable
+
+
+
+def test_palette_gives_other_names_free_colours_in_order():
+    """Names outside the study take the colours no variant holds, in order of appearance,
+    each its own; a section's scoped copy starts afresh but keeps the variants' colours."""
+    palette = Palette(["a", "b"])
+    names = ["snapshot-s0", "snapshot-s1", "fge-s0", "fge-s1"]  # md5-hashed, s0 and s1 collide
+    colours = [palette[n] for n in names]
+    assert len(set(colours)) == len(names)
+    assert not set(colours) & {palette["a"], palette["b"]}
+    assert [palette[n] for n in names] == colours  # asked again: the same
+    scoped = palette.scoped()
+    assert scoped["a"] == palette["a"] and scoped["fge-s1"] == colours[0]
+    many = Palette()
+    assert len({many[f"run {i}"] for i in range(20)}) == 20
 
 
 def test_figure_validation_and_registry():
@@ -348,3 +370,176 @@ def test_study_without_results_still_reports(tmp_path):
                            summary=pd.DataFrame(), analyses={})
     html = build_report(records).read_text(encoding="utf-8")
     assert figure_specs(html) == {} and "No run reported an error" in html
+
+
+def page_sections(html: str) -> dict[str, str]:
+    """The page's sections, by anchor, in page order."""
+    main = html[html.index("<main>"):]
+    return dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', main, flags=re.S))
+
+
+def table_rows(fragment: str) -> list[list[str]]:
+    """The header and the rows of the first table in ``fragment``, as cell markup."""
+    table = fragment[fragment.index("<table"):fragment.index("</table>")]
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)
+            for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)]
+
+
+def test_page_opens_with_results_and_ends_with_the_study_files(built):
+    _, html = built
+    order = list(page_sections(html))
+    assert order[:2] == ["results", "status"]
+    assert order[-3:] == ["summary", "variants", "study"]
+    assert order.index("curves-loss") < order.index("toy-statistics") < order.index("summary")
+    main = html[html.index("<main>"):]
+    assert main.index("<table") > main.index('<section id="results">')
+    assert main.index("<table") < main.index('<section id="status">')  # the first table
+    # Nothing of the study file before the results; at the end, collapsed.
+    study = page_sections(html)["study"]
+    assert main.index('<pre class="yaml">') > main.index('<section id="summary">')
+    assert study.count("<details>") == 2 and "<details open" not in study
+    # The failed run's error is near the top: before any curve.
+    error = "RuntimeError: loss is nan &lt;at step 123&gt;"
+    assert main.index(error) < main.index('<section id="curves-loss">')
+    assert "1 failed" in page_sections(html)["results"]
+
+
+def _t_half(values: np.ndarray) -> float:
+    from scipy import stats
+
+    return stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+
+
+def final_values(records: StudyRecords) -> pd.DataFrame:
+    """The last epoch of every finished run, computed here without the report's code."""
+    runs, r = records.runs, records.results
+    finished = r[r["run_id"].isin(runs.loc[runs["status"] == "finished", "run_id"])]
+    return finished.sort_values("epoch").groupby("run_id").tail(1)
+
+
+def results_cell(records: StudyRecords, variant: str, metric: str) -> str:
+    """The Results table's text for ``metric`` of ``variant``, before any best mark:
+    mean ± half-width of the 95% t-interval over its finished seeds."""
+    final = final_values(records)
+    values = final.loc[final["variant"] == variant, metric].to_numpy()
+    if len(values) < 2:
+        return f"{values.mean():.3f}"
+    return f"{values.mean():.3f} ± {_t_half(values):.3f}"
+
+
+def test_results_table_holds_final_means_with_intervals_and_marks_the_best(built):
+    records, html = built
+    header, *rows = table_rows(page_sections(html)["results"])
+    assert header == ["variant", "seeds", *KEY_METRICS, "config"]
+    final = final_values(records)
+    cells = {re.sub("<[^>]+>", "", row[0]): row for row in rows}
+    assert set(cells) == {str(escape_html(v)) for v in VARIANTS}
+    for m in KEY_METRICS:
+        means = final.groupby("variant")[m].mean()
+        best = means.idxmax() if m.endswith("acc") else means.idxmin()
+        for variant in VARIANTS:
+            expected = results_cell(records, variant, m)
+            cell = cells[str(escape_html(variant))][header.index(m)]
+            assert cell.startswith(expected), (m, variant, cell, expected)
+            assert ("★" in cell) == (variant == best), (m, variant, cell)
+    rx = r'<td class="best">[^<]*★</td>'
+    assert len(re.findall(rx, page_sections(html)["results"])) == len(KEY_METRICS)
+    seeds = {v: cells[str(escape_html(v))][1] for v in VARIANTS}
+    assert seeds == {"baseline": "2 of 3", "lr=$0.3": "1 of 2", EVIL: "2"}
+    config = {v: cells[str(escape_html(v))][-1] for v in VARIANTS}
+    assert config["baseline"] == "(base config)" and config["lr=$0.3"] == "optim.lr=0.3"
+    assert config[EVIL] == "schedule.name=cosine"
+
+
+def escape_html(text: str) -> str:
+    from markupsafe import escape
+
+    return escape(text)
+
+
+def test_constant_metrics_are_listed_not_plotted(built):
+    records, html = built
+    groups = curve_figures(records)
+    plotted = [f.title for figures in groups.values() for f in figures]
+    assert plotted == PLOTTED and "neutral_moves" not in plotted
+    assert not any("neutral-moves" in target for target in figure_specs(html))
+    assert "so not plotted: neutral_moves = 0." in page_sections(html)["curves-loss"]
+
+
+def test_accuracy_curves_stay_within_0_and_1(built):
+    records, _ = built
+    for fig in curve_figures(records)["acc"]:
+        assert fig.y_bounds == (0.0, 1.0)
+        top = max(float(np.nanmax(s.y + np.nan_to_num(s.std))) for s in fig.series)
+        low, high = to_plotly(fig).layout.yaxis.range
+        assert 0 <= low < high <= 1
+        assert high == 1 or high > top  # the band reaches past 1 on train_acc: clipped there
+        ylim = to_matplotlib(fig).axes[0].get_ylim()
+        assert 0 <= ylim[0] < ylim[1] <= 1
+
+
+def test_sgdsa_lr_is_the_step_size_taken(tmp_path):
+    """SGD-SA logs its nominal lr (1) and the mean η it drew (mean_lr); the lr plotted is
+    their product, the step actually taken; the other variants' lr is left alone."""
+    records = make_records(tmp_path, analyses={})
+    r = records.results
+    sa = r["variant"] == "baseline"
+    eta = np.where(sa, 0.1 + 0.01 * r["epoch"], np.nan)
+    records.results = r.assign(lr=np.where(sa, 1.0, r["lr"]), mean_lr=eta)
+    fig = next(f for f in curve_figures(records)["other"] if f.title == "lr")
+    lines = {s.name: s for s in fig.series}
+    expected = records.results[sa].groupby("epoch")["mean_lr"].mean()
+    np.testing.assert_allclose(lines["baseline"].y, expected.to_numpy())
+    other = r[r["variant"] == EVIL].groupby("epoch")["lr"].mean()
+    np.testing.assert_allclose(lines[EVIL].y, other.to_numpy())
+    assert "mean η" in fig.ylabel
+
+
+def _ensemble_data(names: list[str]) -> dict:
+    """An ``ensemble`` analysis's output, as the analysis writes it, for runs ``names``."""
+    rng = np.random.default_rng(1)
+    groups = []
+    for name in names:
+        members = [f"{name}:snapshot@{e}" for e in (5, 10, 15, 20)]
+        pairs = [{"i": i, "j": j, "l2": 1 + 0.05 * rng.random(), "cosine": 0.99,
+                  "disagreement": 0.005 + 0.001 * rng.random(), "kl_ij": 0.02, "kl_ji": 0.02,
+                  "error_correlation": 0.8} for i in range(4) for j in range(i + 1, 4)]
+        agreement = {"n": 359, "all_agree": 357, "all_agree_correct": 356, "all_agree_wrong": 1,
+                     "all_agree_frac": 0.994}
+        groups.append({"name": name, "variant": name.split("-")[0], "seed": 0, "result": {
+            "members": members, "n_members": 4, "combination": "average of probabilities",
+            "cumulative": [{"acc": 0.99 + 0.001 * k, "members": k + 1} for k in range(4)],
+            "diversity": {"pairs": pairs, "agreement": agreement},
+            "ensemble": {"acc": 0.994}, "mean_member_acc": 0.993, "swa": {"acc": 0.994}}})
+    summary = [{"variant": v, "n": 2, "members": 4, **{f"{k}_{s}": 0.5 for k in (
+        "ensemble_acc", "ensemble_nll", "ensemble_ece", "mean_member_acc", "swa_acc",
+        "all_agree") for s in ("mean", "std")}} for v in dict.fromkeys(
+        g["variant"] for g in groups)]
+    return {"analysis": "ensemble", "members": "auto", "group": "run", "split": "test",
+            "groups": groups, "summary": summary}
+
+
+def test_no_two_series_of_a_section_share_a_colour(tmp_path):
+    """The ensemble scatter's runs snapshot-s0 and snapshot-s1 once shared a colour (an md5
+    hash of the name); now every series of a section has its own, in both backends."""
+    names = ["snapshot-s0", "snapshot-s1", "fge-s0", "fge-s1"]
+    records = make_records(tmp_path, analyses={"ensembles": _ensemble_data(names)})
+    html = build_report(records, static=True).read_text(encoding="utf-8")
+    section = page_sections(html)["ensembles-run-auto"]
+    targets = re.findall(r'data-target="([^"]+)"', section)
+    assert len(targets) == 2  # the accuracy curves and the distance scatter
+    scatter = figure_specs(html)[targets[1]]
+    colours = {t["name"]: t["marker"]["color"] for t in scatter["data"]}
+    assert list(colours) == names and len(set(colours.values())) == len(names)
+    curves = {t["name"]: t["line"]["color"] for t in figure_specs(html)[targets[0]]["data"]
+              if "line" in t and not t["name"].endswith("std")}
+    assert not set(curves.values()) & set(colours.values())
+    import matplotlib.colors as mcolors
+    import matplotlib.image
+
+    png = matplotlib.image.imread(records.directory / "figures" / f"{targets[1][5:]}.png")
+    drawn = {tuple(np.round(px[:3] * 255).astype(int)) for px in png.reshape(-1, png.shape[-1])}
+    alpha = 0.85  # the static scatter's markers, over white
+    for colour in colours.values():  # each run's own colour is in the static figure too
+        rgb = [round(255 * (alpha * c + 1 - alpha)) for c in mcolors.to_rgb(colour)]
+        assert any(max(abs(a - b) for a, b in zip(rgb, px, strict=True)) <= 3 for px in drawn)

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import make_records  # the shared synthetic study (tests/ is on sys.path)
+from test_report import (  # the shared synthetic study (tests/ is on sys.path)
+    EVIL,
+    VARIANTS,
+    make_records,
+    results_cell,
+)
 
 from losslab.report import build_report
 
@@ -128,3 +133,113 @@ def test_error_recorder_catches_errors(report, tmp_path):
     assert "planted failure" in messages and "unexpected alert: injected" in messages
     assert "plot plot-" in messages
     assert plots == n_figures(report) - 1
+
+
+class _FirstTable(HTMLParser):
+    """The first ``<table>`` of a dumped DOM: the section it is in, its header and rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section: str | None = None
+        self.rows: list[list[str]] = []
+        self._open_section: str | None = None
+        self._state = "before"  # before -> inside -> done
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self._open_section = dict(attrs).get("id")
+        elif tag == "table" and self._state == "before":
+            self._state, self.section = "inside", self._open_section
+        elif self._state == "inside" and tag == "tr":
+            self.rows.append([])
+        elif self._state == "inside" and tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if self._state == "inside" and tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif self._state == "inside" and tag == "table":
+            self._state = "done"
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_results_table_comes_first_with_the_study_metric(report, tmp_path):
+    """As the browser builds the page: its first table is the Results section's, one row per
+    variant, with test_acc as mean ± half-width of the 95% t-interval over seeds."""
+    parser = _FirstTable()
+    parser.feed(run_chromium(report, tmp_path, "--dump-dom"))
+    assert parser.section == "results"
+    header, *rows = parser.rows
+    assert header[:3] == ["variant", "seeds", "test_acc"]
+    records = make_records(tmp_path / "again")  # the same synthetic study: it is seeded
+    by_variant = {row[0]: row for row in rows}
+    assert set(by_variant) == set(VARIANTS)
+    for variant in ("baseline", EVIL):
+        cell = by_variant[variant][header.index("test_acc")]
+        assert cell.startswith(results_cell(records, variant, "test_acc")), (variant, cell)
+        assert " ± " in cell
+
+
+# After every plot is drawn: for each plot, does its title's box meet its tool bar's box, and
+# does the title reach past the plot's own box (cut off)? Written to #overlap-check.
+OVERLAP_CHECK = """<script>
+(function check() {
+  if (!document.getElementById('losslab-status')) { return setTimeout(check, 50); }
+  var hits = [], plots = document.querySelectorAll('.js-plotly-plot');
+  function meet(a, b) {
+    return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  }
+  plots.forEach(function (plot) {
+    var box = plot.getBoundingClientRect();
+    var title = plot.querySelector('.gtitle'), bar = plot.querySelector('.modebar');
+    if (!title) { hits.push(plot.id + ': no title'); return; }
+    var t = title.getBoundingClientRect();
+    if (bar && meet(t, bar.getBoundingClientRect())) { hits.push(plot.id + ': tool bar'); }
+    if (t.left < box.left || t.right > box.right || t.top < box.top) {
+      hits.push(plot.id + ': cut off');
+    }
+  });
+  var out = document.createElement('div');
+  out.id = 'overlap-check';
+  out.setAttribute('data-plots', String(plots.length));
+  out.textContent = hits.join('\\n');
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+class _OverlapParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.plots: int | None = None
+        self.text = ""
+        self._inside = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id") == "overlap-check":
+            self.plots, self._inside = int(attrs["data-plots"]), True
+
+    def handle_endtag(self, tag):
+        self._inside = False
+
+    def handle_data(self, data):
+        if self._inside:
+            self.text += data
+
+
+def test_titles_clear_the_tool_bar_and_fit(report, tmp_path):
+    """In the drawn page, no plot's title meets its tool bar (the mode bar, top right) or
+    runs out of its plot; the toy scatter's title is long (LONG_TITLE), so it must wrap."""
+    html = report.read_text(encoding="utf-8")
+    page = report.with_name("overlap.html")
+    page.write_text(html.replace("</body>", OVERLAP_CHECK + "</body>", 1), encoding="utf-8")
+    parser = _OverlapParser()
+    parser.feed(run_chromium(page, tmp_path, "--dump-dom", "--window-size=1280,2000"))
+    assert parser.plots == n_figures(report)
+    assert parser.text.strip() == "", parser.text

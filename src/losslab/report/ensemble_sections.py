@@ -16,6 +16,7 @@ from losslab.report.figures import (
     ScatterFigure,
     ScatterSeries,
     Series,
+    accuracy_bounds,
 )
 from losslab.report.sections import Section, register_section
 
@@ -41,7 +42,15 @@ def _accuracy_curves(groups: list[dict[str, Any]], by_variant: bool) -> LineFigu
         acc = np.array([r[:k] for r in runs])
         std = acc.std(axis=0, ddof=1) if len(runs) > 1 else None
         series.append(Series(name, np.arange(1, k + 1), acc.mean(axis=0), std))
-    return LineFigure("Ensemble accuracy as members are added", "members", "accuracy", series)
+    every = np.concatenate([s.y for s in series]) if series else np.array([])
+    return LineFigure("Ensemble accuracy as members are added", "members", "accuracy", series,
+                      y_bounds=accuracy_bounds(every))
+
+
+def _member_label(group: str, member: str) -> str:
+    """``snapshot@5`` for member ``snapshot-s0:snapshot@5`` of the run's own group: the run
+    is already the series' name; a label twice as long as needed crowds the others out."""
+    return member.removeprefix(f"{group}:")
 
 
 def _distance_scatter(groups: list[dict[str, Any]]) -> ScatterFigure | None:
@@ -49,7 +58,7 @@ def _distance_scatter(groups: list[dict[str, Any]]) -> ScatterFigure | None:
     for g in groups:
         pairs = [p for p in g.get("result", {}).get("diversity", {}).get("pairs", []) if "l2" in p]
         if pairs:
-            names = g["result"]["members"]
+            names = [_member_label(g["name"], m) for m in g["result"]["members"]]
             points.append(ScatterSeries(
                 g["name"], np.array([p["l2"] for p in pairs]),
                 np.array([p["disagreement"] for p in pairs]),

@@ -16,6 +16,13 @@ Every numeric per-epoch column counts as a metric except the identifiers (``run_
 ``variant``, ``seed``), the time axis (``epoch``, ``step``), ``best_epoch`` and the variant
 keys, so metrics added later appear without changes here. Rows of every run are used,
 finished or not: a failed run's epochs are still measurements.
+
+A metric with one value throughout the study (``steps`` per epoch, ``neutral_moves`` that
+stay 0) gets no figure: a flat line says less than the number, which
+:func:`constant_metrics` gives for the page to list. Accuracy axes stay within [0, 1] (or
+[0, 100] for percentages). The ``lr`` of an SGD-SA run is the step size it took, ``lr`` times
+the mean η drawn that epoch (its ``mean_lr``): its nominal ``lr`` (1 by default) only scales
+the drawn η (:func:`step_size_lr`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-from losslab.report.figures import LineFigure, Series
+from losslab.report.figures import LineFigure, Series, accuracy_bounds
 
 if TYPE_CHECKING:
     from losslab.studies.records import StudyRecords
@@ -41,6 +48,8 @@ __all__ = [
     "curve_stats",
     "curve_figure",
     "curve_figures",
+    "constant_metrics",
+    "step_size_lr",
     "variant_order",
 ]
 
@@ -49,6 +58,9 @@ SPLITS = ("train", "val", "test")
 # Quantities listed first, in this order; the rest follow alphabetically.
 QUANTITY_ORDER = ("loss", "acc")
 QUANTITY_TITLES = {"loss": "Loss", "acc": "Accuracy", "other": "Other metrics"}
+# SGD-SA logs the mean η it drew from its set H in an epoch; the step is lr·η.
+DRAWN_LR = "mean_lr"
+STEP_LR_LABEL = "lr (SGD-SA: lr × mean η, the step)"
 
 
 def split_metric(name: str) -> tuple[str, str]:
@@ -125,8 +137,7 @@ def numeric_metrics(results: pd.DataFrame, variant_keys: list[str] = ()) -> pd.D
 
 def metric_columns(results: pd.DataFrame, variant_keys: list[str] = ()) -> list[str]:
     """The per-epoch metric columns of ``results`` that hold at least one value, ordered."""
-    table = numeric_metrics(results, variant_keys)
-    return [c for c in table.columns if c not in ("variant", "seed", "epoch")]
+    return _metrics(numeric_metrics(results, variant_keys))
 
 
 def variant_order(records: StudyRecords) -> list[str]:
@@ -175,19 +186,67 @@ def curve_figure(results: pd.DataFrame, metric: str, variants: list[str]) -> Lin
     # Losses span decades during training; a log axis shows the late epochs. Only when
     # every value is positive, otherwise the axis cannot show them all.
     log_y = quantity == "loss" and finite.size > 0 and bool((finite > 0).all())
-    return LineFigure(title=metric, xlabel="epoch", ylabel=metric, series=series, log_y=log_y)
+    ylabel = STEP_LR_LABEL if metric == "lr" and _has_drawn_lr(results) else metric
+    return LineFigure(title=metric, xlabel="epoch", ylabel=ylabel, series=series, log_y=log_y,
+                      y_bounds=accuracy_bounds(finite) if quantity == "acc" else None)
+
+
+def _has_drawn_lr(table: pd.DataFrame) -> bool:
+    return DRAWN_LR in table.columns and bool(pd.notna(table[DRAWN_LR]).any())
+
+
+def step_size_lr(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (numeric metrics) with ``lr`` replaced by ``lr × mean_lr`` on the rows that
+    have a ``mean_lr`` (SGD-SA's epochs): the step size actually taken, comparable with
+    SGD's lr. Other rows, and tables without both columns, are left as they are."""
+    if "lr" not in table.columns or not _has_drawn_lr(table):
+        return table
+    drawn = table[DRAWN_LR].notna()
+    out = table.copy()
+    out.loc[drawn, "lr"] = table.loc[drawn, "lr"] * table.loc[drawn, DRAWN_LR]
+    return out
+
+
+def _metric_table(records: StudyRecords) -> pd.DataFrame | None:
+    """The numeric metrics of the study's epochs as plotted (SGD-SA's lr as its step size),
+    or None before any epoch was logged."""
+    results = records.results
+    if results is None or results.empty or "epoch" not in results.columns:
+        return None
+    return step_size_lr(numeric_metrics(results, records.variant_keys))
+
+
+def _metrics(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in ("variant", "seed", "epoch")]
+
+
+def constant_metrics(records: StudyRecords) -> dict[str, float]:
+    """The metrics with a single value over every epoch of every run that logged them,
+    with that value: not worth a figure each."""
+    table = _metric_table(records)
+    return {} if table is None else _constants(table)
+
+
+def _constants(table: pd.DataFrame) -> dict[str, float]:
+    out = {}
+    for metric in _metrics(table):
+        values = table[metric].dropna().unique()
+        if len(values) == 1:
+            out[metric] = float(values[0])
+    return out
 
 
 def curve_figures(records: StudyRecords) -> dict[str, list[LineFigure]]:
-    """Every metric's figure, grouped by quantity (``{"loss": [train, val, test], ...}``)."""
-    results = records.results
-    if results is None or results.empty or "epoch" not in results.columns:
+    """Every changing metric's figure, grouped by quantity (``{"loss": [train, val, test],
+    ...}``); the metrics of :func:`constant_metrics` are left out."""
+    table = _metric_table(records)
+    if table is None:
         return {}
     variants = variant_order(records)
-    table = numeric_metrics(results, records.variant_keys)
+    constant = _constants(table)
     groups: dict[str, list[LineFigure]] = {}
-    for metric in table.columns:
-        if metric in ("variant", "seed", "epoch"):
+    for metric in _metrics(table):
+        if metric in constant:
             continue
         quantity, split = split_metric(metric)
         key = quantity if split else "other"

@@ -17,6 +17,7 @@ renderer for it with each backend's ``render.register(MyFigure)`` decorator
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ from losslab.errors import InputError
 
 __all__ = [
     "loss_levels",
+    "accuracy_bounds",
+    "bounded_range",
+    "title_lines",
     "Series",
     "LineFigure",
     "ScatterSeries",
@@ -79,18 +83,34 @@ class Series:
 
 @dataclass
 class LineFigure:
-    """Lines sharing one pair of axes (e.g. a metric per epoch, one line per variant)."""
+    """Lines sharing one pair of axes (e.g. a metric per epoch, one line per variant).
+
+    ``y_bounds``: limits the y axis never goes past (an accuracy's ``(0, 1)``, see
+    :func:`accuracy_bounds`); inside them the axis still fits the data, so accuracies of
+    0.95 to 0.97 are not flattened into a line, and a ± std band cannot stretch it to 1.02.
+    """
 
     title: str
     xlabel: str
     ylabel: str
     series: list[Series] = field(default_factory=list)
     log_y: bool = False
+    y_bounds: tuple[float, float] | None = None
+
+    def y_range(self) -> tuple[float, float] | None:
+        """The y axis limits both backends draw, or None for their own autoscaling."""
+        if self.y_bounds is None or self.log_y:
+            return None
+        values = [s.y for s in self.series]
+        values += [s.y + sign * s.std for s in self.series if s.std is not None
+                   for sign in (-1, 1)]
+        return bounded_range(np.concatenate(values) if values else np.array([]), self.y_bounds)
 
 
 @dataclass
 class ScatterSeries:
-    """A set of points; ``labels`` are per-point hover texts (annotated statically when few).
+    """A set of points; ``labels`` are per-point hover texts (in the static figure, placed
+    beside their points where they overlap nothing, see ``static_render.place_labels``).
     Drawn over a heat map, a ``connected`` series is a path (a line through its points) and
     any other one marks single points (stars: ensemble members on a trajectory)."""
 
@@ -228,6 +248,34 @@ class SurfaceFigure:
 
     shown = HeatmapFigure.shown
     colour_label = HeatmapFigure.colour_label
+
+
+def accuracy_bounds(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """``(0, 1)`` for accuracies as fractions, ``(0, 100)`` when they are percentages (a value
+    above 1, none above 100): the range an accuracy axis must stay within."""
+    arr = np.asarray(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    return (0.0, 100.0) if finite.size and 1 < finite.max() <= 100 else (0.0, 1.0)
+
+
+def bounded_range(values: np.ndarray, bounds: tuple[float, float],
+                  pad: float = 0.05) -> tuple[float, float]:
+    """The data's extent plus ``pad`` of its span on each side, clipped to ``bounds``; the
+    whole of ``bounds`` without finite data (an empty axis still reads as an accuracy)."""
+    low, high = bounds
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return low, high
+    lo, hi = float(finite.min()), float(finite.max())
+    margin = pad * (hi - lo) if hi > lo else pad * (high - low)
+    shown = max(low, lo - margin), min(high, hi + margin)
+    return shown if shown[0] < shown[1] else (low, high)  # data outside the bounds
+
+
+def title_lines(title: str, width: int = 60) -> list[str]:
+    """A title broken at word boundaries into lines of at most ``width`` characters: figures
+    are ~450 px wide in the report and 6.4 in on paper, and a longer line is cut off."""
+    return textwrap.wrap(str(title), width, break_long_words=False) or [""]
 
 
 def loss_levels(vmin: float = 0.1, vmax: float = 10.0, step: float = 0.5) -> list[float]:

@@ -1,8 +1,9 @@
 """``build_report``: a study's records -> one self-contained ``report.html``.
 
-The page holds, in order: run status, the study file and base config, the variants, the
-summary table, per-epoch curves, then one or more sections per analysis (see
-:mod:`losslab.report.sections`). With ``static=True`` every figure is also written as
+The page holds, in order (results first): the Results table, the run status, the findings,
+the per-epoch curves, one or more sections per analysis (see :mod:`losslab.report.sections`),
+then the full summary table, the variants and, collapsed, the study file and base config
+(:mod:`losslab.report.standard`). With ``static=True`` every figure is also written as
 ``figures/<slug>.png`` and ``.pdf`` next to the report and linked under its plot.
 """
 
@@ -20,7 +21,7 @@ from losslab.report.anchors import UniqueSlugs
 from losslab.report.epoch_curves import variant_order
 from losslab.report.palette import Palette
 from losslab.report.sections import Section, analysis_sections
-from losslab.report.standard import standard_sections
+from losslab.report.standard import appendix_sections, standard_sections
 from losslab.report.tables import table_html
 from losslab.report.template import CSS, DRIVER, ERROR_RECORDER, PAGE
 from losslab.runs.atomic import atomic_write_text
@@ -74,9 +75,10 @@ def _render_sections(sections: list[Section], palette: Palette, directory: Path 
     out = []
     for section in sections:
         anchor = anchors.claim(section.anchor or section.title, fallback="section")
+        colours = palette.scoped()  # no two series of one section share a colour
         figures = [
             _render_figure(fig, figure_slugs.claim(f"{anchor}-{getattr(fig, 'title', '')}"),
-                           palette, directory, figures_dir)
+                           colours, directory, figures_dir)
             for fig in section.figures
         ]
         out.append({
@@ -95,7 +97,8 @@ def build_report(records: StudyRecords, *, static: bool = True) -> Path:
     Returns the path of the report. The file is written atomically: a reader never sees
     half a report, and a failed build leaves the previous one in place.
     """
-    sections = standard_sections(records) + analysis_sections(records)
+    sections = standard_sections(records) + analysis_sections(records) \
+        + appendix_sections(records)
     return render_page(Path(records.directory) / REPORT_NAME, records.name, sections,
                        Palette(variant_order(records)), static=static, what="study directory")
 

@@ -14,13 +14,29 @@ from losslab.report.figures import (
     ScatterSeries,
     Series,
     SurfaceFigure,
+    accuracy_bounds,
     loss_levels,
 )
 from losslab.report.sections import Section, register_section
 
-__all__ = ["landscape_section", "caption"]
+__all__ = ["landscape_section", "caption", "density_floor"]
 
 AXES = "loss[i, j] is at (x[j], y[i])"
+# The spectral density is drawn on a log axis, floored at this fraction of its maximum: SLQ's
+# density is 0 or ~1e-30 between the bulk and the outliers, which a log axis cannot show.
+DENSITY_FLOOR = 1e-8
+
+
+def density_floor(density: np.ndarray) -> np.ndarray:
+    """``density`` with every value below ``DENSITY_FLOOR × max`` raised to it, so a log axis
+    shows the few outlier eigenvalues' small bumps beside the bulk, instead of hiding them
+    under a linear axis's one tall peak."""
+    density = np.asarray(density, dtype=float)
+    finite = density[np.isfinite(density)]
+    top = finite.max() if finite.size else 0.0
+    if top <= 0:
+        return density
+    return np.where(np.isfinite(density), np.maximum(density, top * DENSITY_FLOOR), density)
 
 
 def _display(data: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +89,10 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
             a = np.array(r["alphas"])
             figures.append(LineFigure(f"{name}: loss along the line", "α", "loss",
                                       [Series("loss", a, np.array(r["loss"]))]))
+            acc = np.array(r["acc"], dtype=float)
             figures.append(LineFigure(f"{name}: accuracy along the line", "α", "accuracy",
-                                      [Series("accuracy", a, np.array(r["acc"]))]))
+                                      [Series("accuracy", a, acc)],
+                                      y_bounds=accuracy_bounds(acc)))
     elif kind == "surface":
         for name, r in good.items():
             figures.extend(_surface_figures(name, r, _display(data)))
@@ -87,9 +105,11 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
                 np.array(r["y"]), np.array(r["ratio"], dtype=float), "α", "β",
                 zlabel="|λmin/λmax|"))
     else:  # hessian
-        figures.append(LineFigure("Spectral density of the Hessian (SLQ)", "eigenvalue",
-                                  "density", [Series(n, np.array(r["grid"]), np.array(r["density"]))
-                                              for n, r in good.items()]))
+        figures.append(LineFigure(
+            "Spectral density of the Hessian (SLQ)", "eigenvalue",
+            f"density (log; floored at {DENSITY_FLOOR:g} × max)",
+            [Series(n, np.array(r["grid"]), density_floor(r["density"]))
+             for n, r in good.items()], log_y=True))
         tables.append(pd.DataFrame([{
             "variant": n, "top eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][-3:]),
             "bottom eigenvalues": ", ".join(f"{v:.4g}" for v in r["eigenvalues"][:3]),
@@ -150,7 +170,10 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
         return (f"Hessian of the training loss at each final model, on "
                 f"{_data(first.get('split', 'train'), first.get('examples', 0))}: the three "
                 f"largest and smallest eigenvalues (Lanczos), the trace (Hutch++) and the "
-                f"spectral density (stochastic Lanczos quadrature; Ghorbani et al. 2019).")
+                f"spectral density (stochastic Lanczos quadrature; Ghorbani et al. 2019), on a "
+                f"log axis so the few outlier eigenvalues show beside the bulk; the density is "
+                f"floored at {DENSITY_FLOOR:g} of its maximum (it is 0 or vanishingly small "
+                f"between them).")
     return (f"|λmin/λmax| of the Hessian of the training loss at each point of a "
             f"{_normalization(results)} random plane (Li et al. 2018, §6: small where the "
             f"surface looks convex), on {_data(first.get('split', 'train'), first.get('examples', 0))}, "

@@ -24,6 +24,7 @@ from losslab.report.figures import (
     LineFigure,
     ScatterFigure,
     SurfaceFigure,
+    title_lines,
 )
 from losslab.report.palette import Palette
 
@@ -35,6 +36,9 @@ PLOT_CONFIG: dict[str, Any] = {
     "toImageButtonOptions": {"format": "png", "scale": 2},
 }
 BAND_ALPHA = 0.18
+TITLE_WIDTH = 55  # characters per title line: a figure is ~450 px wide at 15 px type
+MODEBAR_PX = 30  # the tool bar's strip at the top of every plot, kept clear of the title
+LINE_PX = 20
 
 
 @singledispatch
@@ -50,16 +54,27 @@ def to_plotly(fig: Any, palette: Palette | None = None) -> go.Figure:
     """The plotly figure for a description (dispatching on its type)."""
     palette = palette if palette is not None else Palette()
     out: go.Figure = render(fig, palette)
+    lines = title_lines(fig.title, TITLE_WIDTH)
     out.update_layout(
-        title={"text": fig.title, "x": 0.02, "xanchor": "left"},
+        # Left-aligned just above the plot area, under a top margin that leaves the tool bar
+        # (top right) its own strip: a long title never runs under it, and wraps, not clips.
+        title={"text": "<br>".join(map(_plotly_text, lines)), "font": {"size": 15},
+               "x": 0, "xref": "paper", "xanchor": "left",
+               "y": 1, "yref": "paper", "yanchor": "bottom", "pad": {"b": 8}},
         template="plotly_white",
-        height=400,
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        height=400 + LINE_PX * (len(lines) - 1),
+        margin={"l": 60, "r": 20, "t": MODEBAR_PX + 12 + LINE_PX * len(lines), "b": 40},
         # Below the plot, not beside it: long variant names would squeeze the axes.
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0,
                 "itemclick": "toggle", "itemdoubleclick": "toggleothers"},
     )
     return out
+
+
+def _plotly_text(text: str) -> str:
+    """``text`` shown literally by plotly, which reads a few HTML tags (``<b>``, ``<br>``) in
+    titles: ``&``, ``<`` and ``>`` as entities, which it decodes back."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _script_json(fig: go.Figure) -> str:
@@ -130,10 +145,21 @@ def _line(fig: LineFigure, palette: Palette) -> go.Figure:
     if xs.size and np.all(xs == np.round(xs)) and xs.max() - xs.min() <= 12:
         out.update_xaxes(dtick=1)  # a few epochs: no ticks at 1.5, 2.5
     if fig.log_y:
-        # Label 1, 2, 5 of each decade; plotly's default labels every minor tick.
-        out.update_yaxes(type="log", dtick="D2")
+        out.update_yaxes(type="log", **_log_ticks(fig))
     out.update_yaxes(title_text=fig.ylabel)
+    shown = fig.y_range()
+    if shown is not None:
+        out.update_yaxes(range=list(shown))
     return out
+
+
+def _log_ticks(fig: LineFigure) -> dict[str, Any]:
+    """Label 1, 2, 5 of each decade over a few decades (plotly's default labels every minor
+    tick); over more (a spectral density spans eight), the decades alone, as powers of 10."""
+    ys = np.concatenate([s.y for s in fig.series]) if fig.series else np.array([])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    decades = np.log10(ys.max() / ys.min()) if ys.size else 0.0
+    return {"dtick": "D2"} if decades <= 3 else {"dtick": 1, "exponentformat": "power"}
 
 
 @render.register(ScatterFigure)
@@ -165,6 +191,12 @@ def _bar(fig: BarFigure, palette: Palette) -> go.Figure:
     return out
 
 
+def _colour_bar(label: str) -> dict[str, Any]:
+    """The colour bar, titled along its side: a long label on top of it runs into the
+    figure's title."""
+    return {"title": {"text": _plotly_text(label), "side": "right"}}
+
+
 @render.register(HeatmapFigure)
 def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
     options: dict[str, Any] = {}
@@ -180,7 +212,7 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
     else:
         kind = go.Heatmap
     trace = kind(x=fig.x, y=fig.y, z=fig.shown(), colorscale="Viridis",
-                 colorbar={"title": {"text": fig.colour_label()}}, **options)
+                 colorbar=_colour_bar(fig.colour_label()), **options)
     out = go.Figure(trace)
     if fig.equal_aspect:
         out.update_yaxes(scaleanchor="x", scaleratio=1)
@@ -199,7 +231,7 @@ def _heatmap(fig: HeatmapFigure, palette: Palette) -> go.Figure:
 @render.register(SurfaceFigure)
 def _surface(fig: SurfaceFigure, palette: Palette) -> go.Figure:
     out = go.Figure(go.Surface(x=fig.x, y=fig.y, z=fig.shown(), colorscale="Viridis",
-                               colorbar={"title": {"text": fig.colour_label()}}))
+                               colorbar=_colour_bar(fig.colour_label())))
     out.update_layout(scene={"xaxis_title": fig.xlabel, "yaxis_title": fig.ylabel,
                              "zaxis_title": fig.colour_label()})
     return out

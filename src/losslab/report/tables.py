@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup, escape
 
-__all__ = ["format_number", "format_mean_std", "format_value", "table_html"]
+__all__ = ["format_number", "format_mean_std", "format_value", "table_html", "Marked"]
 
 MISSING = "—"
 
@@ -73,6 +73,19 @@ def format_value(value: Any) -> str:
         return str(value)
 
 
+class Marked(str):
+    """A cell's text that also gives its ``<td>`` a CSS class (``best``: bold, the best value
+    of its column). The mark lives in the text as well (e.g. a ★), so it survives a copy.
+    Keep them in an ``object`` column: pandas' string dtype stores plain ``str``."""
+
+    css: str
+
+    def __new__(cls, text: str, css: str) -> Marked:
+        cell = super().__new__(cls, text)
+        cell.css = css
+        return cell
+
+
 def _cell(value: Any) -> str:
     """A table cell's text: numbers formatted like the summary, missing values as a dash."""
     if isinstance(value, str):
@@ -88,20 +101,30 @@ def _cell(value: Any) -> str:
     return format_value(value)
 
 
-def table_html(df: pd.DataFrame, *, sortable: bool = True) -> Markup:
+def _td(value: Any, wrap: bool) -> str:
+    classes = ([value.css] if isinstance(value, Marked) else []) + (["wrap"] if wrap else [])
+    attr = f' class="{escape(" ".join(classes))}"' if classes else ""
+    return f"<td{attr}>{escape(_cell(value))}</td>"
+
+
+def table_html(df: pd.DataFrame, *, sortable: bool = True, wrap: tuple[str, ...] = (),
+               css: str = "") -> Markup:
     """``df`` as an HTML table with every header and cell escaped.
 
     pandas' ``to_html`` also escapes, but building the table here keeps the markup under our
     control (classes, a sortable header) and formats floats the same way as everywhere else.
+    Cells stay on one line, except in the ``wrap`` columns (long text such as a variant's
+    config); :class:`Marked` cells carry their class; ``css`` adds classes to the table.
     """
-    cls = "data sortable" if sortable else "data"
+    cls = " ".join(["data"] + (["sortable"] if sortable else []) + ([css] if css else []))
     head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    wrapped = [c in wrap for c in df.columns]
     rows = []
     for row in df.itertuples(index=False, name=None):
-        cells = "".join(f"<td>{escape(_cell(v))}</td>" for v in row)
+        cells = "".join(_td(v, w) for v, w in zip(row, wrapped, strict=True))
         rows.append(f"<tr>{cells}</tr>")
     body = "\n".join(rows)
     return Markup(
-        f'<div class="table-wrap"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+        f'<div class="table-wrap"><table class="{escape(cls)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>\n{body}\n</tbody></table></div>"
     )

@@ -132,6 +132,11 @@ table.data { border-collapse: collapse; font-size: .85rem; font-variant-numeric:
 table.data th, table.data td { border-bottom: 1px solid var(--line); padding: .3rem .7rem;
                                text-align: left; white-space: nowrap; }
 table.data th { background: var(--bg-soft); position: sticky; top: 0; }
+table.data td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 12em;
+                     max-width: 32em; font-size: .78rem; }
+table.results th, table.results td { padding: .3rem .5rem; }
+table.data td.best { font-weight: 700; }
+table.results td:first-child { font-weight: 600; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[data-order="asc"]::after { content: " \\25B2"; font-size: .7em; }
 table.sortable th[data-order="desc"]::after { content: " \\25BC"; font-size: .7em; }
