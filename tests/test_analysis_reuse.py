@@ -59,6 +59,7 @@ def test_unchanged_inputs_reuse_the_stored_result_and_report_never_computes(tmp_
     page = (out / "report.html").read_text()
     assert "computed before the study&#39;s runs last changed" in page \
         or "computed before the study's runs last changed" in page
+    assert "Out of date: computed before the study" in page  # in compare's drawn section too
     run_study(_study(tmp_path, tag="b"), out, workers=1)  # `run` brings it up to date
     assert CALLS == ["a", "b", "b"]
     again = json.loads((out / "analyses" / "counted_for_tests.json").read_text())

@@ -12,7 +12,7 @@ from markupsafe import escape
 from losslab.report.figures import HeatmapFigure, LineFigure, ScatterSeries, Series, loss_levels
 from losslab.report.sections import Section, register_section
 
-__all__ = ["curve_section"]
+__all__ = ["curve_section", "plane_figures"]
 
 
 def _error_range(acc: list[float]) -> str:
@@ -67,7 +67,7 @@ def _error_scale(err: np.ndarray) -> tuple[list[float], float]:
     return [float(v) for v in np.arange(0.0, 100.0, 5.0)], 100.0
 
 
-def _plane_figures(pair: str, p: dict[str, Any]) -> list[HeatmapFigure]:
+def plane_figures(pair: str, p: dict[str, Any]) -> list[HeatmapFigure]:
     """DMC's two planes (train loss + l2, test error) when the analysis computed them; an
     older analysis (one loss grid) as it was drawn before."""
     where = "on the plane through ŵ1, θ, ŵ2"
@@ -100,7 +100,7 @@ def curve_section(records, data: dict[str, Any]) -> Section:
             "The barrier is the largest train loss along the path minus the endpoints' mean.</p>")
     plane = data.get("plane")
     if plane and "error" not in plane:
-        figures.extend(_plane_figures(pair, plane))
+        figures.extend(plane_figures(pair, plane))
         if "train_loss_l2" in plane:
             wd = plane.get("weight_decay", plane.get("metadata", {}).get("weight_decay", 0.0))
             html += ("<p>The planes through the endpoints and the middle bend, as the reference "

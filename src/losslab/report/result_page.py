@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from markupsafe import escape
+
 from losslab.errors import InputError, MissingFileError
 from losslab.report.palette import Palette
 from losslab.report.sections import Section, section_builder
@@ -75,7 +77,7 @@ def _ensemble(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plane_section(data: dict[str, Any]) -> Section:
-    from losslab.report.curve_sections import _plane_figures as plane_figures
+    from losslab.report.curve_sections import plane_figures
 
     pair = _name(data.get("run", "curve"))
     return Section(title=f"Curve plane: {pair}", figures=plane_figures(pair, data),
@@ -110,7 +112,8 @@ def run_sections(records: Any) -> list[Section]:
     """A run's page: its last and best value of every metric, then its per-epoch curves."""
     import pandas as pd
 
-    from losslab.report.epoch_curves import curve_figures, metric_columns, quantity_title
+    from losslab.report.epoch_curves import metric_columns
+    from losslab.report.standard import curve_sections
 
     results = records.results.sort_values("epoch")
     rows = []
@@ -118,19 +121,14 @@ def run_sections(records: Any) -> list[Section]:
         values = pd.to_numeric(results[metric], errors="coerce").dropna()
         if values.empty or metric == "epoch":
             continue
-        best = values.max() if metric.endswith("acc") else values.min()
-        rows.append({"metric": metric, "last": f"{values.iloc[-1]:.6g}", "best": f"{best:.6g}",
-                     "best epoch": int(results.loc[values.idxmax() if metric.endswith("acc")
-                                                   else values.idxmin(), "epoch"])})
+        best = values.idxmax() if metric.endswith("acc") else values.idxmin()
+        rows.append({"metric": metric, "last": f"{values.iloc[-1]:.6g}",
+                     "best": f"{values[best]:.6g}", "best epoch": int(results.loc[best, "epoch"])})
     status = records.runs["status"].iloc[0]
-    html = (f"<p>Run <code>{records.name}</code> ({status}), {len(results)} epochs; best is the "
-            "largest accuracy and the smallest of anything else.</p>")
-    sections = [Section(title="Results", anchor="results", html=html,
-                        tables=[pd.DataFrame(rows)])]
-    for quantity, figures in curve_figures(records).items():
-        sections.append(Section(title=f"Curves: {quantity_title(quantity)}",
-                                anchor=f"curves-{quantity}", figures=figures))
-    return sections
+    html = (f"<p>Run <code>{escape(records.name)}</code> ({escape(status)}), {len(results)} "
+            "epochs; best is the largest accuracy and the smallest of anything else.</p>")
+    return [Section(title="Results", anchor="results", html=html, tables=[pd.DataFrame(rows)]),
+            *curve_sections(records)]
 
 
 def write_result_page(json_path: str | Path, data: dict[str, Any] | None = None, *,

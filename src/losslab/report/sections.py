@@ -155,7 +155,11 @@ def analysis_sections(records: StudyRecords) -> list[Section]:
             sections.append(generic_section(name, data))
             continue
         try:
-            sections.extend(_as_sections(name, builder(records, data)))
+            built = _as_sections(name, builder(records, data))
+            if isinstance(data, dict) and data.get("stale") and built:
+                built[0].html = (f'<p class="error">Out of date: {escape(data["stale"])}.</p>'
+                                 + built[0].html)
+            sections.extend(built)
         except Exception:
             logger.exception("report section for analysis %r failed", name)
             sections.append(_failed_section(name, data, traceback.format_exc()))

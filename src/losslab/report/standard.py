@@ -20,26 +20,18 @@ from losslab.report.epoch_curves import (
     curve_figures,
     metric_sort_key,
     quantity_title,
-    variant_order,
 )
 from losslab.report.findings_section import findings_section
+from losslab.report.results_section import config_value, results_section
 from losslab.report.sections import Section
-from losslab.report.tables import (
-    MISSING,
-    Marked,
-    format_mean_std,
-    format_value,
-    table_html,
-)
-from losslab.studies.stats import mean_ci
+from losslab.report.status_section import status_section
+from losslab.report.tables import format_mean_std, format_value
 
 if TYPE_CHECKING:
     from losslab.studies.records import StudyRecords
 
 __all__ = ["standard_sections", "appendix_sections", "to_yaml", "summary_table",
-           "variants_table", "status_counts", "status_line"]
-
-STATUSES = ("finished", "failed", "interrupted", "running", "pending")
+           "variants_table", "curve_sections"]
 
 
 def _plain(obj: Any) -> Any:
@@ -61,163 +53,6 @@ def to_yaml(obj: Any) -> str:
                           default_flow_style=False)
 
 
-def status_counts(runs: pd.DataFrame) -> pd.DataFrame:
-    """Number of runs per status: the five known ones, then any other seen."""
-    seen = runs["status"].astype(str).value_counts() if "status" in runs.columns else {}
-    names = list(STATUSES) + sorted(set(seen.keys()) - set(STATUSES))
-    total = int(sum(seen.values)) if len(seen) else 0
-    return pd.DataFrame([{"status": s, "runs": int(seen.get(s, 0))} for s in names]
-                        + [{"status": "total", "runs": total}])
-
-
-def _has_error(value: Any) -> bool:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return False
-    return str(value).strip() != ""
-
-
-RUN_COLUMNS = ("run_id", "variant", "seed", "status", "error", "run_dir")
-# The Results table's metrics, in this order, where a study logged them: how well it
-# generalizes (accuracy and loss on held-out data) and how well it optimized (training loss).
-# Four, so the table fits a screen beside the variant and its config; the rest are in the
-# full summary.
-KEY_METRICS = ("test_acc", "val_acc", "test_loss", "train_loss")
-BEST = "★"
-
-
-def _runs(records: StudyRecords) -> pd.DataFrame:
-    # A study with no runs yet may hand over a bare DataFrame: give it the columns.
-    runs = records.runs[[c for c in RUN_COLUMNS if c in records.runs.columns]]
-    return runs.reindex(columns=list(RUN_COLUMNS))
-
-
-def status_line(runs: pd.DataFrame) -> str:
-    """``"13 runs: 11 finished, 1 failed, 1 pending"``: the counts that are not zero."""
-    counts = status_counts(runs)
-    total = int(counts["runs"].iloc[-1])
-    parts = [f"{n} {s}" for s, n in zip(counts["status"][:-1], counts["runs"][:-1], strict=True)
-             if n]
-    return f"{total} run{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
-
-
-def _status_section(records: StudyRecords) -> Section:
-    """The counts in one line, every failed run with its error, all runs folded away."""
-    runs = _runs(records)
-    parts = [f"<p>{escape(status_line(runs))}.</p>"]
-    errors = runs["error"].map(_has_error).astype(bool)
-    problems = runs[(runs["status"].astype(str) == "failed") | errors]
-    if len(problems):
-        parts.append(f"<h3>Runs with errors ({len(problems)})</h3>")
-        for row in problems.itertuples(index=False):
-            error = getattr(row, "error", None)
-            text = str(error) if _has_error(error) else "(no error text recorded)"
-            parts.append(
-                f'<div class="failed"><p><b>{escape(row.run_id)}</b> — variant '
-                f"<code>{escape(row.variant)}</code>, seed {escape(row.seed)}, "
-                f"{escape(row.status)}</p><pre>{escape(text)}</pre></div>")
-    else:
-        parts.append('<p class="ok">No run reported an error.</p>')
-    if len(runs):
-        table = table_html(runs.drop(columns="error"))
-        parts.append(f"<details><summary>All runs ({len(runs)})</summary>{table}</details>")
-    return Section(title="Run status", anchor="status", html="\n".join(parts))
-
-
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
-def config_differences(records: StudyRecords) -> dict[str, str]:
-    """Per variant, what it sets unlike the base config, as ``key=value, key=value``
-    (``"(base config)"`` when nothing): the one column the Results table spends on config."""
-    out = {}
-    for name, overrides in records.variants.items():
-        changed = [f"{k}={format_value(v)}" for k, v in overrides.items()
-                   if _lookup(records.base_config, k) != v]
-        out[name] = ", ".join(changed) or "(base config)"
-    return out
-
-
-def final_values(records: StudyRecords, metrics: list[str]) -> pd.DataFrame:
-    """One row per finished run: its variant and each metric at its last epoch (as the
-    summary's ``final``); failed or unfinished runs never reached the end, so are left out."""
-    runs, results = _runs(records), records.results
-    finished = runs.loc[runs["status"].astype(str) == "finished", "run_id"]
-    if results is None or results.empty or "epoch" not in results.columns:
-        return pd.DataFrame(columns=["run_id", "variant", *metrics])
-    mine = results[results["run_id"].isin(finished)].sort_values("epoch")
-    last = mine.groupby("run_id", sort=False).tail(1)
-    out = last[["run_id", "variant"]].copy()
-    for m in metrics:
-        out[m] = pd.to_numeric(last[m], errors="coerce")
-    return out
-
-
-def key_metrics(records: StudyRecords) -> list[str]:
-    """The :data:`KEY_METRICS` the study logged (a value in some epoch)."""
-    results = records.results
-    if results is None:
-        return []
-    return [m for m in KEY_METRICS if m in results.columns
-            and pd.to_numeric(results[m], errors="coerce").notna().any()]
-
-
-def _best(means: dict[str, float], metric: str) -> set[str]:
-    """The variants with the best mean (max for accuracies, min for losses); none with
-    fewer than two variants to compare."""
-    finite = {v: m for v, m in means.items() if np.isfinite(m)}
-    if len(finite) < 2:
-        return set()
-    target = max(finite.values()) if metric.endswith("acc") else min(finite.values())
-    return {v for v, m in finite.items() if m == target}
-
-
-def results_table(records: StudyRecords) -> pd.DataFrame:
-    """One row per variant: its finished seeds, each key metric at the final epoch as
-    ``mean ± half-width of the 95% t-interval`` (the mean alone with one seed), the best
-    variant's cell :class:`Marked` with a ★, and its config differences."""
-    metrics = key_metrics(records)
-    finals = final_values(records, metrics)
-    runs = _runs(records)
-    variants = variant_order(records)
-    cis = {m: {v: mean_ci(finals.loc[finals["variant"] == v, m].tolist()) for v in variants}
-           for m in metrics}
-    best = {m: _best({v: ci.mean for v, ci in cis[m].items()}, m) for m in metrics}
-    config = config_differences(records)
-    rows = []
-    for v in variants:
-        n_runs = int((runs["variant"] == v).sum())
-        n_done = int((finals["variant"] == v).sum())
-        row: dict[str, Any] = {"variant": v,
-                               "seeds": str(n_done) if n_done == n_runs else f"{n_done} of {n_runs}"}
-        for m in metrics:
-            ci = cis[m][v]
-            text = format_mean_std(ci.mean, ci.half)
-            row[m] = Marked(f"{text} {BEST}", "best") if v in best[m] else text
-        row["config"] = config.get(v, "")
-        rows.append(row)
-    # object columns: pandas' string dtype would turn the Marked cells into plain str
-    return pd.DataFrame(rows, columns=["variant", "seeds", *metrics, "config"], dtype=object)
-
-
-def _results_section(records: StudyRecords) -> Section:
-    runs = _runs(records)
-    failed = int((runs["status"].astype(str) == "failed").sum())
-    see = (f' <b class="error">{failed} run{"s" if failed != 1 else ""} failed</b>: see '
-           '<a href="#status">Run status</a>.') if failed else ""
-    note = (f'<p class="note">{escape(status_line(runs))}.{see} Each metric at the final epoch of '
-            "the finished seeds: mean ± half-width of its 95% t-interval (the mean alone with "
-            f"one seed); {BEST} marks the best mean (highest accuracy, lowest loss). "
-            "<i>config</i>: what the variant sets unlike the base config.</p>")
-    table = table_html(results_table(records), wrap=("config",), css="results")
-    return Section(title="Results", anchor="results", html=note + str(table))
-
-
 def _study_section(records: StudyRecords) -> Section:
     html = ("<details><summary>Study file (as run)</summary>"
             f'<pre class="yaml">{escape(to_yaml(records.study))}</pre></details>'
@@ -237,7 +72,7 @@ def variants_table(records: StudyRecords) -> pd.DataFrame:
     """One row per variant with its overrides; a first row gives the base values."""
     keys = list(records.variant_keys)
     rows = [{"variant": "(base)",
-             **{k: format_value(_lookup(records.base_config, k)) for k in keys}}]
+             **{k: format_value(config_value(records.base_config, k)) for k in keys}}]
     for name, overrides in records.variants.items():
         rows.append({"variant": name,
                      **{k: format_value(overrides[k]) if k in overrides else "" for k in keys}})
@@ -303,7 +138,8 @@ def _constants_note(records: StudyRecords) -> str:
             f"{escape(listed)}.</p>")
 
 
-def _curve_sections(records: StudyRecords) -> list[Section]:
+def curve_sections(records: StudyRecords) -> list[Section]:
+    """One section per quantity of the per-epoch curves, the constant metrics listed first."""
     sections = []
     for quantity, figures in curve_figures(records).items():
         n_variants = max(len(f.series) for f in figures)
@@ -323,11 +159,11 @@ def _curve_sections(records: StudyRecords) -> list[Section]:
 def standard_sections(records: StudyRecords) -> list[Section]:
     """What the page opens with, before the analyses: results, run status, findings, then
     one curves section per quantity."""
-    sections = [_results_section(records), _status_section(records)]
+    sections = [results_section(records), status_section(records)]
     findings = findings_section(records)
     if findings is not None:
         sections.append(findings)
-    return sections + _curve_sections(records)
+    return sections + curve_sections(records)
 
 
 def appendix_sections(records: StudyRecords) -> list[Section]:
