@@ -201,3 +201,26 @@ def test_crowded_bar_ticks_are_turned():
     assert min(np.diff(xs)) * np.sin(np.radians(angle)) > height
     short = to_matplotlib(BarFigure("bars", "c", "v", ["a", "b"], [BarSeries("s", [1, 2])]))
     assert all(t.get_rotation() == 0 for t in short.axes[0].get_xticklabels())
+
+
+def test_static_figures_are_redrawn_only_when_their_numbers_change(tmp_path):
+    import numpy as np
+
+    from losslab.report import LineFigure, Palette, Section, Series
+    from losslab.report.html import render_page
+
+    def page(ys):
+        fig = LineFigure("a line", "x", "y", [Series("s", np.arange(3.0), np.asarray(ys))])
+        other = LineFigure("another", "x", "y", [Series("t", np.arange(3.0), np.ones(3))])
+        render_page(tmp_path / "p.html", "p", [Section(title="S", figures=[fig, other])],
+                    Palette(), static=True)
+        return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "figures").glob("*.p*")}
+
+    first = page([1.0, 2.0, 3.0])
+    assert len(first) == 4
+    assert page([1.0, 2.0, 3.0]) == first  # the same numbers: nothing drawn again
+    changed = page([1.0, 2.0, 4.0])
+    redrawn = {n for n in first if changed[n] != first[n]}
+    assert redrawn == {n for n in first if n.startswith("s-a-line")}
+    (tmp_path / "figures" / next(iter(redrawn))).unlink()  # a deleted file is drawn again
+    assert len(page([1.0, 2.0, 4.0])) == 4

@@ -45,7 +45,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None,
-                   figures_dir: str = FIGURES_DIR) -> dict:
+                   figures_dir: str = FIGURES_DIR, drawn: Any = None) -> dict:
     """The figure's HTML fragment and, when ``directory`` is set, its PNG/PDF links.
 
     A figure that fails to draw becomes an error box in place of the plot (and a log
@@ -59,7 +59,8 @@ def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None
         if directory is not None:
             from losslab.report import static_render
 
-            for path in static_render.save_static(fig, palette, directory / figures_dir / slug):
+            for path in static_render.save_static(fig, palette, directory / figures_dir / slug,
+                                                  drawn):
                 links.append({"href": f"{figures_dir}/{path.name}",
                               "label": path.suffix.lstrip(".").upper()})
     except Exception as exc:
@@ -70,7 +71,7 @@ def _render_figure(fig: Any, slug: str, palette: Palette, directory: Path | None
 
 
 def _render_sections(sections: list[Section], palette: Palette, directory: Path | None,
-                     figures_dir: str = FIGURES_DIR) -> list[dict]:
+                     figures_dir: str = FIGURES_DIR, drawn: Any = None) -> list[dict]:
     anchors, figure_slugs = UniqueSlugs(), UniqueSlugs()
     out = []
     for section in sections:
@@ -78,7 +79,7 @@ def _render_sections(sections: list[Section], palette: Palette, directory: Path 
         colours = palette.scoped()  # no two series of one section share a colour
         figures = [
             _render_figure(fig, figure_slugs.claim(f"{anchor}-{getattr(fig, 'title', '')}"),
-                           colours, directory, figures_dir)
+                           colours, directory, figures_dir, drawn)
             for fig in section.figures
         ]
         out.append({
@@ -114,7 +115,14 @@ def render_page(path: Path, name: str, sections: list[Section], palette: Palette
     from losslab import __version__
 
     directory = path.parent
-    rendered = _render_sections(sections, palette, directory if static else None, figures)
+    drawn = None
+    if static:  # figures drawn before from the same numbers are not drawn again
+        from losslab.report.static_render import DrawnFigures
+
+        drawn = DrawnFigures(directory / figures)
+    rendered = _render_sections(sections, palette, directory if static else None, figures, drawn)
+    if drawn is not None:
+        drawn.save()
     n_figures = sum(len(s["figures"]) for s in rendered)
     page = _environment().from_string(PAGE).render(
         name=name,

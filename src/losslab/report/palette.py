@@ -59,6 +59,10 @@ class Palette:
                 return free[0]
         return COLORS[len(self._given) % len(COLORS)]
 
+    def state(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        """Every colour held and given so far: what the next names will get depends on it."""
+        return tuple(self._fixed.items()), tuple(self._given.items())
+
     @staticmethod
     def rgba(color: str, alpha: float) -> str:
         """``#rrggbb`` as a CSS ``rgba()`` string (for translucent std bands)."""
