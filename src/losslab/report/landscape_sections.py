@@ -183,7 +183,10 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
 
 def _title(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
     """"Landscape: surface (train split, filter-normalized)": one study can hold several."""
-    details = [f"{data['split']} split"] if kind in ("line", "surface", "trajectory") else []
+    # every kind: which loss a map is of (each result records its own; older ones only the
+    # analysis's option)
+    first = next(iter(results.values()), {})
+    details = [f"{first.get('split', data['split'])} split"]
     norms = {r.get("normalization") for r in results.values()} - {None}
     if kind in ("surface", "ratio_map") and len(norms) == 1:
         norm = norms.pop()
