@@ -236,7 +236,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
                                centered=not args.uncentered, lanczos_steps=args.lanczos_steps,
-                               path=partial)
+                               operator=args.operator, path=partial)
     print(landscape_summary(args.kind, result))
     _write_result(Path(args.out) / f"landscape_{args.kind}.json",
                   {"kind": args.kind, "runs": args.runs, **result})
@@ -388,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bn", default=None, choices=["keep", "recompute", "interpolate"],
                    help="BatchNorm statistics at each point (default: interpolate for line, "
                    "keep otherwise)")
+    p.add_argument("--operator", default="hessian",
+                   choices=["hessian", "ggn", "fisher", "empirical_fisher"],
+                   help="hessian: the curvature whose spectrum is computed (ggn: generalized "
+                   "Gauss-Newton; fisher: Monte-Carlo Fisher; empirical_fisher)")
     p.add_argument("--lanczos-steps", type=_positive_int, default=30,
                    help="ratio_map: the most Hessian-vector products per point and eigenvalue")
     p.add_argument("--uncentered", action="store_true",

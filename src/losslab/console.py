@@ -62,9 +62,9 @@ def _hessian_summary(r: dict[str, Any]) -> str:
              "converged": r.get("converged_top", r["converged"])},
             {"": "smallest", "eigenvalues": ", ".join(f"{v:.4g}" for v in ev[:3]),
              "converged": r.get("converged_bottom", r["converged"])}]
-    return (f"hessian on the {_on(r)}: trace {r['trace']:.4g} ± {r['trace_std_error']:.2g} "
+    return (f"{r.get('operator', 'hessian')} on the {_on(r)}: trace {r['trace']:.4g} ± {r['trace_std_error']:.2g} "
             f"(Hutch++), |λmin/λmax| {abs(ev.min() / ev.max()):.3g}, "
-            f"{r['total_products']} Hessian-vector products\n" + table(rows))
+            f"{r['total_products']} operator-vector products\n" + table(rows))
 
 
 def _trajectory_summary(r: dict[str, Any]) -> str:

@@ -16,7 +16,10 @@ Options (beside ``name: landscape``):
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
   ``normalization`` (``filter``, ``layer``, ``none``), ``bn`` (``keep``, ``recompute``, or for
   lines ``interpolate``; default: ``interpolate`` for lines, so both endpoints are exactly the
-  two models, statistics included, and ``keep`` otherwise); ``lanczos_steps`` (30): the most
+  two models, statistics included, and ``keep`` otherwise); ``operator`` (``hessian``): the
+  curvature a ``hessian`` spectrum is of: ``hessian``, ``ggn`` (the generalized Gauss-Newton),
+  ``fisher`` (Monte Carlo, labels from the model's predictive) or ``empirical_fisher``
+  (:mod:`losslab.landscape.hessian.curvature`); ``lanczos_steps`` (30): the most
   Hessian-vector products per grid point of a ``ratio_map`` (its result says whether every
   point converged); ``centered`` (true): a ``trajectory``'s PCA centres the offsets from the
   final model on their mean, as Li et al.'s code (scikit-learn's ``PCA``); false takes the SVD
@@ -153,17 +156,12 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
 
 
 def _hessian(run_dir, o) -> dict[str, Any]:
-    from losslab.landscape.hessian import (
-        HessianOperator,
-        hutch_plus_plus,
-        lanczos,
-        spectral_density,
-    )
+    from losslab.landscape.hessian import hutch_plus_plus, lanczos, spectral_density
 
     o = {**o, "examples": o["examples"] or 512}  # a subset: the Hessian costs per example
     ckpt, model, batches, device = _setup(run_dir, o)
-    op = HessianOperator(model, ckpt.params, batches=batches, buffers=ckpt.buffers,
-                         options=EvalOptions(device=device))
+    op = curvature_operator(o["operator"])(model, ckpt.params, batches=batches,
+                                           buffers=ckpt.buffers, options=EvalOptions(device=device))
     # The top of a trained net's spectrum is a few isolated outliers (fast, tight tolerance);
     # the bottom is a cluster of small negative values, whose residuals a float32 product
     # cannot push much below 1e-6 * λmax: a looser relative tolerance, more steps.
@@ -179,7 +177,24 @@ def _hessian(run_dir, o) -> dict[str, Any]:
             "trace": float(trace.estimate),
             "trace_std_error": float(trace.std_error), "grid": as_list(density.grid),
             "density": as_list(density.density), "total_products": op.num_products,
+            "operator": o["operator"],
             **_data_of(o)}
+
+
+def curvature_operator(name: str):
+    """The operator class an analysis's ``operator`` option names."""
+    from losslab.landscape.hessian import (
+        EmpiricalFisherOperator,
+        FisherOperator,
+        GGNOperator,
+        HessianOperator,
+    )
+
+    classes = {"hessian": HessianOperator, "ggn": GGNOperator, "fisher": FisherOperator,
+               "empirical_fisher": EmpiricalFisherOperator}
+    if name not in classes:
+        raise InputError(f"landscape: operator must be one of {list(classes)}, got {name!r}")
+    return classes[name]
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:
@@ -238,13 +253,15 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
     """The options every computation reads (the data subset's seed fixed at 0)."""
     if kind not in KINDS:
         raise InputError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
+    curvature_operator(options.get("operator", "hessian"))  # a wrong name fails before work
     return {**options, "seed_data": 0}
 
 
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
-                      centered: bool = True, path: str | Path | None = None) -> dict[str, Any]:
+                      centered: bool = True, operator: str = "hessian",
+                      path: str | Path | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs.
 
@@ -257,7 +274,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
         raise InputError(f"landscape {kind} cannot store partial results; only {RESUMABLE} can")
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered)
+                       centered=centered, operator=operator)
     options["path"] = path
     if kind == "line":
         if len(run_dirs) != 2:
@@ -274,14 +291,14 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        seeds: list[int] | str | None = None, split: str = "train",
                        examples: int = 0, points: int = 11, span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
-                       centered: bool = True,
+                       centered: bool = True, operator: str = "hessian",
                        contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
                        log_colors: bool = False) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered)
+                       centered=centered, operator=operator)
     vmin, vmax, step = (float(v) for v in contour_levels)
     if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
         raise InputError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "

@@ -106,7 +106,7 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
                 zlabel="|λmin/λmax|"))
     else:  # hessian
         figures.append(LineFigure(
-            "Spectral density of the Hessian (SLQ)", "eigenvalue",
+            f"Spectral density of the {_operator(good)} (SLQ)", "eigenvalue",
             f"density (log; floored at {DENSITY_FLOOR:g} × max)",
             [Series(n, np.array(r["grid"]), density_floor(r["density"]))
              for n, r in good.items()], log_y=True))
@@ -122,6 +122,16 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
         html += "<ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in errors.items()) \
             + "</ul>"
     return Section(title=_title(kind, data, good), html=html, figures=figures, tables=tables)
+
+
+OPERATORS = {"hessian": "Hessian", "ggn": "generalized Gauss-Newton",
+             "fisher": "Fisher (Monte Carlo)", "empirical_fisher": "empirical Fisher"}
+
+
+def _operator(results: dict[str, Any]) -> str:
+    """The curvature the spectra are of (results before the option: the Hessian)."""
+    names = {r.get("operator", "hessian") for r in results.values()}
+    return " / ".join(OPERATORS.get(n, n) for n in sorted(names)) or "Hessian"
 
 
 def _normalization(results: dict[str, Any]) -> str:
@@ -167,7 +177,9 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
                 f"with their share of the variance, θ_final at (0, 0). Loss contours on {on}."
                 f"{_levels_text(data)} Layout: {escape(AXES)}.")
     if kind == "hessian":
-        return (f"Hessian of the training loss at each final model, on "
+        split = first.get("split", "train")
+        which = "training" if split == "train" else f"{escape(split)}-split"
+        return (f"{_operator(results)} of the {which} loss at each final model, on "
                 f"{_data(first.get('split', 'train'), first.get('examples', 0))}: the three "
                 f"largest and smallest eigenvalues (Lanczos), the trace (Hutch++) and the "
                 f"spectral density (stochastic Lanczos quadrature; Ghorbani et al. 2019), on a "

@@ -1,0 +1,258 @@
+"""GGN, Fisher and empirical Fisher operators against dense truth (float64, explicit Jacobians).
+
+Every truth here is built without the operators' code path: the Jacobian of the flattened
+outputs by ``torch.func.jacrev``, the output-space Hessian by ``torch.func.hessian``, the
+per-example gradients by ``torch.func.vmap(grad)``, the exact categorical Fisher from the
+softmax in closed form, and the closed forms of linear and logistic regression.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, hessian, jacrev, vmap
+
+from losslab.landscape.hessian import (
+    EmpiricalFisherOperator,
+    FisherOperator,
+    GGNOperator,
+    HessianOperator,
+    hutch_plus_plus,
+    lanczos,
+    spectral_density,
+)
+from losslab.landscape.options import EvalOptions
+from losslab.params import flatten, unflatten
+
+UNEVEN = (7, 4)  # two batches of different sizes: weighted by size, as the Hessian's
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _mlp(d_in=3, hidden=4, d_out=3, seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, d_out)).double()
+
+
+N = sum(UNEVEN)
+
+
+def _data(n=N, d_in=3, classes=3, seed=1, regression=False):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=gen, dtype=torch.float64)
+    y = torch.randn(n, classes, generator=gen, dtype=torch.float64) if regression \
+        else torch.randint(0, classes, (n,), generator=gen)
+    return x, y
+
+
+def _batches(x, y):
+    a = UNEVEN[0]
+    return [(x[:a], y[:a]), (x[a:], y[a:])]
+
+
+def half_squared_error(z, y):
+    """½‖z − y‖² per example."""
+    return 0.5 * ((z - y) ** 2).sum(dim=1)
+
+
+def _params(model):
+    return {k: v.detach() for k, v in model.named_parameters()}
+
+
+def _jacobian(model, x):
+    """J (n·out, P) of the flattened outputs in the flattened parameters."""
+    params = _params(model)
+
+    def outputs(flat):
+        return functional_call(model, unflatten(flat, params), (x,)).reshape(-1)
+
+    return jacrev(outputs)(flatten(params))
+
+
+def _dense_ggn(model, x, y, loss):
+    """(1/N) Σ_i J_iᵀ ∇²_z ℓ_i J_i, with ∇²_z of the per-example loss by torch.func.hessian."""
+    params = _params(model)
+    z = functional_call(model, params, (x,)).detach()
+    total = 0
+    for i in range(len(x)):
+        j = _jacobian(model, x[i:i + 1])
+        h = hessian(lambda zi, yi=y[i:i + 1]: loss(zi.unsqueeze(0), yi).sum())(z[i])
+        total = total + j.T @ h @ j
+    return total / len(x)
+
+
+def _per_example_grads(model, x, y, loss):
+    params = _params(model)
+
+    def one(p, xi, yi):
+        return loss(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0)).sum()
+
+    grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+    return torch.cat([grads[k].reshape(len(x), -1) for k in params], dim=1)
+
+
+def _options(loss):
+    return EvalOptions(loss_fn=loss) if loss is not None else EvalOptions()
+
+
+CASES = {"cross_entropy": (False, None, lambda z, y: F.cross_entropy(z, y, reduction="none")),
+         "squared_error": (True, half_squared_error, half_squared_error)}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ggn_is_jt_hz_j_and_empirical_fisher_the_mean_of_g_gt(case):
+    regression, loss_fn, loss = CASES[case]
+    model = _mlp()
+    x, y = _data(regression=regression)
+    batches = _batches(x, y)
+    ggn = GGNOperator(model, batches=batches, options=_options(loss_fn)).dense()
+    truth = _dense_ggn(model, x, y, loss)
+    assert torch.allclose(ggn, truth, rtol=1e-10, atol=1e-12)
+    g = _per_example_grads(model, x, y, loss)
+    emp = EmpiricalFisherOperator(model, batches=batches, options=_options(loss_fn)).dense()
+    assert torch.allclose(emp, g.T @ g / len(x), rtol=1e-10, atol=1e-12)
+    for dense in (ggn, emp):  # symmetric PSD
+        assert torch.allclose(dense, dense.T, atol=1e-12)
+        ev = torch.linalg.eigvalsh(dense)
+        assert ev.min() >= -1e-10 * ev.max()
+
+
+def test_monte_carlo_fisher_is_within_its_standard_error_of_the_exact_fisher():
+    """Categorical: the exact Fisher is (1/N) Σ J_iᵀ (diag p_i − p_i p_iᵀ) J_i (= the GGN of
+    cross-entropy); the MC estimate's entries differ from it by about their standard error."""
+    model = _mlp()
+    x, y = _data()
+    exact = _dense_ggn(model, x, y, lambda z, t: F.cross_entropy(z, t, reduction="none"))
+    samples = 400
+    est = FisherOperator(model, batches=_batches(x, y), mc_samples=samples, seed=3).dense()
+    # the standard error of each entry, from per-sample estimates of independent draws
+    draws = torch.stack([FisherOperator(model, batches=_batches(x, y), mc_samples=1,
+                                        seed=100 + s).dense() for s in range(40)])
+    se = draws.std(dim=0) / samples ** 0.5
+    z = (est - exact).abs() / se.clamp_min(1e-12)
+    assert z.mean() < 1.5 and (z < 5).float().mean() > 0.97
+    assert torch.allclose(est, est.T, atol=1e-12)
+    assert torch.linalg.eigvalsh(est).min() >= -1e-10 * torch.linalg.eigvalsh(est).max()
+    same = FisherOperator(model, batches=_batches(x, y), mc_samples=samples, seed=3).dense()
+    assert torch.equal(est, same)  # seeded: one fixed matrix
+
+
+def test_gaussian_fisher_matches_the_ggn_of_squared_error_in_expectation():
+    model = _mlp()
+    x, y = _data(regression=True)
+    opts = _options(half_squared_error)
+    ggn = GGNOperator(model, batches=_batches(x, y), options=opts).dense()
+    fisher = FisherOperator(model, batches=_batches(x, y), options=opts, mc_samples=2000,
+                            seed=0).dense()
+    assert (fisher - ggn).norm() / ggn.norm() < 0.08
+
+
+def test_closed_forms_linear_and_logistic_regression():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 4, generator=gen, dtype=torch.float64)
+    lin = nn.Linear(4, 1, bias=False).double()
+    y = torch.randn(11, 1, generator=gen, dtype=torch.float64)
+    opts = _options(half_squared_error)
+    for op in (HessianOperator, GGNOperator):
+        dense = op(lin, batches=_batches(x, y), options=opts).dense()
+        assert torch.allclose(dense, x.T @ x / len(x), rtol=1e-12, atol=1e-13)
+    logistic = nn.Linear(4, 3).double()
+    labels = torch.randint(0, 3, (11,), generator=gen)
+    h = HessianOperator(logistic, batches=_batches(x, labels)).dense()
+    assert torch.allclose(GGNOperator(logistic, batches=_batches(x, labels)).dense(), h,
+                          rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", [GGNOperator, EmpiricalFisherOperator, FisherOperator])
+def test_every_algorithm_runs_on_every_operator(kind):
+    model = _mlp(hidden=5)
+    x, y = _data()
+    op = kind(model, batches=_batches(x, y), wrt="weights")
+    assert op.size == 3 * 5 + 5 * 3  # the weight matrices only
+    dense = op.dense()
+    truth = torch.linalg.eigvalsh(dense)
+    top = lanczos(op, k=3, which="largest", max_iter=op.size, tol=1e-10)
+    assert torch.allclose(torch.as_tensor(top.eigenvalues), truth[-3:], rtol=1e-8, atol=1e-10)
+    bottom = lanczos(op, k=1, which="smallest", max_iter=op.size, tol=1e-10)
+    assert bottom.eigenvalues[0] >= -1e-10 * float(truth.max())
+    trace = hutch_plus_plus(op, num_products=30, seed=0)
+    assert abs(trace.estimate - float(dense.trace())) <= 4 * trace.std_error + 1e-9
+    density = spectral_density(op, num_vectors=2, lanczos_steps=op.size)
+    assert density.num_products > 0
+
+
+def test_the_model_and_its_mode_are_untouched_and_outputs_may_be_objects():
+    class Wrapped(nn.Module):
+        """A Hugging Face-style model: an output object with .logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def forward(self, x):
+            return {"logits": self.net(x), "hidden": x}
+
+    model = Wrapped().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _data()
+    ggn = GGNOperator(model, batches=_batches(x, y)).dense()
+    plain = GGNOperator(model.net, batches=_batches(x, y)).dense()
+    assert torch.equal(ggn, plain)
+    assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_bad_input_says_what_is_required():
+    model = _mlp()
+    x, y = _data()
+    with pytest.raises(ValueError, match="needs per-example losses"):
+        EmpiricalFisherOperator(model, batches=_batches(x, y),
+                                options=EvalOptions(loss_fn=F.cross_entropy))
+    xr, yr = _data(regression=True)
+    with pytest.raises(ValueError, match="needs a squared-error loss"):
+        FisherOperator(model, batches=_batches(xr, yr),
+                       options=EvalOptions(loss_fn=lambda z, t: (z - t).abs().sum(1)))
+    seq = nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))).double()
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, classes\)"):
+        FisherOperator(seq, batches=(x, torch.zeros(len(x), dtype=torch.long)),
+                       likelihood="categorical",
+                       options=EvalOptions(loss_fn=lambda z, t: z.sum((1, 2))))
+    with pytest.raises(KeyError, match="no parameter has the prefix 'classifer'"):
+        GGNOperator(model, batches=_batches(x, y), wrt="classifer")
+
+
+@pytest.mark.e2e  # trains a run
+def test_the_landscape_command_computes_every_operators_spectrum(tmp_path, capsys):
+    import json
+
+    from losslab.cli import main
+    from losslab.runs.config import load_config
+    from losslab.train.run import train_run
+
+    run = train_run(load_config(overrides=["epochs=1", "log.progress=false",
+                                           "log.tensorboard=false"]), tmp_path / "r")
+    top = {}
+    for operator in ("hessian", "ggn", "empirical_fisher"):
+        out = tmp_path / operator
+        assert main(["landscape", "hessian", str(run), "--examples", "32", "--operator",
+                     operator, "--out", str(out)]) == 0
+        assert capsys.readouterr().out.startswith(f"{operator} on the train split")
+        result = json.loads((out / "landscape_hessian.json").read_text())
+        assert result["operator"] == operator
+        top[operator] = result["eigenvalues"]
+        if operator != "hessian":  # PSD: no negative eigenvalue beyond rounding
+            assert min(result["eigenvalues"]) >= -1e-4 * max(result["eigenvalues"])
+        page = (out / "landscape_hessian.html").read_text()
+        assert {"hessian": "Hessian of the training loss", "ggn": "generalized Gauss-Newton",
+                "empirical_fisher": "empirical Fisher"}[operator] in page
+    assert top["ggn"] != top["hessian"]
+    with pytest.raises(SystemExit) as stop:  # argparse: one line naming the choices
+        main(["landscape", "hessian", str(run), "--operator", "gauss"])
+    assert stop.value.code == 2 and "invalid choice: 'gauss'" in capsys.readouterr().err
