@@ -219,11 +219,10 @@ def test_bad_input_says_what_is_required():
     with pytest.raises(ValueError, match="needs a squared-error loss"):
         FisherOperator(model, batches=_batches(xr, yr),
                        options=EvalOptions(loss_fn=lambda z, t: (z - t).abs().sum(1)))
-    seq = nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))).double()
-    with pytest.raises(ValueError, match=r"logits of shape \(batch, classes\)"):
-        FisherOperator(seq, batches=(x, torch.zeros(len(x), dtype=torch.long)),
-                       likelihood="categorical",
-                       options=EvalOptions(loss_fn=lambda z, t: z.sum((1, 2))))
+    scores = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0)).double()  # one number each
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, ..., classes\)"):
+        FisherOperator(scores, batches=(x, torch.zeros(len(x), dtype=torch.long)),
+                       likelihood="categorical", options=EvalOptions(loss_fn=lambda z, t: z))
     with pytest.raises(KeyError, match="no parameter has the prefix 'classifer'"):
         GGNOperator(model, batches=_batches(x, y), wrt="classifer")
 
@@ -256,3 +255,128 @@ def test_the_landscape_command_computes_every_operators_spectrum(tmp_path, capsy
     with pytest.raises(SystemExit) as stop:  # argparse: one line naming the choices
         main(["landscape", "hessian", str(run), "--operator", "gauss"])
     assert stop.value.code == 2 and "invalid choice: 'gauss'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# microbatches and any model: dict batches, output objects, a user's loss
+
+
+@pytest.mark.parametrize("kind", [HessianOperator, GGNOperator, EmpiricalFisherOperator,
+                                  FisherOperator])
+def test_microbatches_give_the_unsplit_product(kind):
+    model = _mlp()
+    x, y = _data()
+    whole = kind(model, batches=_batches(x, y)).dense()
+    split = kind(model, batches=_batches(x, y), microbatch=3)
+    assert len(split.batches) == 3 + 2  # 7 -> 3+3+1, 4 -> 3+1
+    assert torch.allclose(split.dense(), whole, rtol=1e-12, atol=1e-14)
+
+
+class TokenOutput(dict):
+    """A Hugging Face-style output: a dict whose keys are also attributes."""
+
+    __getattr__ = dict.__getitem__
+
+
+class TokenTagger(nn.Module):
+    """A tiny transformer for token classification, called as ``model(**batch)``."""
+
+    def __init__(self, vocab=6, d=4, classes=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=6, dropout=0.0,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, input_ids, labels=None):
+        logits = self.head(self.encoder(self.embed(input_ids)))
+        out = TokenOutput(logits=logits)
+        if labels is not None:
+            out["loss"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return out
+
+
+def _token_batches(n=6, length=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 6, (n, length), generator=gen)
+    labels = torch.randint(0, 3, (n, length), generator=gen)
+    return [{"input_ids": ids[:4], "labels": labels[:4]},
+            {"input_ids": ids[4:], "labels": labels[4:]}]
+
+
+def _finite_difference_hessian(model, loss_of_params, h=1e-5):
+    """Columns (g(θ + h e_j) − g(θ − h e_j)) / 2h of first-order gradients alone: a truth
+    independent of double backpropagation (torch.func.hessian through LayerNorm's batched
+    double backward does not give a symmetric matrix here)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    params = _params(model)
+    flat = flatten(params)
+
+    def gradient(f):
+        return grad(lambda q: loss_of_params(unflatten(q, params)))(f)
+
+    eye = torch.eye(len(flat), dtype=flat.dtype)
+    with sdpa_kernel(SDPBackend.MATH):
+        cols = [(gradient(flat + h * e) - gradient(flat - h * e)) / (2 * h) for e in eye]
+    return torch.stack(cols, dim=1)
+
+
+def test_a_transformer_called_with_dict_batches():
+    model = TokenTagger().double()
+    batches = _token_batches()
+    n = sum(len(b["labels"]) for b in batches)
+
+    def mean_loss(params):  # the model's own .loss per batch, weighted by the batch's size
+        return sum(len(b["labels"]) / n * functional_call(model, params, (), b)["loss"]
+                   for b in batches)
+
+    op = HessianOperator(model, batches=batches, dtype=torch.float64)
+    truth = _finite_difference_hessian(model, mean_loss)
+    assert torch.allclose(op.dense(max_size=2000), truth, rtol=1e-6, atol=1e-8)
+    # the output-space operators use the logits and the per-example token cross-entropy
+    whole = GGNOperator(model, batches=batches)
+    ev = torch.linalg.eigvalsh(whole.dense(max_size=2000))
+    assert ev.min() >= -1e-10 * ev.max()
+    reverse = GGNOperator(model, batches=batches)
+    reverse.forward_mode = False  # J v by reverse over reverse: the same matrix
+    assert torch.allclose(reverse.dense(max_size=2000), whole.dense(max_size=2000),
+                          rtol=1e-9, atol=1e-12)
+    ggn = GGNOperator(model, batches=batches, wrt="head").dense()
+    head = HessianOperator(model, batches=batches, wrt="head").dense()
+    assert torch.allclose(ggn, head, rtol=1e-8, atol=1e-10)  # linear in the last layer: equal
+    for kind in (EmpiricalFisherOperator, FisherOperator):
+        dense = kind(model, batches=batches, wrt="head").dense()
+        ev = torch.linalg.eigvalsh(dense)
+        assert torch.allclose(dense, dense.T, atol=1e-12) and ev.min() >= -1e-10 * ev.max()
+
+
+def test_a_regression_mlp_with_a_users_loss_of_outputs_and_batch():
+    model = _mlp(d_out=2)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(9, 3, generator=gen, dtype=torch.float64)
+    t = torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    batches = [{"x": x[:5], "target": t[:5]}, {"x": x[5:], "target": t[5:]}]
+
+    class Regressor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x, target=None):
+            return self.net(x)
+
+    def loss(outputs, batch):  # per example, from the whole batch dict
+        return 0.5 * ((outputs - batch["target"]) ** 2).sum(dim=1)
+
+    options = EvalOptions(loss_fn=loss)
+    reg = Regressor()
+    h = HessianOperator(reg, batches=batches, options=options).dense()
+    plain = HessianOperator(model, batches=[(x[:5], t[:5]), (x[5:], t[5:])],
+                            options=EvalOptions(loss_fn=half_squared_error)).dense()
+    assert torch.allclose(h, plain, rtol=1e-12, atol=1e-14)
+    ggn = GGNOperator(reg, batches=batches, options=options).dense()
+    assert torch.allclose(ggn, _dense_ggn(model, x, t, half_squared_error), rtol=1e-10,
+                          atol=1e-12)

@@ -25,12 +25,13 @@ their sizes exactly as :class:`~losslab.landscape.hessian.operator.HessianOperat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp, vjp
+from torch.func import jvp, vjp
 
 from losslab.errors import InputError
 from losslab.landscape.options import EvalOptions, batch_mean
@@ -39,6 +40,8 @@ from losslab.params import flatten, unflatten
 from .operator import DEFAULTS, HessianOperator, ParamSelection, eval_mode
 
 __all__ = ["GGNOperator", "FisherOperator", "EmpiricalFisherOperator", "LIKELIHOODS"]
+
+log = logging.getLogger(__name__)
 
 LIKELIHOODS = ("categorical", "gaussian")
 
@@ -59,26 +62,49 @@ class _OutputSpaceOperator(HessianOperator):
     """Jᵀ M J summed over batches with the Hessian's batch weights; subclasses give M."""
 
     def _outputs(self, params: Mapping[str, Tensor], x: Any) -> Tensor:
-        args = tuple(x) if isinstance(x, tuple) else (x,)
-        return _tensor_output(functional_call(self.model, {**self._fixed, **params}, args))
+        return _tensor_output(self._call(params, x))
 
     def _output_product(self, index: int, z: Tensor, y: Any, u: Tensor) -> Tensor:
         raise NotImplementedError
+
+    forward_mode = True  # J v by forward mode until an operator lacks it (then reverse mode)
 
     def _matvec(self, v: Tensor) -> Tensor:
         vs = unflatten(v, self.params)
         out = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         with eval_mode(self.model):
             for b, ((x, y), w) in enumerate(zip(self.batches, self.batch_weights, strict=True)):
-                def f(params, x=x):
-                    return self._outputs(params, x)
-
-                z, jv = jvp(f, (self.params,), (vs,))
-                mu = self._output_product(b, z.detach(), y, jv.detach())
-                _, pullback = vjp(f, self.params)
-                (grads,) = pullback(mu)
+                grads = self._jt_m_j(b, x, y, vs)
                 out.add_(flatten({k: grads[k] for k in self.names}), alpha=w)
         return out
+
+    def _jt_m_j(self, b: int, x: Any, y: Any, vs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Jᵀ M J v for one batch: J v by ``torch.func.jvp`` and Jᵀ by ``vjp``; for a model
+        with an operation that has no forward-mode derivative (CPU attention kernels), J v
+        by reverse over reverse, J v = ∂/∂u (Jᵀu · v), from one forward pass."""
+        def f(params):
+            return self._outputs(params, x)
+
+        if self.forward_mode:
+            try:
+                z, jv = jvp(f, (self.params,), (vs,))
+            except NotImplementedError as e:  # e.g. scaled_dot_product attention on a CPU
+                log.info("no forward-mode derivative (%s); J v by reverse mode", e)
+                self.forward_mode = False
+            else:
+                mu = self._output_product(b, z.detach(), y, jv.detach())
+                _, pullback = vjp(f, self.params)
+                return pullback(mu)[0]
+        with torch.enable_grad():
+            leaves = {k: t.detach().requires_grad_(True) for k, t in self.params.items()}
+            z = f(leaves)
+            u = torch.zeros_like(z, requires_grad=True)
+            jtu = torch.autograd.grad(z, list(leaves.values()), u, create_graph=True)
+            dot = sum((g * vs[k]).sum() for g, k in zip(jtu, leaves, strict=True))
+            (jv,) = torch.autograd.grad(dot, u)
+            mu = self._output_product(b, z.detach(), y, jv.detach())
+            grads = torch.autograd.grad(z, list(leaves.values()), mu)
+        return dict(zip(leaves, grads, strict=True))
 
 
 class GGNOperator(_OutputSpaceOperator):
@@ -139,11 +165,17 @@ class EmpiricalFisherOperator(_FisherBase):
     def __init__(self, model: nn.Module, point: Mapping[str, Tensor] | Any = None, *,
                  batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
                  buffers: Mapping[str, Tensor] | None = None, wrt: ParamSelection = "all",
-                 options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None) -> None:
+                 options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None,
+                 microbatch: int | None = None) -> None:
         super().__init__(model, point, batches=batches, buffers=buffers, wrt=wrt,
-                         options=options, dtype=dtype)
+                         options=options, dtype=dtype, microbatch=microbatch)
         self._scores = [self._scores_of(z, y).unsqueeze(0)
                         for z, (_, y) in zip(self._outputs_at_point(), self.batches, strict=True)]
+
+
+def _with_labels(y: Any, labels: Tensor) -> Any:
+    """The targets with sampled labels: the labels themselves, or a dict batch with them."""
+    return {**y, "labels": labels} if isinstance(y, Mapping) else labels
 
 
 class FisherOperator(_FisherBase):
@@ -160,9 +192,10 @@ class FisherOperator(_FisherBase):
                  batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
                  buffers: Mapping[str, Tensor] | None = None, wrt: ParamSelection = "all",
                  options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None,
-                 likelihood: str | None = None, mc_samples: int = 1, seed: int = 0) -> None:
+                 microbatch: int | None = None, likelihood: str | None = None,
+                 mc_samples: int = 1, seed: int = 0) -> None:
         super().__init__(model, point, batches=batches, buffers=buffers, wrt=wrt,
-                         options=options, dtype=dtype)
+                         options=options, dtype=dtype, microbatch=microbatch)
         if likelihood is not None and likelihood not in LIKELIHOODS:
             raise InputError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if mc_samples < 1:
@@ -170,22 +203,28 @@ class FisherOperator(_FisherBase):
         self.mc_samples, self.seed = int(mc_samples), int(seed)
         gen = torch.Generator().manual_seed(self.seed)
         self._scores = []
+        kinds = set()
         for z, (_, y) in zip(self._outputs_at_point(), self.batches, strict=True):
-            kind = likelihood or ("categorical" if not y.is_floating_point() else "gaussian")
+            labels = y["labels"] if isinstance(y, Mapping) else y
+            kind = likelihood or ("gaussian" if labels.is_floating_point() else "categorical")
             draw = self._categorical if kind == "categorical" else self._gaussian
-            self._scores.append(torch.stack([self._scores_of(z, draw(z, y, gen))
+            self._scores.append(torch.stack([self._scores_of(z, _with_labels(y, draw(z, gen)))
                                              for _ in range(self.mc_samples)]))
-        self.likelihood = likelihood
+            kinds.add(kind)
+        self.likelihood = kinds.pop() if len(kinds) == 1 else likelihood
 
     @staticmethod
-    def _categorical(z: Tensor, y: Any, gen: torch.Generator) -> Tensor:
-        if z.ndim != 2 or not z.is_floating_point():
-            raise InputError(f"the categorical Fisher needs logits of shape (batch, classes) "
-                             f"from the model, got a tensor of shape {tuple(z.shape)}")
-        probs = torch.softmax(z.detach().to("cpu", torch.float64), dim=1)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(1).to(z.device)
+    def _categorical(z: Tensor, gen: torch.Generator) -> Tensor:
+        """One class per example (per position of a sequence) from the softmax of the logits
+        (the last dimension)."""
+        if z.ndim < 2 or not z.is_floating_point():
+            raise InputError(f"the categorical Fisher needs logits of shape (batch, ..., "
+                             f"classes) from the model, got a tensor of shape {tuple(z.shape)}")
+        probs = torch.softmax(z.detach().to("cpu", torch.float64), dim=-1)
+        flat = torch.multinomial(probs.reshape(-1, z.shape[-1]), 1, generator=gen)
+        return flat.reshape(z.shape[:-1]).to(z.device)
 
-    def _gaussian(self, z: Tensor, y: Any, gen: torch.Generator) -> Tensor:
+    def _gaussian(self, z: Tensor, gen: torch.Generator) -> Tensor:
         c = self._squared_error_scale(z)
         noise = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z.device, z.dtype)
         return (z + noise / (2 * c) ** 0.5).detach()

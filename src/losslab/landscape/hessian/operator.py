@@ -35,15 +35,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from losslab.errors import InputError, NotFoundError
 from losslab.landscape.directions import as_params, point_buffers
-from losslab.landscape.options import EvalOptions, batch_mean
+from losslab.landscape.options import EvalOptions, batch_mean, cross_entropy_per_example
 from losslab.params import ParamDict, flatten, unflatten
 from losslab.progress import Progress, track
 
 __all__ = ["SymmetricOperator", "MatrixOperator", "HessianOperator", "select_parameters",
-           "random_vector"]
+           "random_vector", "model_output_loss"]
 
 ParamSelection = str | Sequence[str]
 DEFAULTS = EvalOptions()
@@ -219,8 +220,58 @@ def _cast(t: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
 def _batch_size(x: Any, y: Any) -> int:
     if isinstance(y, Tensor) and y.ndim >= 1:
         return int(y.shape[0])
-    first = x[0] if isinstance(x, (tuple, list)) else x
+    if isinstance(x, Mapping):
+        first = next(v for v in x.values() if isinstance(v, Tensor))
+    else:
+        first = x[0] if isinstance(x, (tuple, list)) else x
     return int(first.shape[0])
+
+
+def _cast_tree(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Tensors of a batch (a tensor, a tuple of them, a dict of them) cast for evaluation;
+    anything else (a string, a flag) as it is."""
+    if isinstance(x, Tensor):
+        return _cast(x, device, dtype)
+    if isinstance(x, Mapping):
+        return {k: _cast_tree(v, device, dtype) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return tuple(_cast_tree(v, device, dtype) for v in x)
+    return x
+
+
+def _rows(x: Any, start: int, stop: int, n: int) -> Any:
+    """Examples ``start:stop`` of every tensor of a batch whose leading dimension is ``n``."""
+    if isinstance(x, Tensor):
+        return x[start:stop] if x.ndim >= 1 and x.shape[0] == n else x
+    if isinstance(x, Mapping):
+        return {k: _rows(v, start, stop, n) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_rows(v, start, stop, n) for v in x)
+    return x
+
+
+def _split(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)``: a pair as it is; a dict batch (``model(**batch)``, Hugging Face
+    style) is both its inputs and what the loss reads its labels from."""
+    if isinstance(batch, Mapping):
+        return dict(batch), dict(batch)
+    x, y = batch
+    return x, y
+
+
+def model_output_loss(outputs: Any, batch: Any) -> Tensor:
+    """The default loss of a dict batch: the model's own ``.loss`` when its output carries one
+    (a 0-d mean, weighted by the batch's size), else the per-example cross-entropy of
+    ``.logits`` against ``batch["labels"]`` (the mean over the positions of a sequence)."""
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if isinstance(loss, Tensor):
+        return loss
+    logits = outputs if isinstance(outputs, Tensor) else (
+        outputs.get("logits") if isinstance(outputs, Mapping) else outputs.logits)
+    labels = batch["labels"]
+    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                            labels.reshape(-1), reduction="none")
+    return per.reshape(labels.shape[0], -1).mean(dim=1)
 
 
 class HessianOperator(SymmetricOperator):
@@ -232,8 +283,12 @@ class HessianOperator(SymmetricOperator):
         point: the parameter values to evaluate the Hessian at (a name-keyed dict, a
             LoadedCheckpoint or a module); default the model's current parameters.
         batches: an iterable of ``(inputs, targets)`` pairs (``inputs`` a tensor, or a tuple
-            of tensors passed as positional arguments), or one such pair. It is materialized
-            once, so a shuffling loader yields one fixed subset: the operator is deterministic.
+            of tensors passed as positional arguments) or of dicts (passed as keyword
+            arguments, ``model(**batch)``, Hugging Face style; ``loss_fn(outputs, batch)`` then
+            gets the whole dict, and by default is :func:`model_output_loss`: the output's
+            ``.loss``, else cross-entropy of ``.logits`` against ``batch["labels"]``), or one
+            such pair or dict. It is materialized once, so a shuffling loader yields one fixed
+            subset: the operator is deterministic.
         buffers: the buffer values (e.g. BatchNorm running statistics); default the point's
             own (a LoadedCheckpoint's or a module's), else the model's.
         wrt: which parameters θ the Hessian is taken with respect to (see
@@ -244,6 +299,9 @@ class HessianOperator(SymmetricOperator):
             parameter's). BatchNorm is always ``"keep"`` here (eval mode).
         dtype: the floating dtype to compute in (default the first selected parameter's).
             Parameters, buffers and floating inputs are cast.
+        microbatch: at most this many examples per forward and backward pass: each batch is
+            split and the parts' products, weighted by their sizes, add up to the batch's
+            (equal up to rounding), so one product of a large model fits in memory.
 
     The products run with the model in **eval mode**: BatchNorm uses its running statistics,
     so H is the Hessian of the deterministic eval-mode loss (train-mode BatchNorm would make
@@ -257,7 +315,8 @@ class HessianOperator(SymmetricOperator):
     def __init__(self, model: nn.Module, point: Mapping[str, Tensor] | Any = None, *,
                  batches: Iterable[tuple[Any, Any]] | tuple[Tensor, Tensor],
                  buffers: Mapping[str, Tensor] | None = None, wrt: ParamSelection = "all",
-                 options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None) -> None:
+                 options: EvalOptions = DEFAULTS, dtype: torch.dtype | None = None,
+                 microbatch: int | None = None) -> None:
         if options.bn not in (None, "keep"):
             raise InputError(f"HessianOperator evaluates in eval mode with the given buffers "
                              f"(bn='keep'); options.bn={options.bn!r} is not supported")
@@ -285,23 +344,32 @@ class HessianOperator(SymmetricOperator):
         self._fixed = fixed
         super().__init__(sum(t.numel() for t in self.params.values()), dtype, device)
 
-        if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
+        if isinstance(batches, Mapping) or (isinstance(batches, tuple) and len(batches) == 2
+                                            and isinstance(batches[0], Tensor)):
             batches = [batches]
+        if microbatch is not None and microbatch < 1:
+            raise InputError(f"microbatch must be a positive number of examples, got {microbatch}")
         self.batches: list[tuple[Any, Any]] = []
         sizes = []
-        for x, y in batches:
-            x = tuple(_cast(t, device, dtype) for t in x) if isinstance(x, (tuple, list)) \
-                else _cast(x, device, dtype)
-            y = _cast(y, device, dtype) if isinstance(y, Tensor) else y
-            self.batches.append((x, y))
-            sizes.append(_batch_size(x, y))
+        dict_batches = False
+        for batch in batches:
+            dict_batches |= isinstance(batch, Mapping)
+            x, y = (_cast_tree(t, device, dtype) for t in _split(batch))
+            n = _batch_size(x, y)
+            step = microbatch or n  # products of microbatches add up to the batch's product
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                self.batches.append((_rows(x, start, stop, n), _rows(y, start, stop, n)))
+                sizes.append(stop - start)
         if not self.batches:
             raise InputError("HessianOperator needs at least one batch")
         self.num_examples = sum(sizes)
         # n_b / N: the weight of each batch's mean loss in the data set's mean loss.
         self.batch_weights = [n / self.num_examples for n in sizes]
+        self.microbatch = microbatch
         self.model = model
-        self.loss_fn = options.loss_fn
+        default = options.loss_fn is cross_entropy_per_example
+        self.loss_fn = model_output_loss if dict_batches and default else options.loss_fn
 
     def to_dict(self, vector: Tensor) -> ParamDict:
         """A flat vector (e.g. an eigenvector) as a name-keyed dict of the selected parameters."""
@@ -315,10 +383,18 @@ class HessianOperator(SymmetricOperator):
                 total = total + w * self._batch_loss(self.params, x, y)
         return total
 
+    def _call(self, params: Mapping[str, Tensor], x: Any) -> Any:
+        """The model's output on inputs ``x`` (positional, or keyword for a dict batch)."""
+        weights = {**self._fixed, **params}
+        # Curvature needs second (and forward-mode) derivatives, which the fused attention
+        # kernels lack; attention's plain formulation has them.
+        with sdpa_kernel(SDPBackend.MATH):
+            if isinstance(x, Mapping):
+                return functional_call(self.model, weights, (), dict(x))
+            return functional_call(self.model, weights, tuple(x) if isinstance(x, tuple) else (x,))
+
     def _batch_loss(self, params: Mapping[str, Tensor], x: Any, y: Any) -> Tensor:
-        args = tuple(x) if isinstance(x, tuple) else (x,)
-        out = functional_call(self.model, {**self._fixed, **params}, args)
-        return batch_mean(self.loss_fn(out, y))
+        return batch_mean(self.loss_fn(self._call(params, x), y))
 
     def _matvec(self, v: Tensor) -> Tensor:
         vs = unflatten(v, self.params)
