@@ -38,8 +38,8 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
-	for b in trainer loader ensemble repulsion annealing hessian landscape curve study_workers \
-		study_load; do \
+	for b in trainer loader ensemble repulsion annealing hessian curvature landscape curve \
+		study_workers study_load; do \
 		$(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:

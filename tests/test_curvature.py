@@ -252,6 +252,19 @@ def test_the_landscape_command_computes_every_operators_spectrum(tmp_path, capsy
         assert {"hessian": "Hessian of the training loss", "ggn": "generalized Gauss-Newton",
                 "empirical_fisher": "empirical Fisher"}[operator] in page
     assert top["ggn"] != top["hessian"]
+    # the per-layer table: one row per module, its shares of the whole, and its bar chart
+    assert main(["landscape", "curvature", str(run), "--examples", "32", "--operator", "ggn",
+                 "--per-layer", "--out", str(tmp_path / "layers")]) == 0
+    printed = capsys.readouterr().out
+    table = json.loads((tmp_path / "layers" / "landscape_curvature.json").read_text())
+    names = [g["name"] for g in table["groups"]]
+    assert names[0] == "features.0.0" and names[-1] == "classifier"  # the small CNN's modules
+    for g in table["groups"]:
+        assert g["name"] in printed and 0 <= g["lambda_share"] <= 1 + 1e-4
+    assert abs(sum(g["trace"] for g in table["groups"]) - table["whole"]["trace"]) \
+        <= 4 * (table["block_trace_std_error"] + table["whole"]["trace_std_error"]) + 1e-6
+    page = (tmp_path / "layers" / "landscape_curvature.html").read_text()
+    assert "curvature per layer" in page and "Cauchy interlacing" in page
     with pytest.raises(SystemExit) as stop:  # argparse: one line naming the choices
         main(["landscape", "hessian", str(run), "--operator", "gauss"])
     assert stop.value.code == 2 and "invalid choice: 'gauss'" in capsys.readouterr().err

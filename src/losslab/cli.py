@@ -10,7 +10,8 @@
     losslab findings SUITE.yaml [--out DIR] [--only STUDY ...] [--backend local|ray] [--workers N]
     losslab demo [--out DIR] [--backend local|ray] [--workers N]
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
-    losslab landscape surface|line|trajectory|hessian|ratio_map RUN_OR_CKPT [RUN_OR_CKPT] [--out DIR]
+    losslab landscape surface|line|trajectory|hessian|ratio_map|curvature RUN_OR_CKPT [RUN_OR_CKPT]
+                [--out DIR] [--operator hessian|ggn|fisher|empirical_fisher] [--per-layer]
     losslab curve fit START END [--bends 1] [--kind bezier] [--out DIR] [--set KEY=VALUE ...]
     losslab curve evaluate|plane CURVE_RUN [--points 61] [--grid 21] [--out DIR]
     losslab models
@@ -236,7 +237,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
                                centered=not args.uncentered, lanczos_steps=args.lanczos_steps,
-                               operator=args.operator, path=partial)
+                               operator=args.operator, per_layer=args.per_layer, path=partial)
     print(landscape_summary(args.kind, result))
     _write_result(Path(args.out) / f"landscape_{args.kind}.json",
                   {"kind": args.kind, "runs": args.runs, **result})
@@ -371,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "
                        "Hessian spectra of trained runs")
-    p.add_argument("kind", choices=["surface", "line", "trajectory", "hessian", "ratio_map"])
+    p.add_argument("kind", choices=["surface", "line", "trajectory", "hessian", "ratio_map",
+                                    "curvature"])
     p.add_argument("runs", nargs="+", help="run directories (their final model) or checkpoint "
                    "files (two for line: start and end)")
     p.add_argument("--out", default=".", help="directory for landscape_<kind>.json (a "
@@ -392,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["hessian", "ggn", "fisher", "empirical_fisher"],
                    help="hessian: the curvature whose spectrum is computed (ggn: generalized "
                    "Gauss-Newton; fisher: Monte-Carlo Fisher; empirical_fisher)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="curvature: a row per module (its block's top eigenvalue, trace and "
+                   "their shares of the whole); without it, the whole model only")
     p.add_argument("--lanczos-steps", type=_positive_int, default=30,
                    help="ratio_map: the most Hessian-vector products per point and eigenvalue")
     p.add_argument("--uncentered", action="store_true",

@@ -74,8 +74,23 @@ def _trajectory_summary(r: dict[str, Any]) -> str:
             f"PC2 {100 * ev[1]:.1f}% of the variance")
 
 
+def _share(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _curvature_summary(r: dict[str, Any]) -> str:
+    rows = [{"": g["name"], "parameters": g["size"], "λmax": f"{g['top_eigenvalues'][0]:.4g}",
+             "λ share": _share(g["lambda_share"]), "trace": f"{g['trace']:.4g}",
+             "trace share": _share(g["trace_share"]), "converged": g["converged"]}
+            for g in [*r["groups"], r["whole"]]]
+    return (f"{r['operator']} curvature on the {_on(r)}: {r['total_products']} products, "
+            f"{'all' if r['all_converged'] else 'NOT all'} converged\n" + table(rows))
+
+
 def landscape_summary(kind: str, r: dict[str, Any]) -> str:
     """The printed summary of a ``losslab landscape KIND`` result."""
+    if kind == "curvature":
+        return _curvature_summary(r)
     if kind == "surface":
         return _grid_summary("surface", r, "loss", "loss")
     if kind == "line":

@@ -6,8 +6,10 @@ Options (beside ``name: landscape``):
   ``line`` (the interpolation between the final models of the two ``variants``, extrapolated
   over α ∈ [−0.5, 1.5]), ``trajectory`` (each variant's run on the PCA plane of its saved
   epoch checkpoints, its snapshot/FGE members marked), ``hessian`` (top eigenvalues, trace
-  and spectral density of each variant's final model) or ``ratio_map`` (|λmin/λmax| of the
-  Hessian over a filter-normalized random plane: Li et al.'s convexity check);
+  and spectral density of each variant's final model), ``ratio_map`` (|λmin/λmax| of the
+  Hessian over a filter-normalized random plane: Li et al.'s convexity check) or ``curvature``
+  (the per-layer table: each module's block of the ``operator``'s matrix, its top eigenvalue
+  and trace and their shares of the whole; ``per_layer: false`` gives the whole model alone);
 * ``variants`` (default: all), ``seed`` (which seed's runs the report draws; default the
   first), ``seeds`` (also compute for these seeds, or ``all``, for findings: each seed's run
   gives a ``per_run`` row of the numbers below; default: only ``seed``);
@@ -36,6 +38,7 @@ Options (beside ``name: landscape``):
 ``barrier`` (max over α ∈ [0, 1] of the loss minus the larger endpoint's); ``trajectory``:
 ``pca_variance_2`` (the share of the offsets' variance the plane's two directions explain);
 ``hessian``: ``lambda_max``, ``lambda_min``, ``abs_ratio`` = |λmin/λmax|, ``trace``;
+``curvature``: the whole model's ``lambda_max`` and ``trace``;
 ``ratio_map``: ``ratio_center`` (|λmin/λmax| at the trained model) and ``ratio_away`` (its
 mean over the grid's border, a span away).
 """
@@ -64,7 +67,7 @@ __all__ = ["landscape_analysis", "compute_landscape"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
+KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map", "curvature")
 RESUMABLE = ("surface", "ratio_map")  # the kinds that store finished points and continue from them
 
 
@@ -181,6 +184,20 @@ def _hessian(run_dir, o) -> dict[str, Any]:
             **_data_of(o)}
 
 
+def _curvature(run_dir, o) -> dict[str, Any]:
+    """The per-layer curvature table (each module's diagonal block against the whole), or
+    with ``per_layer`` false the whole model's row alone."""
+    from losslab.landscape.hessian.per_layer import per_layer_curvature
+
+    o = {**o, "examples": o["examples"] or 512}
+    ckpt, model, batches, device = _setup(run_dir, o)
+    r = per_layer_curvature(model, ckpt.params, batches=batches, buffers=ckpt.buffers,
+                            operator=o["operator"], groups="modules" if o["per_layer"] else [],
+                            options=EvalOptions(device=device), top_k=1, trace_products=30,
+                            max_iter=60, tol=1e-4, seed=0)
+    return {**r, **_data_of(o)}
+
+
 def curvature_operator(name: str):
     """The operator class an analysis's ``operator`` option names."""
     from losslab.landscape.hessian import (
@@ -236,6 +253,9 @@ def summary(kind: str, r: dict[str, Any]) -> dict[str, float]:
                 "barrier": float(loss[inside].max() - max(at0, at1))}
     if kind == "trajectory":
         return {"pca_variance_2": float(sum(r["explained_variance"][:2]))}
+    if kind == "curvature":
+        whole = r["whole"]
+        return {"lambda_max": float(whole["top_eigenvalues"][0]), "trace": float(whole["trace"])}
     if kind == "hessian":
         ev = np.asarray(r["eigenvalues"], dtype=float)
         return {"lambda_max": float(ev.max()), "lambda_min": float(ev.min()),
@@ -246,7 +266,7 @@ def summary(kind: str, r: dict[str, Any]) -> dict[str, float]:
 
 
 _COMPUTE = {"surface": _surface, "trajectory": _trajectory, "hessian": _hessian,
-            "ratio_map": _ratio_map}  # one model each; "line" takes two
+            "ratio_map": _ratio_map, "curvature": _curvature}  # one model each; "line" takes two
 
 
 def _options(kind: str, **options: Any) -> dict[str, Any]:
@@ -261,6 +281,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
                       centered: bool = True, operator: str = "hessian",
+                      per_layer: bool = True,
                       path: str | Path | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs.
@@ -274,7 +295,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
         raise InputError(f"landscape {kind} cannot store partial results; only {RESUMABLE} can")
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered, operator=operator)
+                       centered=centered, operator=operator, per_layer=per_layer)
     options["path"] = path
     if kind == "line":
         if len(run_dirs) != 2:
@@ -292,13 +313,14 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        examples: int = 0, points: int = 11, span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
                        centered: bool = True, operator: str = "hessian",
+                       per_layer: bool = True,
                        contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
                        log_colors: bool = False) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered, operator=operator)
+                       centered=centered, operator=operator, per_layer=per_layer)
     vmin, vmax, step = (float(v) for v in contour_levels)
     if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
         raise InputError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "

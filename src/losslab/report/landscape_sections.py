@@ -9,6 +9,8 @@ import pandas as pd
 from markupsafe import escape
 
 from losslab.report.figures import (
+    BarFigure,
+    BarSeries,
     HeatmapFigure,
     LineFigure,
     ScatterSeries,
@@ -104,6 +106,10 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
                 f"{name}: |λmin/λmax| (small: locally convex-looking)", np.array(r["x"]),
                 np.array(r["y"]), np.array(r["ratio"], dtype=float), "α", "β",
                 zlabel="|λmin/λmax|"))
+    elif kind == "curvature":
+        for name, r in good.items():
+            figures.append(_curvature_bars(name, r))
+            tables.append(_curvature_table(name, r))
     else:  # hessian
         figures.append(LineFigure(
             f"Spectral density of the {_operator(good)} (SLQ)", "eigenvalue",
@@ -122,6 +128,26 @@ def landscape_section(records, data: dict[str, Any]) -> Section:
         html += "<ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in errors.items()) \
             + "</ul>"
     return Section(title=_title(kind, data, good), html=html, figures=figures, tables=tables)
+
+
+def _curvature_bars(name: str, r: dict[str, Any]) -> BarFigure:
+    """Each module's share of the whole's top eigenvalue and trace."""
+    rows = r["groups"]
+    shares = [BarSeries(label, np.array([np.nan if g[key] is None else g[key] for g in rows]))
+              for label, key in (("share of λmax", "lambda_share"),
+                                 ("share of the trace", "trace_share"))]
+    return BarFigure(f"{name}: curvature per layer ({OPERATORS.get(r['operator'], '')})",
+                     "layer", "share of the whole", [g["name"] for g in rows], shares)
+
+
+def _curvature_table(name: str, r: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run": name, "layer": g["name"], "parameters": g["size"],
+        "λmax": f"{g['top_eigenvalues'][0]:.4g}", "converged": g["converged"],
+        "trace": f"{g['trace']:.4g} ± {g['trace_std_error']:.2g}",
+        "share of λmax": "–" if g["lambda_share"] is None else f"{g['lambda_share']:.3f}",
+        "share of the trace": "–" if g["trace_share"] is None else f"{g['trace_share']:.3f}"}
+        for g in [*r["groups"], r["whole"]]])
 
 
 OPERATORS = {"hessian": "Hessian", "ggn": "generalized Gauss-Newton",
@@ -176,6 +202,14 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
                 f"unit-norm PCA directions (Euclidean distance in parameter space), labelled "
                 f"with their share of the variance, θ_final at (0, 0). Loss contours on {on}."
                 f"{_levels_text(data)} Layout: {escape(AXES)}.")
+    if kind == "curvature":
+        return (f"The {_operator(results)} of the {escape(first.get('split', 'train'))}-split loss "
+                f"at each final model, on {_data(first.get('split', 'train'), first.get('examples', 0))}"
+                ", one row per module: the top eigenvalue (Lanczos) and trace (Hutch++, or exact "
+                "for small blocks) of its diagonal block, every other parameter held fixed, and "
+                "their shares of the whole matrix's (Sankar et al. 2021). The blocks' traces add "
+                "up to the whole trace; a block's top eigenvalue is at most the whole's "
+                "(Cauchy interlacing).")
     if kind == "hessian":
         split = first.get("split", "train")
         which = "training" if split == "train" else f"{escape(split)}-split"

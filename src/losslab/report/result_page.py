@@ -26,7 +26,7 @@ __all__ = ["result_kind", "result_sections", "write_result_page", "write_run_pag
 
 log = logging.getLogger(__name__)
 
-LANDSCAPE_KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map")
+LANDSCAPE_KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map", "curvature")
 # The result files the commands write, which a directory's page gathers.
 RESULT_PATTERNS = ("landscape_*.json", "curve_evaluate.json", "curve_plane.json", "ensemble.json")
 
