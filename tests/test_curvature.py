@@ -393,3 +393,30 @@ def test_a_regression_mlp_with_a_users_loss_of_outputs_and_batch():
     ggn = GGNOperator(reg, batches=batches, options=options).dense()
     assert torch.allclose(ggn, _dense_ggn(model, x, t, half_squared_error), rtol=1e-10,
                           atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", [HessianOperator, GGNOperator])
+def test_eigenvector_directions_are_the_dense_eigenvectors(kind):
+    from losslab.landscape.directions import Directions
+
+    model = _mlp()
+    x, y = _data()
+    op = kind(model, batches=_batches(x, y))
+    dense = op.dense()
+    values, vectors = torch.linalg.eigh(dense)
+    dirs = Directions.eigenvectors(op, _params(model), 2, max_iter=op.size, tol=1e-10)
+    assert dirs.kind == "eigenvectors_largest" and len(dirs) == 2
+    assert dirs.extra["eigenvalues"] == pytest.approx(values[-2:].flip(0).tolist(), rel=1e-9)
+    for d, truth in zip(dirs, (vectors[:, -1], vectors[:, -2]), strict=True):
+        flat = flatten(d)
+        assert abs(float(flat @ truth)) == pytest.approx(1.0, abs=1e-9)  # the same, up to sign
+        assert torch.allclose(dense @ flat, float(flat @ dense @ flat) * flat, atol=1e-8)
+    if kind is HessianOperator:  # (the GGN's null space is one repeated 0: Lanczos sees it once)
+        bottom = Directions.eigenvectors(op, _params(model), 2, which="smallest",
+                                         max_iter=op.size, tol=1e-10)
+        assert bottom.extra["eigenvalues"] == pytest.approx(values[:2].tolist(), abs=1e-9)
+    filtered = Directions.eigenvectors(op, _params(model), 2, normalization="filter",
+                                       ignore="biasbn", max_iter=op.size, tol=1e-10)
+    w = _params(model)["0.weight"]
+    assert torch.allclose(filtered[0]["0.weight"].norm(dim=1), w.norm(dim=1))
+    assert filtered[0]["0.bias"].abs().max() == 0

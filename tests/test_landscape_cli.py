@@ -90,3 +90,25 @@ def test_landscape_cli_hessian_ratio_map_and_a_subset_larger_than_the_split(tmp_
     result = json.loads((tmp_path / "landscape_ratio_map.json").read_text())
     assert result["examples"] == 0 and result["split"] == "test"
     assert "|λmin/λmax|" in capsys.readouterr().out
+
+
+def test_a_surface_on_the_plane_of_the_top_hessian_eigenvectors(tmp_path, capsys):
+    """Along the top eigenvector, the surface's curvature at the centre is λ1 (a second
+    difference over a small span: ReLU kinks and float32 rounding bound its accuracy to about
+    10% here), and its plane and eigenvalues are recorded."""
+    run = train_run(load_config(overrides=["epochs=1", "log.progress=false",
+                                           "log.tensorboard=false"]), tmp_path / "r")
+    assert main(["landscape", "surface", str(run), "--directions", "hessian_top2",
+                 "--normalization", "none", "--examples", "64", "--points", "3", "--span",
+                 "0.003", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "landscape_surface.json").read_text())
+    assert result["directions"] == "hessian_top2"
+    lam1, lam2 = result["directions_extra"]["eigenvalues"]
+    assert lam1 >= lam2 > 0 and result["directions_extra"]["converged"]
+    loss = result["loss"]  # loss[i][j] at (x[j], y[i]); the first direction is x
+    along_x = (loss[1][0] + loss[1][2] - 2 * loss[1][1]) / 0.003 ** 2
+    along_y = (loss[0][1] + loss[2][1] - 2 * loss[1][1]) / 0.003 ** 2
+    assert along_x == pytest.approx(lam1, rel=0.15) and along_y == pytest.approx(lam2, rel=0.15)
+    assert main(["landscape", "surface", str(run), "--directions", "hesian_top2", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "directions must be one of" in capsys.readouterr().err

@@ -237,7 +237,8 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
                                centered=not args.uncentered, lanczos_steps=args.lanczos_steps,
-                               operator=args.operator, per_layer=args.per_layer, path=partial)
+                               operator=args.operator, per_layer=args.per_layer,
+                               directions=args.directions, path=partial)
     print(landscape_summary(args.kind, result))
     _write_result(Path(args.out) / f"landscape_{args.kind}.json",
                   {"kind": args.kind, "runs": args.runs, **result})
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["hessian", "ggn", "fisher", "empirical_fisher"],
                    help="hessian: the curvature whose spectrum is computed (ggn: generalized "
                    "Gauss-Newton; fisher: Monte-Carlo Fisher; empirical_fisher)")
+    p.add_argument("--directions", default="random", metavar="random|OPERATOR_top2|OPERATOR_bottom2",
+                   help="surface: the plane's directions: random (default) or the top / bottom "
+                   "two eigenvectors of a curvature operator (hessian_top2, ggn_top2, ...)")
     p.add_argument("--per-layer", action="store_true",
                    help="curvature: a row per module (its block's top eigenvalue, trace and "
                    "their shares of the whole); without it, the whole model only")

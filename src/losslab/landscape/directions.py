@@ -134,22 +134,25 @@ def random_direction(params: Mapping[str, Tensor] | Any, *, normalization: str =
         if not theta.is_floating_point():
             raise TypeError(f"parameter {name!r} is {theta.dtype}; directions need floats")
         d = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device="cpu")
-        d = d.to(theta.device)
-        t = theta.detach()
-        if t.ndim <= 1:
-            if ignore == "biasbn":
-                d = torch.zeros_like(d)
-            elif normalization != "none":
-                d = _scale_to(d, torch.linalg.vector_norm(t))
-        elif normalization == "filter":
-            dn = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
-            tn = torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
-            scale = tn / dn.clamp_min(torch.finfo(d.dtype).tiny)
-            d = d * scale.reshape(-1, *([1] * (d.ndim - 1)))
-        elif normalization == "layer":
-            d = _scale_to(d, torch.linalg.vector_norm(t))
-        out[name] = d
+        out[name] = normalize_like(d.to(theta.device), theta.detach(), normalization, ignore)
     return out
+
+
+def normalize_like(d: Tensor, t: Tensor, normalization: str, ignore: str) -> Tensor:
+    """One tensor ``d`` of a direction normalized against the parameter ``t`` it perturbs (the
+    rules of :func:`random_direction`)."""
+    if t.ndim <= 1:
+        if ignore == "biasbn":
+            return torch.zeros_like(d)
+        return d if normalization == "none" else _scale_to(d, torch.linalg.vector_norm(t))
+    if normalization == "filter":
+        dn = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
+        tn = torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+        scale = tn / dn.clamp_min(torch.finfo(d.dtype).tiny)
+        return d * scale.reshape(-1, *([1] * (d.ndim - 1)))
+    if normalization == "layer":
+        return _scale_to(d, torch.linalg.vector_norm(t))
+    return d
 
 
 def interpolation_direction(start: Mapping[str, Tensor] | Any,
@@ -236,6 +239,40 @@ class Directions:
                                  generator=gen) for _ in range(n)]
         return cls(dirs, kind="random", normalization=normalization, ignore=ignore,
                    seed=int(seed))
+
+    @classmethod
+    def eigenvectors(cls, op: Any, params: Mapping[str, Tensor] | Any, k: int = 2, *,
+                     which: str = "largest", normalization: str = "none",
+                     ignore: str = "none", max_iter: int = 100, tol: float = 1e-6,
+                     seed: int = 0) -> Directions:
+        """The ``k`` eigenvectors of a curvature operator (a Hessian, GGN or Fisher of
+        :mod:`losslab.landscape.hessian`, built at ``params``) with the largest (or smallest)
+        eigenvalues, by Lanczos, the first direction the most extreme: the plane of the
+        sharpest (or flattest, or most negative) curvature around the point (Li et al. 2018,
+        §6 after Dauphin et al. 2014). ``normalization`` ``"none"`` keeps them unit vectors of
+        weight space; ``"filter"`` / ``"layer"`` (with ``ignore``) rescale them as random
+        directions are. The eigenvalues, their convergence and the operator are in ``extra``.
+        """
+        from losslab.landscape.hessian import lanczos
+
+        _check_choice("normalization", normalization, NORMALIZATIONS)
+        _check_choice("ignore", ignore, IGNORES)
+        params = as_params(params)
+        r = lanczos(op, k=k, which=which, max_iter=max_iter, tol=tol, seed=seed,
+                    return_eigenvectors=True)
+        order = list(range(k))[::-1] if which == "largest" else list(range(k))
+        dirs = []
+        for i in order:
+            vec = op.to_dict(r.eigenvectors[i])
+            dirs.append({name: normalize_like(vec[name].to(t.dtype) if name in vec
+                                              else torch.zeros_like(t), t.detach(),
+                                              normalization, ignore)
+                         for name, t in params.items()})
+        extra = {"operator": type(op).__name__, "which": which,
+                 "eigenvalues": [float(r.eigenvalues[i]) for i in order],
+                 "converged": bool(r.converged), "products": int(r.num_products)}
+        return cls(dirs, kind=f"eigenvectors_{which}", normalization=normalization,
+                   ignore=ignore, seed=int(seed), extra=extra)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-serializable description (no tensors)."""

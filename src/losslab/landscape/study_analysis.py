@@ -13,6 +13,9 @@ Options (beside ``name: landscape``):
 * ``variants`` (default: all), ``seed`` (which seed's runs the report draws; default the
   first), ``seeds`` (also compute for these seeds, or ``all``, for findings: each seed's run
   gives a ``per_run`` row of the numbers below; default: only ``seed``);
+* ``directions`` (``random``): a surface's plane, random or the top / bottom two eigenvectors
+  of a curvature operator at the model (``hessian_top2``, ``ggn_top2``, ``hessian_bottom2``,
+  ...), normalized as ``normalization`` says;
 * ``split`` (``train``, as Li et al. and loss-landscape map the training loss; ``test`` or
   ``val`` as an option), ``examples`` (evaluate on a fixed random subset of this many examples;
   0: the whole split), ``points`` (grid points per axis, odd), ``span`` (the grid's half width),
@@ -103,16 +106,38 @@ def _setup(path: str, o: dict[str, Any]):
     return ckpt, model, batches, device
 
 
+DIRECTIONS = ("random", *(f"{op}_{end}2" for op in ("hessian", "ggn", "fisher",
+                                                     "empirical_fisher")
+                          for end in ("top", "bottom")))
+
+
+def _plane(o: dict[str, Any], ckpt, model, batches, device) -> Directions:
+    """The plane's two directions: random (filter-normalized by default, Li et al. §4), or the
+    top / bottom two eigenvectors of a curvature operator at the point (``hessian_top2``),
+    normalized as ``normalization`` says (``none``: unit vectors)."""
+    kind = o["directions"]
+    if kind == "random":
+        return Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
+    operator, end = kind[:-1].rsplit("_", 1)  # "hessian_top2" -> ("hessian", "top")
+    op = curvature_operator(operator)(model, ckpt.params, batches=batches, buffers=ckpt.buffers,
+                                      options=EvalOptions(device=device))
+    return Directions.eigenvectors(op, ckpt.params, 2, normalization=o["normalization"],
+                                   which="largest" if end == "top" else "smallest",
+                                   ignore="biasbn" if o["normalization"] != "none" else "none",
+                                   max_iter=100, tol=1e-4)
+
+
 def _surface(run_dir, o) -> dict[str, Any]:
     ckpt, model, batches, device = _setup(run_dir, o)
-    dirs = Directions.random(ckpt.params, n=2, normalization=o["normalization"], seed=0)
+    dirs = _plane(o, ckpt, model, batches, device)
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, batches=batches, buffers=ckpt.buffers,
                 grid=(-s, s, n), options=EvalOptions(bn=o["bn"] or "keep", device=device),
                 path=o.get("path"))
     return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
-            "normalization": o["normalization"], **_data_of(o)}
+            "normalization": o["normalization"], "directions": o["directions"],
+            "directions_extra": dirs.extra, **_data_of(o)}
 
 
 def _data_of(o: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +299,9 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
     if kind not in KINDS:
         raise InputError(f"landscape: kind must be one of {KINDS}, got {kind!r}")
     curvature_operator(options.get("operator", "hessian"))  # a wrong name fails before work
+    if options.get("directions", "random") not in DIRECTIONS:
+        raise InputError(f"landscape: directions must be one of {DIRECTIONS}, got "
+                         f"{options.get('directions')!r}")
     return {**options, "seed_data": 0}
 
 
@@ -281,7 +309,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
                       centered: bool = True, operator: str = "hessian",
-                      per_layer: bool = True,
+                      per_layer: bool = True, directions: str = "random",
                       path: str | Path | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs.
@@ -295,7 +323,8 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
         raise InputError(f"landscape {kind} cannot store partial results; only {RESUMABLE} can")
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered, operator=operator, per_layer=per_layer)
+                       centered=centered, operator=operator, per_layer=per_layer,
+                       directions=directions)
     options["path"] = path
     if kind == "line":
         if len(run_dirs) != 2:
@@ -313,14 +342,15 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        examples: int = 0, points: int = 11, span: float = 1.0, normalization: str = "filter",
                        bn: str | None = None, lanczos_steps: int = 30,
                        centered: bool = True, operator: str = "hessian",
-                       per_layer: bool = True,
+                       per_layer: bool = True, directions: str = "random",
                        contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
                        log_colors: bool = False) -> dict[str, Any]:
     """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
     chosen = list(variants) if variants else list(records.variants)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
-                       centered=centered, operator=operator, per_layer=per_layer)
+                       centered=centered, operator=operator, per_layer=per_layer,
+                       directions=directions)
     vmin, vmax, step = (float(v) for v in contour_levels)
     if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
         raise InputError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "
