@@ -109,6 +109,8 @@ def test_a_surface_on_the_plane_of_the_top_hessian_eigenvectors(tmp_path, capsys
     along_x = (loss[1][0] + loss[1][2] - 2 * loss[1][1]) / 0.003 ** 2
     along_y = (loss[0][1] + loss[2][1] - 2 * loss[1][1]) / 0.003 ** 2
     assert along_x == pytest.approx(lam1, rel=0.15) and along_y == pytest.approx(lam2, rel=0.15)
+    page = (tmp_path / "landscape_surface.html").read_text()
+    assert f"eigenvectors of the largest eigenvalues ({lam1:.4g}, {lam2:.4g}" in page
     assert main(["landscape", "surface", str(run), "--directions", "hesian_top2", "--out",
                  str(tmp_path / "x")]) == 2
     assert "directions must be one of" in capsys.readouterr().err

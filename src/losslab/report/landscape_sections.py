@@ -185,6 +185,15 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
     first = next(iter(results.values()), {})
     on = _data(data["split"], data["examples"])
     bn = f" BatchNorm statistics: <code>{escape(first['bn'])}</code>." if first.get("bn") else ""
+    if kind == "surface" and first.get("directions", "random") != "random":
+        extra = first.get("directions_extra", {})
+        values = ", ".join(f"{v:.4g}" for v in extra.get("eigenvalues", []))
+        which = "largest" if extra.get("which", "largest") == "largest" else "smallest"
+        return (f"Loss on the plane θ* + α·d₁ + β·d₂ around each final model θ*, with d₁, d₂ the "
+                f"eigenvectors of the {which} eigenvalues ({escape(values)}; Lanczos, converged: "
+                f"{extra.get('converged')}) of the {escape(extra.get('operator', 'Hessian'))} at "
+                f"θ*, {_normalization(results)}, on {on}. The centre is exactly the trained "
+                f"model.{bn}{_levels_text(data)} Layout: {escape(AXES)}.")
     if kind == "surface":
         return (f"Loss on the plane θ* + α·d₁ + β·d₂ around each final model θ*, with "
                 f"{_normalization(results)} Gaussian directions d₁, d₂ (Li et al. 2018, §4; "
