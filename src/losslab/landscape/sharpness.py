@@ -1,11 +1,14 @@
-"""Sharpness during training: λmax of the Hessian every N epochs, as a trainer callback.
+"""Sharpness during training: λmax of the Hessian (and the Gauss-Newton) every N epochs.
 
 The mode-connectivity source names it as its next step: track the largest Hessian eigenvalue
 during training to tell flat from sharp convergence. Every ``every`` epochs, λmax of the mean
 training loss on a fixed set of training batches is computed by Lanczos with full
 reorthogonalization (:func:`~losslab.landscape.hessian.lanczos`), in eval mode (BatchNorm with
 its running statistics). Logged: ``sharpness`` (λmax), ``sharpness_products`` (Hessian-vector
-products used) and ``sharpness_converged``.
+products used) and ``sharpness_converged``; with ``"ggn"`` among the operators, the same for
+the generalized Gauss-Newton as ``sharpness_ggn``, ``sharpness_ggn_products`` and
+``sharpness_ggn_converged`` (PSD, and for cross-entropy the curvature the Fisher sees; Cohen et
+al. 2021 track both at the edge of stability).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from losslab.errors import InputError
-from losslab.landscape.hessian import HessianOperator, lanczos
+from losslab.landscape.hessian import GGNOperator, HessianOperator, lanczos
 from losslab.landscape.options import EvalOptions
 from losslab.train.callbacks import Callback
 
@@ -25,12 +28,20 @@ if TYPE_CHECKING:
 
 __all__ = ["SharpnessTracker"]
 
+_OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator}
+
 
 class SharpnessTracker(Callback):
     def __init__(self, batches: Sequence[tuple[Tensor, Tensor]], *, every: int = 1,
-                 max_iter: int = 30, tol: float = 1e-3, wrt: str = "all", seed: int = 0):
+                 max_iter: int = 30, tol: float = 1e-3, wrt: str = "all", seed: int = 0,
+                 operators: Sequence[str] = ("hessian",)):
         if every < 1:
             raise InputError(f"every must be >= 1, got {every}")
+        unknown = [o for o in operators if o not in _OPERATORS]
+        if unknown or not operators:
+            raise InputError(f"sharpness operators must be among {list(_OPERATORS)}, got "
+                             f"{list(operators)}")
+        self.operators = list(operators)
         self.batches = list(batches)  # fixed: the same data at every measurement
         self.every = every
         self.max_iter = max_iter
@@ -39,12 +50,16 @@ class SharpnessTracker(Callback):
         self.seed = seed
 
     def measure(self, trainer: Trainer) -> dict[str, Any]:
-        op = HessianOperator(trainer.model, batches=self.batches, wrt=self.wrt,
-                             options=EvalOptions(loss_fn=trainer.loss_fn))
-        result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
-                         seed=self.seed, progress=False)  # a step of an epoch, logged with it
-        return {"sharpness": float(result.max), "sharpness_products": result.num_products,
-                "sharpness_converged": bool(result.converged)}
+        out: dict[str, Any] = {}
+        for name in self.operators:
+            op = _OPERATORS[name](trainer.model, batches=self.batches, wrt=self.wrt,
+                                  options=EvalOptions(loss_fn=trainer.loss_fn))
+            result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
+                             seed=self.seed, progress=False)  # a step of an epoch
+            key = "sharpness" if name == "hessian" else f"sharpness_{name}"
+            out.update({key: float(result.max), f"{key}_products": result.num_products,
+                        f"{key}_converged": bool(result.converged)})
+        return out
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         if epoch % self.every == 0:

@@ -204,6 +204,9 @@ class LogConfig(_Strict):
     sharpness_every: int = Field(0, ge=0, description="log λmax of the Hessian every N epochs "
                                  "(0: never)")
     sharpness_batches: int = Field(2, ge=1, description="training batches of that Hessian")
+    sharpness_operators: list[Literal["hessian", "ggn"]] = Field(
+        ["hessian"], min_length=1, description="the matrices whose λmax is tracked: hessian "
+        "(logged as sharpness) and/or ggn, the generalized Gauss-Newton (sharpness_ggn)")
 
 
 class CurveConfig(_Strict):

@@ -75,6 +75,7 @@ _KNOWN_METRICS = (
     r"eps_drops", r"mean_lr", r"accepted_share",
     # sharpness during training
     r"sharpness", r"sharpness_products", r"sharpness_converged",
+    r"sharpness_ggn", r"sharpness_ggn_products", r"sharpness_ggn_converged",
 )
 _KNOWN = re.compile("|".join(f"(?:{p})" for p in _KNOWN_METRICS))
 _AT = re.compile(r"final|best|max|min|mean|drop|epoch:\d+|first:\d+|last:\d+")

@@ -144,7 +144,8 @@ def build_trainer(config: TrainConfig, run: RunDir | None = None,
                              std=splits.std, device=device)
         all_callbacks.append(SharpnessTracker(list(islice(fixed, config.log.sharpness_batches)),
                                               every=config.log.sharpness_every,
-                                              seed=config.seed))
+                                              seed=config.seed,
+                                              operators=config.log.sharpness_operators))
     if config.restarts.eps is not None:
         all_callbacks.append(_cold_restart(config, splits, device))
     if config.repulsion.checkpoint_epochs(config.epochs):
