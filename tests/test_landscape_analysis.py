@@ -27,7 +27,15 @@ def test_landscape_analyses_in_a_study(tmp_path):
             {"name": "landscape", "id": "spectra", "kind": "hessian", "examples": 128,
              "variants": ["large_batch"]},
             {"name": "landscape", "id": "convexity", "kind": "ratio_map", "points": 3,
-             "examples": 64, "span": 0.5, "variants": ["large_batch"]}],
+             "examples": 64, "span": 0.5, "variants": ["large_batch"]},
+            # the other curvatures: a GGN spectrum, the per-layer table, an eigenvector plane
+            {"name": "landscape", "id": "ggn_spectra", "kind": "hessian", "operator": "ggn",
+             "examples": 64, "variants": ["large_batch"]},
+            {"name": "landscape", "id": "layers", "kind": "curvature", "operator": "ggn",
+             "examples": 64, "variants": ["large_batch"]},
+            {"name": "landscape", "id": "eigenplane", "kind": "surface",
+             "directions": "hessian_top2", "normalization": "none", "points": 3, "span": 0.01,
+             "examples": 64, "variants": ["small_batch"]}],
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
@@ -46,7 +54,17 @@ def test_landscape_analyses_in_a_study(tmp_path):
     assert len(spectra["eigenvalues"]) == 6 and spectra["total_products"] > 0
     ratio = analyses["convexity"]["results"]["large_batch"]
     assert len(ratio["ratio"]) == 3 and all(v is None or v >= 0 for row in ratio["ratio"] for v in row)
+    ggn = analyses["ggn_spectra"]["results"]["large_batch"]
+    assert ggn["operator"] == "ggn" and min(ggn["eigenvalues"]) >= -1e-4 * max(ggn["eigenvalues"])
+    layers = analyses["layers"]["results"]["large_batch"]
+    assert len(layers["groups"]) >= 2 and layers["operator"] == "ggn"
+    assert analyses["layers"]["per_run"][0]["lambda_max"] == layers["whole"]["top_eigenvalues"][0]
+    plane = analyses["eigenplane"]["results"]["small_batch"]
+    assert plane["directions"] == "hessian_top2" and plane["directions_extra"]["converged"]
     html = (outcome.directory / "report.html").read_text()
+    for words in ("Spectral density of the generalized Gauss-Newton", "curvature per layer",
+                  "eigenvectors of the largest eigenvalues"):
+        assert words in html, words
     for title in ("Landscape: surface", "3-D surface", "Landscape: trajectory",
                   "Spectral density of the Hessian", "loss along the line", "Landscape: ratio_map"):
         assert title in html
