@@ -111,6 +111,16 @@ def test_a_surface_on_the_plane_of_the_top_hessian_eigenvectors(tmp_path, capsys
     assert along_x == pytest.approx(lam1, rel=0.15) and along_y == pytest.approx(lam2, rel=0.15)
     page = (tmp_path / "landscape_surface.html").read_text()
     assert f"eigenvectors of the largest eigenvalues ({lam1:.4g}, {lam2:.4g}" in page
+    # the 1-D cut along the top eigenvector: one run and --directions
+    assert main(["landscape", "line", str(run), "--directions", "hessian_top2",
+                 "--normalization", "none", "--examples", "64", "--span", "0.003", "--out",
+                 str(tmp_path)]) == 0
+    assert "line along hessian_top2" in capsys.readouterr().out
+    cut = json.loads((tmp_path / "landscape_line.json").read_text())
+    ends = (cut["loss"][0] + cut["loss"][-1] - 2 * cut["loss"][20]) / 0.003 ** 2
+    assert cut["alphas"][20] == 0.0 and ends == pytest.approx(lam1, rel=0.15)
+    assert "the eigenvector of the largest eigenvalue" in \
+        (tmp_path / "landscape_line.html").read_text()
     assert main(["landscape", "surface", str(run), "--directions", "hesian_top2", "--out",
                  str(tmp_path / "x")]) == 2
     assert "directions must be one of" in capsys.readouterr().err

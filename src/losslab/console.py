@@ -44,7 +44,20 @@ def _grid_summary(kind: str, r: dict[str, Any], values: str, label: str) -> str:
     return head + "\n" + table(rows)
 
 
+def _direction_line_summary(r: dict[str, Any]) -> str:
+    a, loss = np.asarray(r["alphas"], dtype=float), np.asarray(r["loss"], dtype=float)
+    c = int(np.argmin(abs(a)))
+    extra = r.get("directions_extra", {})
+    values = ", ".join(f"{v:.4g}" for v in extra.get("eigenvalues", [])[:1])
+    return (f"line along {r['directions']} (eigenvalue {values}), {len(a)} points over α in "
+            f"[{a[0]:g}, {a[-1]:g}], on the {_on(r)}\n" + table([{
+                "": "loss", "α = 0": f"{loss[c]:.4f}", "min": f"{loss.min():.4f}",
+                "max": f"{loss.max():.4f}"}]))
+
+
 def _line_summary(r: dict[str, Any]) -> str:
+    if r.get("directions", "random") != "random":
+        return _direction_line_summary(r)
     a, loss, acc = (np.asarray(r[k], dtype=float) for k in ("alphas", "loss", "acc"))
     at = {t: int(np.argmin(abs(a - t))) for t in (0.0, 1.0)}
     inside = (a >= 0) & (a <= 1)

@@ -155,6 +155,18 @@ def _line(run_a, run_b, o) -> dict[str, Any]:
             "bn": r.metadata["bn"], **_data_of(o)}
 
 
+def _line_along(run_dir, o) -> dict[str, Any]:
+    """The loss along θ* + α·d₁ for α in [−span, span], d₁ the first of ``directions``' plane
+    (the top eigenvector for ``hessian_top2``): the 1-D cut of the sharpest direction."""
+    ckpt, model, batches, device = _setup(run_dir, o)
+    dirs = _plane(o, ckpt, model, batches, device)
+    r = line(model, ckpt.params, dirs[0], batches=batches, buffers=ckpt.buffers,
+             grid=(-o["span"], o["span"], 41), options=EvalOptions(bn=o["bn"], device=device))
+    return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
+            "bn": r.metadata["bn"], "directions": o["directions"],
+            "directions_extra": dirs.extra, "normalization": o["normalization"], **_data_of(o)}
+
+
 def _trajectory(run_dir, o) -> dict[str, Any]:
     from losslab.landscape.trajectory import trajectory_plane
 
@@ -326,9 +338,14 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                        centered=centered, operator=operator, per_layer=per_layer,
                        directions=directions)
     options["path"] = path
+    if kind == "line" and directions != "random":
+        if len(run_dirs) != 1:
+            raise InputError(f"landscape line along {directions} takes one run")
+        return _line_along(run_dirs[0], options)
     if kind == "line":
         if len(run_dirs) != 2:
-            raise InputError("landscape line needs exactly two runs (start and end)")
+            raise InputError("landscape line needs exactly two runs (start and end), or one "
+                             "run and --directions (e.g. hessian_top2)")
         return _line(run_dirs[0], run_dirs[1], options)
     if len(run_dirs) != 1:
         raise InputError(f"landscape {kind} takes one run")

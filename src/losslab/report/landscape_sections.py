@@ -199,6 +199,13 @@ def caption(kind: str, data: dict[str, Any], results: dict[str, Any]) -> str:
                 f"{_normalization(results)} Gaussian directions d₁, d₂ (Li et al. 2018, §4; "
                 f"biases and BatchNorm parameters zeroed in the directions), on {on}. The centre "
                 f"is exactly the trained model.{bn}{_levels_text(data)} Layout: {escape(AXES)}.")
+    if kind == "line" and first.get("directions", "random") != "random":
+        extra = first.get("directions_extra", {})
+        return (f"Loss and accuracy along θ* + α·d₁, d₁ the eigenvector of the "
+                f"{escape(extra.get('which', 'largest'))} eigenvalue "
+                f"({', '.join(f'{v:.4g}' for v in extra.get('eigenvalues', [])[:1])}) of the "
+                f"{escape(extra.get('operator', 'Hessian'))} at the final model θ*, "
+                f"{_normalization(results)}, on {on}.{bn}")
     if kind == "line":
         return (f"Loss and accuracy along θ(α) = (1 − α)·θ_a + α·θ_b, extrapolated over "
                 f"α ∈ [−0.5, 1.5] (Goodfellow et al. 2015; Li et al. 2018, §3); α = 0 and 1 "
