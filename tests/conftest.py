@@ -38,6 +38,17 @@ E2E_TESTS = {
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny tensors (restored after it): on a busy machine
+    with few cores, torch's thread pool makes a 10 x 3 product cost ~20 ms, not ~1 ms. Used as
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     seen = set()
     for item in items:

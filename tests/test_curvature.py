@@ -29,12 +29,7 @@ from losslab.params import flatten, unflatten
 UNEVEN = (7, 4)  # two batches of different sizes: weighted by size, as the Hessian's
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(d_in=3, hidden=4, d_out=3, seed=0) -> nn.Module:

@@ -26,12 +26,7 @@ UNEVEN = (7, 4)
 N = sum(UNEVEN)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(seed=0) -> nn.Module:

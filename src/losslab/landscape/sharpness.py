@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from losslab.errors import InputError
-from losslab.landscape.hessian import GGNOperator, HessianOperator, lanczos
+from losslab.landscape.hessian import lanczos
+from losslab.landscape.hessian.curvature import operator_class
 from losslab.landscape.options import EvalOptions
 from losslab.train.callbacks import Callback
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SharpnessTracker"]
 
-_OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator}
+TRACKED = ("hessian", "ggn")  # λmax of each is cheap enough to take every few epochs
 
 
 class SharpnessTracker(Callback):
@@ -37,9 +38,9 @@ class SharpnessTracker(Callback):
                  operators: Sequence[str] = ("hessian",)):
         if every < 1:
             raise InputError(f"every must be >= 1, got {every}")
-        unknown = [o for o in operators if o not in _OPERATORS]
+        unknown = [o for o in operators if o not in TRACKED]
         if unknown or not operators:
-            raise InputError(f"sharpness operators must be among {list(_OPERATORS)}, got "
+            raise InputError(f"sharpness operators must be among {list(TRACKED)}, got "
                              f"{list(operators)}")
         self.operators = list(operators)
         self.batches = list(batches)  # fixed: the same data at every measurement
@@ -52,7 +53,7 @@ class SharpnessTracker(Callback):
     def measure(self, trainer: Trainer) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.operators:
-            op = _OPERATORS[name](trainer.model, batches=self.batches, wrt=self.wrt,
+            op = operator_class(name)(trainer.model, batches=self.batches, wrt=self.wrt,
                                   options=EvalOptions(loss_fn=trainer.loss_fn))
             result = lanczos(op, k=1, which="largest", max_iter=self.max_iter, tol=self.tol,
                              seed=self.seed, progress=False)  # a step of an epoch

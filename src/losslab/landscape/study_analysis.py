@@ -237,18 +237,12 @@ def _curvature(run_dir, o) -> dict[str, Any]:
 
 def curvature_operator(name: str):
     """The operator class an analysis's ``operator`` option names."""
-    from losslab.landscape.hessian import (
-        EmpiricalFisherOperator,
-        FisherOperator,
-        GGNOperator,
-        HessianOperator,
-    )
+    from losslab.landscape.hessian.curvature import operator_class
 
-    classes = {"hessian": HessianOperator, "ggn": GGNOperator, "fisher": FisherOperator,
-               "empirical_fisher": EmpiricalFisherOperator}
-    if name not in classes:
-        raise InputError(f"landscape: operator must be one of {list(classes)}, got {name!r}")
-    return classes[name]
+    try:
+        return operator_class(name)
+    except InputError as e:
+        raise InputError(f"landscape: {e}") from None
 
 
 def _ratio_map(run_dir, o) -> dict[str, Any]:

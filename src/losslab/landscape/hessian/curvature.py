@@ -39,7 +39,8 @@ from losslab.params import flatten, unflatten
 
 from .operator import DEFAULTS, HessianOperator, ParamSelection, eval_mode
 
-__all__ = ["GGNOperator", "FisherOperator", "EmpiricalFisherOperator", "LIKELIHOODS"]
+__all__ = ["GGNOperator", "FisherOperator", "EmpiricalFisherOperator", "LIKELIHOODS", "OPERATORS",
+           "operator_class"]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +241,17 @@ class FisherOperator(_FisherBase):
             raise InputError("the gaussian Fisher needs a squared-error loss c·‖z − y‖² "
                              f"(loss_fn gave {at1:g} and {at2:g} at distances 1 and 2)")
         return at1
+
+
+#: the curvature operators by the names options and the command line use
+OPERATORS: dict[str, type[HessianOperator]] = {
+    "hessian": HessianOperator, "ggn": GGNOperator, "fisher": FisherOperator,
+    "empirical_fisher": EmpiricalFisherOperator}
+
+
+def operator_class(name: str, allowed: Iterable[str] = tuple(OPERATORS)) -> type[HessianOperator]:
+    """The operator class ``name`` names; an error listing the ``allowed`` names otherwise."""
+    allowed = list(allowed)
+    if name not in allowed:
+        raise InputError(f"operator must be one of {allowed}, got {name!r}")
+    return OPERATORS[name]

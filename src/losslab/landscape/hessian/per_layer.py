@@ -52,16 +52,12 @@ from torch import Tensor, nn
 from losslab.errors import InputError, NotFoundError
 from losslab.landscape.options import EvalOptions
 
-from .curvature import EmpiricalFisherOperator, FisherOperator, GGNOperator
+from .curvature import OPERATORS, FisherOperator, operator_class
 from .eigensolvers import lanczos
-from .operator import DEFAULTS, HessianOperator, select_parameters
+from .operator import DEFAULTS, select_parameters
 from .trace import hutch_plus_plus
 
 __all__ = ["per_layer_curvature", "OPERATORS", "module_groups", "resolve_groups"]
-
-#: the operator names ``per_layer_curvature`` accepts, and their classes
-OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator, "fisher": FisherOperator,
-             "empirical_fisher": EmpiricalFisherOperator}
 
 GroupSpec = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
@@ -232,8 +228,7 @@ def per_layer_curvature(model: nn.Module, point: Mapping[str, Tensor] | Any = No
     (``whole`` has ``name`` ``"all"`` and both shares 1.0.) See the module docstring for the
     identities the shares obey.
     """
-    if operator not in OPERATORS:
-        raise InputError(f"operator must be one of {list(OPERATORS)}, got {operator!r}")
+    cls = operator_class(operator)
     for label, value, least in (("top_k", top_k, 1), ("max_iter", max_iter, 1),
                                 ("trace_products", trace_products, 3)):
         if int(value) < least:
@@ -241,7 +236,6 @@ def per_layer_curvature(model: nn.Module, point: Mapping[str, Tensor] | Any = No
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     batches = list(batches)
-    cls = OPERATORS[operator]
     kwargs = dict(operator_kwargs or {})
     if cls is FisherOperator:
         kwargs.setdefault("seed", seed)
