@@ -415,3 +415,34 @@ def test_eigenvector_directions_are_the_dense_eigenvectors(kind):
     w = _params(model)["0.weight"]
     assert torch.allclose(filtered[0]["0.weight"].norm(dim=1), w.norm(dim=1))
     assert filtered[0]["0.bias"].abs().max() == 0
+
+
+class _Branchy(nn.Module):
+    """A model whose forward pass reads a value on the host, which tracing cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = _mlp()
+
+    def forward(self, x):
+        z = self.lin(x)
+        return z * 2 if float(z.detach().sum()) > -1e9 else z
+
+
+@pytest.mark.parametrize("kind", [HessianOperator, GGNOperator, EmpiricalFisherOperator,
+                                  FisherOperator])
+def test_one_batch_reuses_its_forward_pass_and_gives_the_same_products(kind):
+    x, y = _data()
+    for model in (_mlp(), _Branchy()):
+        kept = kind(model, batches=(x, y))
+        plain = kind(model, batches=(x, y))
+        plain.reuse_forward = False
+        assert kept._keeps_forward() and not plain._keeps_forward()
+        assert torch.allclose(kept.dense(), plain.dense(), rtol=1e-13, atol=1e-15)
+        assert kept.num_products == plain.num_products
+        if kind is HessianOperator:  # the gradient's graph, kept for the second backward pass
+            assert list(kept._graphs) == [0] and not plain._graphs
+        else:  # a model that cannot be traced: each product runs its own forward pass
+            assert (kept._linear[0] is not None) == (not isinstance(model, _Branchy))
+    # several batches (microbatches) keep nothing unless asked: their activations would add up
+    assert not kind(_mlp(), batches=(x, y), microbatch=4)._keeps_forward()

@@ -21,17 +21,24 @@ s sᵀ over the examples (and samples), with s = ∂ℓ_i/∂z_i the gradient of
 its outputs, so g_i = J_iᵀ s_i without per-example parameter gradients. Batches are weighted by
 their sizes exactly as :class:`~losslab.landscape.hessian.operator.HessianOperator`'s, the same
 ``wrt=`` selection applies, and every algorithm (Lanczos, traces, SLQ) runs on them unchanged.
+
+The point and the data are fixed, so where the data is one batch the forward pass is done once:
+``torch.func.linearize`` keeps v ↦ J v and ``vjp`` keeps u ↦ Jᵀu, and each later product
+propagates only the tangent and the cotangent (the same numbers, in about half the time). With
+several batches or microbatches nothing is kept, since that would hold all their activations at
+once; ``op.reuse_forward = True`` (or ``False``) overrides the choice.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import jvp, vjp
+from torch.func import jvp, linearize, vjp
 
 from losslab.errors import InputError
 from losslab.landscape.options import EvalOptions, batch_mean
@@ -79,23 +86,48 @@ class _OutputSpaceOperator(HessianOperator):
                 out.add_(flatten({k: grads[k] for k in self.names}), alpha=w)
         return out
 
+    def _linearized(self, b: int, f) -> tuple[Tensor, Any, Any] | None:
+        """Batch b's outputs z, v ↦ J v and u ↦ Jᵀu, computed once: the point and the data are
+        fixed, so one forward pass serves every product (``torch.func.linearize`` traces the
+        tangent computation; ``vjp`` keeps the graph for the pullback), about half the time of
+        a product that runs its own forward passes. None where the model cannot be traced."""
+        cache = self.__dict__.setdefault("_linear", {})
+        if b not in cache:
+            try:
+                with warnings.catch_warnings():  # const folding's note about unnamed constants
+                    warnings.filterwarnings("ignore", message="Attempted to insert a get_attr")
+                    z, push = linearize(f, self.params)
+                _, pull = vjp(f, self.params)
+                cache[b] = (z.detach(), push, pull)
+            except (RuntimeError, NotImplementedError, TypeError) as e:
+                log.info("cannot keep the linearization (%s); each product runs forward", e)
+                self.reuse_forward, cache[b] = False, None
+        return cache[b]
+
     def _jt_m_j(self, b: int, x: Any, y: Any, vs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Jᵀ M J v for one batch: J v by ``torch.func.jvp`` and Jᵀ by ``vjp``; for a model
-        with an operation that has no forward-mode derivative (CPU attention kernels), J v
-        by reverse over reverse, J v = ∂/∂u (Jᵀu · v), from one forward pass."""
+        """Jᵀ M J v for one batch: J v by ``torch.func.jvp`` and Jᵀ by ``vjp`` (from a stored
+        linearization where :meth:`_keeps_forward`); for a model with an operation that has no
+        forward-mode derivative (CPU attention kernels), J v by reverse over reverse,
+        J v = ∂/∂u (Jᵀu · v), from one forward pass."""
         def f(params):
             return self._outputs(params, x)
 
         if self.forward_mode:
             try:
-                z, jv = jvp(f, (self.params,), (vs,))
+                stored = self._linearized(b, f) if self._keeps_forward() else None
+                if stored is not None:
+                    z, push, pull = stored
+                    jv = push(vs)
+                else:
+                    z, jv = jvp(f, (self.params,), (vs,))
             except NotImplementedError as e:  # e.g. scaled_dot_product attention on a CPU
                 log.info("no forward-mode derivative (%s); J v by reverse mode", e)
                 self.forward_mode = False
             else:
                 mu = self._output_product(b, z.detach(), y, jv.detach())
-                _, pullback = vjp(f, self.params)
-                return pullback(mu)[0]
+                if stored is None:
+                    _, pull = vjp(f, self.params)
+                return pull(mu)[0]
         with torch.enable_grad():
             leaves = {k: t.detach().requires_grad_(True) for k, t in self.params.items()}
             z = f(leaves)
