@@ -12,6 +12,7 @@
     losslab ensemble CHECKPOINT_OR_RUN_DIR... [--role ROLE] [--out DIR] [--split test]
     losslab landscape surface|line|trajectory|hessian|ratio_map|curvature RUN_OR_CKPT [RUN_OR_CKPT]
                 [--out DIR] [--operator hessian|ggn|fisher|empirical_fisher] [--per-layer]
+                [--backend local|ray] [--workers N] [--address ADDR]
     losslab curve fit START END [--bends 1] [--kind bezier] [--out DIR] [--set KEY=VALUE ...]
     losslab curve evaluate|plane CURVE_RUN [--points 61] [--grid 21] [--out DIR]
     losslab models
@@ -170,6 +171,18 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
                         "archived, not deleted)")
 
 
+def _map_backend_args(p: argparse.ArgumentParser, kinds: str) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help=f"{kinds}: this process (default) or the map's points spread over Ray "
+                   "workers (the same numbers)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="Ray workers sharing the map's points (default 2)")
+    p.add_argument("--worker-threads", type=_positive_int, default=1,
+                   help="torch threads (and Ray CPUs) per worker (default 1)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local instance")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from losslab.models import list_models
 
@@ -307,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncentered", action="store_true",
                    help="trajectory: PCA of the offsets from the final model as they are "
                    "(default: centred on their mean, as Li et al.'s code)")
+    _map_backend_args(p, "surface, line and trajectory")
     p.set_defaults(func=cmd_landscape)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)

@@ -91,6 +91,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 def cmd_landscape(args: argparse.Namespace) -> int:
     from losslab.console import landscape_summary
     from losslab.landscape.grid_io import grid_paths
+    from losslab.landscape.spread import map_workers
     from losslab.landscape.study_analysis import RESUMABLE, compute_landscape
 
     # A map's finished points are kept in --out until it is complete, so the same command
@@ -105,7 +106,9 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                                normalization=args.normalization, bn=args.bn,
                                centered=not args.uncentered, lanczos_steps=args.lanczos_steps,
                                operator=args.operator, per_layer=args.per_layer,
-                               directions=args.directions, path=partial)
+                               directions=args.directions, path=partial,
+                               workers=map_workers(args.backend, args.workers, args.address,
+                                                   args.worker_threads))
     print(landscape_summary(args.kind, result))
     _write_result(Path(args.out) / f"landscape_{args.kind}.json",
                   {"kind": args.kind, "runs": args.runs, **result})

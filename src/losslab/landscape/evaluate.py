@@ -43,6 +43,7 @@ gives ``nan`` errors. Grids follow :mod:`~losslab.landscape.grid`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -72,6 +73,13 @@ from losslab.landscape.options import (
     loss_name,
 )
 from losslab.landscape.points import PointEvaluator
+from losslab.landscape.spread import (
+    RayWorkers,
+    chunk_store,
+    evaluate_indices,
+    merge_stored,
+    remove_store,
+)
 from losslab.params import ParamDict, check_same_keys
 from losslab.progress import track
 
@@ -164,7 +172,7 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
          *, end: ParamDict | Any | None = None, batches: Batches,
          buffers: ParamDict | None = None, end_buffers: ParamDict | None = None,
          grid: Any = (-0.5, 1.5, 41), options: EvalOptions = DEFAULTS,
-         progress: bool | None = None) -> LineResult:
+         progress: bool | None = None, workers: RayWorkers | None = None) -> LineResult:
     """Loss along ``θ(α) = point + α·direction``, or ``θ(α) = (1 − α)·point + α·end``.
 
     Exactly one of ``direction`` (a parameter dict or a one-direction :class:`Directions`)
@@ -178,8 +186,9 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
     defaults to ``"interpolate"`` between two models whose buffers are both known, so both
     endpoints are exact, statistics included, and to ``"keep"`` (the point's buffers
     everywhere) otherwise; ``"recompute"`` re-estimates them at every α. ``progress``: a bar
-    over the points (:func:`~losslab.progress.track`; None: on a terminal). Neither model is
-    changed.
+    over the points (:func:`~losslab.progress.track`; None: on a terminal). ``workers``: a
+    :class:`~losslab.landscape.spread.RayWorkers` spreads the points over Ray workers (the
+    same numbers; None: this process). Neither model is changed.
     """
     if (end is None) == (direction is None):
         raise InputError("line needs exactly one of direction and end")
@@ -204,15 +213,26 @@ def line(model: nn.Module, point: ParamDict | Any, direction: ParamDict | Any | 
     else:
         center, dirs, coords = start_p, [_as_direction(direction)], a[:, None]
         formula = "θ(α) = start + α·direction"
-    ev = PointEvaluator(model, center, start_b, dirs, batches, options=options, bn=bn,
-                        buffer_dirs=buffer_dirs)
+    build = partial(PointEvaluator, model, center, start_b, dirs, batches, options=options,
+                    bn=bn, buffer_dirs=buffer_dirs)
+    ev = build()
+    values = torch.empty(3, len(coords), dtype=torch.float64)
     with track(len(coords), "line", enabled=progress) as bar:
-        loss, acc, se = ev.evaluate(coords, bar.update)
+        def record(rows: Tensor, v: Tensor) -> None:
+            values[:, rows] = v
+            bar.update(len(rows))
+
+        evaluate_indices(build, ev, coords, torch.arange(len(coords)), workers, record)
+    loss, acc, se = values
     meta = {"kind": "line", "formula": formula, "bn": bn, "loss_fn": loss_name(options.loss_fn),
             "num_examples": ev.num_examples, "data": _data_meta(batches),
             "points_per_call": options.points_per_call, "inference": ev.fast.describe(),
-            "reference": "Li et al. 2018, arXiv:1712.09913"}
+            "workers": _workers_meta(workers), "reference": "Li et al. 2018, arXiv:1712.09913"}
     return LineResult(a, loss, acc, meta, se)
+
+
+def _workers_meta(workers: RayWorkers | None) -> dict[str, Any]:
+    return {"backend": "local"} if workers is None else workers.describe()
 
 
 def _data_digest(ev: PointEvaluator) -> str:
@@ -233,7 +253,7 @@ def surface(model: nn.Module, point: ParamDict | Any,
             buffers: ParamDict | None = None, grid: Any = (-1.0, 1.0, 21),
             options: EvalOptions = DEFAULTS, path: str | None = None, save_every: int = 10,
             callback: Callable[[int, int], None] | None = None,
-            progress: bool | None = None) -> SurfaceResult:
+            progress: bool | None = None, workers: RayWorkers | None = None) -> SurfaceResult:
     """``f(α, β) = L(θ* + α δ + β η)`` on a plane grid around ``point`` = θ* (Li et al. 2018, §4).
 
     ``grid`` is one axis for both x and y or a pair ``(x_axis, y_axis)``, each ``(lo, hi, n)``
@@ -251,6 +271,11 @@ def surface(model: nn.Module, point: ParamDict | Any,
     of points. ``progress``: a bar over the points, starting at the finished ones of a resumed
     surface (:func:`~losslab.progress.track`; None: on a terminal; the finished surface is
     logged in one line).
+
+    ``workers``: a :class:`~losslab.landscape.spread.RayWorkers` spreads the points over Ray
+    workers, bitwise the same grid on CPU (:mod:`~losslab.landscape.spread`); with ``path``
+    each worker writes its finished chunks to ``PATH.chunks/``, so a killed worker loses only
+    its chunk in flight and a killed driver nothing written (the rerun merges them).
     """
     dirs = list(directions)
     if len(dirs) != 2:
@@ -262,12 +287,13 @@ def surface(model: nn.Module, point: ParamDict | Any,
     center_p = as_params(point)
     bufs = point_buffers(point, model, buffers)
     bn = options.bn_or("keep")
-    ev = PointEvaluator(model, center_p, bufs, dirs, batches, options=options, bn=bn)
+    build = partial(PointEvaluator, model, center_p, bufs, dirs, batches, options=options, bn=bn)
+    ev = build()
     meta = {"kind": "surface", "axis_convention": AXIS_CONVENTION, "indexing": "xy",
             "shape": [ny, nx], "bn": bn, "loss_fn": loss_name(options.loss_fn),
             "directions": directions_metadata(directions, 2),
             "data": _data_meta(batches), "formula": "f(x, y) = L(θ* + x·d1 + y·d2)",
-            "inference": ev.fast.describe(),
+            "inference": ev.fast.describe(), "workers": _workers_meta(workers),
             "reference": "Li et al. 2018, arXiv:1712.09913"}
     loss = torch.full((ny * nx,), float("nan"), dtype=torch.float64)
     acc, se = loss.clone(), loss.clone()
@@ -291,28 +317,38 @@ def surface(model: nn.Module, point: ParamDict | Any,
                          "loss_se": se.view(ny, nx), "done": done.view(ny, nx)},
                   {**meta, "complete": bool(done.all())})
 
-    todo = torch.nonzero(~done).flatten()
     unsaved = 0
-    step = options.points_per_call
+    bar = None
+
+    def record(rows: Tensor, v: Tensor) -> None:
+        nonlocal unsaved
+        loss[rows], acc[rows], se[rows] = v
+        done[rows] = True
+        unsaved += len(rows)
+        if bar is None:  # merging stored chunks
+            return
+        if path is not None and unsaved >= save_every:
+            save()
+            unsaved = 0
+        bar.update(len(rows))
+        if callback is not None:
+            callback(int(done.sum()), ny * nx)
+
+    store = chunk_store(path)
+    if path is not None:
+        merge_stored(store, meta["fingerprint"], record)
+    todo = torch.nonzero(~done).flatten()
     try:
         with track(ny * nx, "surface", initial=ny * nx - len(todo), enabled=progress) as bar:
-            for s in range(0, len(todo), step):
-                idx = todo[s:s + step]
-                loss[idx], acc[idx], se[idx] = ev.evaluate(coords[idx])
-                done[idx] = True
-                unsaved += len(idx)
-                if path is not None and unsaved >= save_every:
-                    save()
-                    unsaved = 0
-                bar.update(len(idx))
-                if callback is not None:
-                    callback(int(done.sum()), ny * nx)
+            evaluate_indices(build, ev, coords, todo, workers, record, store=store,
+                             fingerprint=meta.get("fingerprint", ""))
     except BaseException:
         if path is not None and unsaved:
             save()
         raise
     if path is not None and (unsaved or len(todo) == 0):
         save()
+    remove_store(store)  # the grid holds every point now
     meta["num_examples"] = ev.num_examples or meta.get("num_examples")
     meta["evaluated_points"] = ev.evaluations
     meta.pop("fingerprint", None)

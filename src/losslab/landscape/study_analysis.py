@@ -60,6 +60,7 @@ from losslab.jsonable import as_list
 from losslab.landscape.directions import Directions
 from losslab.landscape.evaluate import line, subset_batches, surface
 from losslab.landscape.options import EvalOptions
+from losslab.landscape.spread import RayWorkers
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.runs.device import resolve_device
 from losslab.runs.rebuild import check_fits_run, config_path_of, dataset_of, model_for, split_loader
@@ -71,6 +72,7 @@ __all__ = ["landscape_analysis", "compute_landscape"]
 log = logging.getLogger(__name__)
 
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map", "curvature")
+SPREADABLE = ("surface", "line", "trajectory")  # the kinds whose points Ray workers can share
 RESUMABLE = ("surface", "ratio_map")  # the kinds that store finished points and continue from them
 
 
@@ -133,7 +135,7 @@ def _surface(run_dir, o) -> dict[str, Any]:
     n, s = o["points"], o["span"]
     r = surface(model, ckpt.params, dirs.directions, batches=batches, buffers=ckpt.buffers,
                 grid=(-s, s, n), options=EvalOptions(bn=o["bn"] or "keep", device=device),
-                path=o.get("path"))
+                path=o.get("path"), workers=o.get("workers"))
     return {"x": as_list(r.x), "y": as_list(r.y), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "axis_convention": r.metadata.get("axis_convention"), "bn": r.metadata["bn"],
             "normalization": o["normalization"], "directions": o["directions"],
@@ -150,7 +152,8 @@ def _line(run_a, run_b, o) -> dict[str, Any]:
     b = resolve_checkpoint(run_b).load(device)
     check_fits_run(model, b, config_path_of(a.ref))  # the line runs through one network
     r = line(model, a.params, end=b.params, batches=batches, buffers=a.buffers,
-             end_buffers=b.buffers, options=EvalOptions(bn=o["bn"], device=device))
+             end_buffers=b.buffers, options=EvalOptions(bn=o["bn"], device=device),
+             workers=o.get("workers"))
     return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "bn": r.metadata["bn"], **_data_of(o)}
 
@@ -161,7 +164,8 @@ def _line_along(run_dir, o) -> dict[str, Any]:
     ckpt, model, batches, device = _setup(run_dir, o)
     dirs = _plane(o, ckpt, model, batches, device)
     r = line(model, ckpt.params, dirs[0], batches=batches, buffers=ckpt.buffers,
-             grid=(-o["span"], o["span"], 41), options=EvalOptions(bn=o["bn"], device=device))
+             grid=(-o["span"], o["span"], 41), options=EvalOptions(bn=o["bn"], device=device),
+             workers=o.get("workers"))
     return {"alphas": as_list(r.alphas), "loss": as_list(r.loss), "acc": as_list(r.acc),
             "bn": r.metadata["bn"], "directions": o["directions"],
             "directions_extra": dirs.extra, "normalization": o["normalization"], **_data_of(o)}
@@ -185,7 +189,8 @@ def _trajectory(run_dir, o) -> dict[str, Any]:
     plane = trajectory_plane(model, trajectory, batches=batches, grid=o["points"],
                              options=EvalOptions(bn=o["bn"] or "keep", device=device),
                              centered=o["centered"],
-                             members=members if len(members) else None)
+                             members=members if len(members) else None,
+                             workers=o.get("workers"))
     return {"x": as_list(plane.surface.x), "y": as_list(plane.surface.y),
             "loss": as_list(plane.surface.loss), "path": as_list(plane.path_coords),
             "path_epochs": list(plane.path_epochs),
@@ -316,7 +321,8 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                       bn: str | None = None, lanczos_steps: int = 30,
                       centered: bool = True, operator: str = "hessian",
                       per_layer: bool = True, directions: str = "random",
-                      path: str | Path | None = None) -> dict[str, Any]:
+                      path: str | Path | None = None,
+                      workers: RayWorkers | None = None) -> dict[str, Any]:
     """One landscape computation on run directories or checkpoint files (two for ``line``;
     a run directory stands for its final model): what the CLI runs.
 
@@ -324,6 +330,9 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
     computed, so a computation stopped at any moment and started again with the same
     arguments evaluates only the missing points; a file there that describes another map
     (other weights, grid, data or BN policy) is an error, never mixed in.
+
+    ``workers`` (kinds in :data:`SPREADABLE`): a :class:`~losslab.landscape.spread.RayWorkers`
+    spreads the map's points over Ray workers (the same numbers; None: this process).
     """
     if path is not None and kind not in RESUMABLE:
         raise InputError(f"landscape {kind} cannot store partial results; only {RESUMABLE} can")
@@ -332,6 +341,10 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                        centered=centered, operator=operator, per_layer=per_layer,
                        directions=directions)
     options["path"] = path
+    if workers is not None and kind not in SPREADABLE:
+        raise InputError(f"landscape {kind} runs in one process; --backend ray spreads "
+                         f"{', '.join(SPREADABLE)}")
+    options["workers"] = workers
     if kind == "line" and directions != "random":
         if len(run_dirs) != 1:
             raise InputError(f"landscape line along {directions} takes one run")

@@ -46,6 +46,7 @@ from losslab.landscape.grid import is_count, make_axis, plane_of
 from losslab.landscape.grid_io import SurfaceResult
 from losslab.landscape.options import EvalOptions
 from losslab.landscape.pca import PCAResult, pca_directions, project
+from losslab.landscape.spread import RayWorkers
 from losslab.params import ParamDict
 from losslab.runs.checkpoint_set import CheckpointRef, CheckpointSet, LoadedCheckpoint
 
@@ -126,7 +127,8 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
                      options: EvalOptions = DEFAULTS,
                      members: CheckpointSet | Sequence[Any] | None = None,
                      path: str | None = None, ignore: str = "none",
-                     centered: bool = True, progress: bool | None = None) -> TrajectoryPlane:
+                     centered: bool = True, progress: bool | None = None,
+                     workers: RayWorkers | None = None) -> TrajectoryPlane:
     """The loss surface on the PCA plane of a trajectory, with the path projected on it.
 
     ``trajectory``: the run's checkpoints in order (e.g. ``CheckpointSet.from_run(run,
@@ -137,7 +139,8 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
     ``centered=False``; ``ignore="biasbn"`` leaves biases and BatchNorm parameters out of them)
     span the plane; :func:`surface` evaluates ``L(θ_f + x·v_1 + y·v_2)`` with ``options`` and
     the buffers ``buffers`` (default the centre checkpoint's, else the model's), resumably
-    with ``path``, and its ``progress`` bar (None: on a terminal).
+    with ``path``, and its ``progress`` bar (None: on a terminal), spread over ``workers``
+    (a :class:`~losslab.landscape.spread.RayWorkers`; None: this process).
 
     ``grid``: as for :func:`surface` (one axis or ``(x_axis, y_axis)``), where an axis may also
     be an ``int n`` (the default, 11): :func:`auto_range` over the projected path (and
@@ -177,7 +180,7 @@ def trajectory_plane(model: nn.Module, trajectory: CheckpointSet | Sequence[Any]
                     auto_y=lambda n: _auto_axis(every[:, 1], n))
     surf = surface(model, centre_p, pca.directions, batches=batches,
                    buffers=None if buffers is None else dict(buffers), grid=(x, y),
-                   options=options, path=path, progress=progress)
+                   options=options, path=path, progress=progress, workers=workers)
     evr = [float(v) for v in pca.explained_variance_ratio]
     surf.metadata["directions"] = {"kind": "pca", "explained_variance_ratio": evr,
                                    "num_points": len(points), "ignore": ignore,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from losslab.errors import DependencyError
+from losslab.ray_session import start_ray
 from losslab.studies.backends.local import check_backend_options, log_tail
 
 __all__ = ["RayBackend"]
@@ -65,20 +65,7 @@ class RayBackend:
         self.init_kwargs = dict(init_kwargs or {})
 
     def _init(self):
-        try:
-            import ray
-        except ImportError:
-            raise DependencyError("the Ray backend needs ray: pip install 'losslab[all]' "
-                               "(or pip install ray)") from None
-        self._owns_instance = not ray.is_initialized()
-        if self._owns_instance:
-            # address "local": a new private instance, never one that `ray start` or
-            # RAY_ADDRESS left on this machine (ray.init() without an address joins those, and
-            # its tasks would then outlive this driver's death)
-            kwargs = {"include_dashboard": False, "log_to_driver": False,
-                      "address": self.address if self.address is not None else "local",
-                      **self.init_kwargs}
-            ray.init(**kwargs)
+        ray, self._owns_instance = start_ray(self.address, self.init_kwargs)
         return ray
 
     def run(self, study_dir: str | Path, run_ids: Sequence[str],

@@ -1,0 +1,270 @@
+"""One map's points spread over Ray workers, in chunks written as they finish.
+
+A map (a surface, a line, a trajectory plane) is a list of points θ_n = θ* + Σ_d c_nd·δ_d, each
+evaluated independently, the way loss-landscape spreads a surface's points over MPI ranks (Li
+et al. 2018, arXiv:1712.09913). With ``workers=RayWorkers(n)`` the points are cut into chunks
+and handed out by Ray's :class:`ray.util.ActorPool` to ``n`` actors (one per GPU on a GPU
+cluster, one per process on CPUs). Each actor builds its evaluation copy once (the
+:class:`~losslab.landscape.points.PointEvaluator` of the map: the model, its data made
+resident on its device) and keeps it for all its chunks.
+
+Nothing finished is lost. With a store directory (the map's ``path`` plus ``.chunks``), each
+actor writes every finished chunk there atomically (:func:`losslab.runs.atomic.atomic_write`)
+before returning it, so
+
+* a killed worker loses only its chunk in flight: Ray restarts the actor, which builds its
+  copy again, and retries that one call (``max_restarts``, ``max_task_retries``);
+* a killed driver loses nothing written: the rerun merges the stored chunks (and the map's
+  partial grid) and evaluates only the points that are in neither.
+
+Every point is evaluated by the same code on the same data with the same thread count, so the
+merged grid is bitwise the single-process grid on CPU (with ``points_per_call`` > 1 the chunks
+are whole multiples of it, so the vmapped groups are the single process's too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from losslab.errors import InputError
+from losslab.runs.atomic import atomic_write
+
+__all__ = ["RayWorkers", "map_workers", "spread_points", "read_chunks", "chunk_store"]
+
+log = logging.getLogger(__name__)
+
+#: what one evaluation set's numbers are, in the order PointEvaluator.evaluate_sets gives them
+QUANTITIES = ("loss", "acc", "loss_se")
+
+
+@dataclass(frozen=True)
+class RayWorkers:
+    """Where a map's points are evaluated: ``workers`` Ray actors, each with ``threads`` torch
+    threads (and as many Ray CPUs) and ``gpus`` GPUs (None: one when the map's device is
+    CUDA, else none). ``address``: a running cluster (``"auto"`` or ``HOST:PORT``); None
+    starts a private instance on this machine for the map. ``chunk``: points per chunk (None:
+    about four chunks per worker, at most 32 points each, so a lost chunk costs little and
+    the workers finish together). ``max_restarts``: how often a dead worker is restarted
+    (and its call retried) before the map fails."""
+
+    workers: int = 2
+    address: str | None = None
+    threads: int = 1
+    gpus: float | None = None
+    chunk: int | None = None
+    max_restarts: int = 3
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "threads", "chunk"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise InputError(f"RayWorkers: {name} must be a positive integer, got {value!r}")
+        if self.gpus is not None and self.gpus < 0:
+            raise InputError(f"RayWorkers: gpus must be >= 0, got {self.gpus!r}")
+
+    def chunk_size(self, n_points: int, multiple: int = 1) -> int:
+        """Points per chunk for ``n_points`` points, a whole multiple of ``multiple``."""
+        size = self.chunk or max(1, min(32, math.ceil(n_points / (4 * self.workers))))
+        return max(multiple, (size // multiple) * multiple)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "ray", "workers": self.workers, "threads": self.threads,
+                "address": self.address, "chunk": self.chunk}
+
+
+def map_workers(backend: str, workers: int | None = None, address: str | None = None,
+                threads: int = 1) -> RayWorkers | None:
+    """The ``workers=`` of a map from command-line style options: None for ``"local"`` (one
+    process), a :class:`RayWorkers` for ``"ray"`` (default 2 workers)."""
+    if backend == "local":
+        if workers is not None or address is not None:
+            raise InputError("--workers and --address are options of --backend ray")
+        return None
+    if backend != "ray":
+        raise InputError(f"backend must be 'local' or 'ray', got {backend!r}")
+    return RayWorkers(workers=2 if workers is None else workers, address=address,
+                      threads=threads)
+
+
+def chunk_store(path: str | Path | None) -> Path | None:
+    """The chunk directory of a map stored at ``path`` (``PATH.chunks``), or None."""
+    return None if path is None else Path(f"{path}.chunks")
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk files
+
+
+def _chunk_path(store: Path, index: np.ndarray) -> Path:
+    return store / f"chunk-{int(index[0]):08d}-{len(index)}.npz"
+
+
+def _write_chunk(store: Path, fingerprint: str, chunk: dict[str, Any]) -> None:
+    meta = json.dumps({"fingerprint": fingerprint, "names": chunk["names"],
+                       "examples": chunk["examples"], "pid": chunk["pid"]})
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, index=chunk["index"], values=chunk["values"], meta_json=np.array(meta))
+
+    store.mkdir(parents=True, exist_ok=True)
+    atomic_write(_chunk_path(store, chunk["index"]), write)
+
+
+def read_chunks(store: Path | None, fingerprint: str) -> list[dict[str, Any]]:
+    """The chunks stored for the map with ``fingerprint``. A chunk of another map is refused
+    (the store belongs to the map at its path); an unreadable one is skipped with a warning,
+    its points evaluated again."""
+    if store is None or not store.is_dir():
+        return []
+    chunks = []
+    for file in sorted(store.glob("chunk-*.npz")):
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta_json"]))
+                chunk = {"index": z["index"], "values": z["values"], **meta}
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("skipping unreadable chunk %s (%s); its points are evaluated again",
+                        file, e)
+            continue
+        if chunk["fingerprint"] != fingerprint:
+            raise InputError(f"{store} holds chunks of a different map (grid, BN policy, loss, "
+                             "centre, directions or data differ); remove it or choose another "
+                             "path")
+        chunks.append(chunk)
+    return chunks
+
+
+def remove_store(store: Path | None) -> None:
+    """Remove a map's chunks once the merged map is written."""
+    if store is not None and store.is_dir():
+        shutil.rmtree(store, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the workers
+
+
+class _PointWorker:
+    """One Ray actor: the map's evaluator, built once, evaluating chunk after chunk."""
+
+    def __init__(self, build: Callable[[], Any], threads: int) -> None:
+        from losslab.studies.worker import watch_parent
+
+        watch_parent()  # a private instance's raylet dies with the driver: so do we
+        torch.set_num_threads(threads)
+        self.ev = build()
+
+    def run(self, index: np.ndarray, coords: Tensor, store: str | None,
+            fingerprint: str) -> dict[str, Any]:
+        sets = self.ev.evaluate_sets(coords)
+        chunk = {"index": index, "names": list(sets), "examples": dict(self.ev.examples),
+                 "pid": os.getpid(),
+                 "values": np.stack([torch.stack(v).numpy() for v in sets.values()])}
+        if store is not None:
+            _write_chunk(Path(store), fingerprint, chunk)
+        return chunk
+
+
+def _chunks(index: Tensor, size: int) -> Iterator[np.ndarray]:
+    idx = index.numpy()
+    for s in range(0, len(idx), size):
+        yield idx[s:s + size]
+
+
+def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
+                  workers: RayWorkers, *, device: torch.device, multiple: int = 1,
+                  store: Path | None = None, fingerprint: str = "",
+                  on_chunk: Callable[[dict[str, Any]], None]) -> int:
+    """Evaluate the points ``coords[index]`` on Ray workers; ``on_chunk(chunk)`` runs on the
+    driver as each chunk finishes, in the order they finish, with ``chunk["index"]`` (which
+    rows of ``coords``), ``chunk["names"]`` (the evaluation sets), ``chunk["values"]``
+    ((sets, 3, points): loss, accuracy, loss standard error) and ``chunk["examples"]``.
+
+    ``build()`` (pickled to every worker) returns the evaluator, anything with
+    ``evaluate_sets(coords)`` and ``examples`` as :class:`PointEvaluator`. ``store``: where
+    the workers write each chunk (see the module docstring). Returns the number of points
+    evaluated."""
+    if len(index) == 0:
+        return 0
+    ray, owns = _start(workers)
+    try:
+        gpus = workers.gpus if workers.gpus is not None else float(device.type == "cuda")
+        actor = ray.remote(_PointWorker).options(
+            num_cpus=workers.threads, num_gpus=gpus, max_restarts=workers.max_restarts,
+            max_task_retries=workers.max_restarts)
+        built = ray.put(build)
+        pool = ray.util.ActorPool([actor.remote(built, workers.threads)
+                                   for _ in range(min(workers.workers, len(index)))])
+        plan = list(_chunks(index, workers.chunk_size(len(index), multiple)))
+        where = None if store is None else str(store)
+        done = 0
+        for chunk in pool.map_unordered(
+                lambda a, idx: a.run.remote(idx, coords[torch.from_numpy(idx)], where,
+                                            fingerprint), plan):
+            on_chunk(chunk)
+            done += len(chunk["index"])
+        return done
+    finally:
+        if owns:
+            ray.shutdown()
+
+
+def _start(workers: RayWorkers) -> tuple[Any, bool]:
+    from losslab.ray_session import start_ray
+
+    ray, owns = start_ray(workers.address, workers.init_kwargs)
+    import ray.util  # noqa: F401  (ActorPool)
+
+    return ray, owns
+
+
+def evaluate_indices(build: Callable[[], Any], ev: Any, coords: Tensor, index: Tensor,
+                     workers: RayWorkers | None,
+                     record: Callable[[Tensor, Tensor], None], *,
+                     store: Path | None = None, fingerprint: str = "") -> None:
+    """Evaluate the rows ``index`` of ``coords`` and ``record(rows, values)`` each finished
+    chunk (values (3, points): loss, accuracy, loss standard error of the first evaluation
+    set): on ``ev`` (the driver's evaluator) in this process, ``points_per_call`` at a time,
+    or with ``workers`` spread over Ray (:func:`spread_points`, each worker's evaluator from
+    ``build()``). Either way ``ev.examples`` and ``ev.evaluations`` end as if ``ev`` had
+    evaluated every point."""
+    step = ev.points_per_call
+    if workers is None:
+        for s in range(0, len(index), step):
+            rows = index[s:s + step]
+            record(rows, torch.stack(ev.evaluate(coords[rows])))
+        return
+
+    def on_chunk(chunk: dict[str, Any]) -> None:
+        ev.examples.update(chunk["examples"])
+        ev.evaluations += len(chunk["index"])
+        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"][0].copy()))
+
+    spread_points(build, coords, index, workers, device=ev.device, multiple=step, store=store,
+                  fingerprint=fingerprint, on_chunk=on_chunk)
+
+
+def merge_stored(store: Path | None, fingerprint: str,
+                 record: Callable[[Tensor, Tensor], None]) -> int:
+    """Record the chunks stored for this map (a rerun after a killed driver); the number of
+    points they hold."""
+    n = 0
+    for chunk in read_chunks(store, fingerprint):
+        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"][0].copy()))
+        n += len(chunk["index"])
+    return n
