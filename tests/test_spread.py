@@ -72,6 +72,20 @@ def test_two_workers_give_the_single_process_surface_and_line_bitwise(ray_instan
     assert torch.equal(a.loss, b.loss) and torch.equal(a.acc, b.acc)
 
 
+def test_a_ratio_map_spread_is_the_single_process_map(ray_instance, tmp_path):
+    from losslab.landscape.ratio_map import eigenvalue_ratio_map
+
+    model, dirs, batches = _problem(n=60)
+    kw = dict(grid=(-1, 1, 3), batches=batches, max_iter=8)
+    alone = eigenvalue_ratio_map(model, model, dirs, **kw)
+    spread = eigenvalue_ratio_map(model, model, dirs, **kw, path=str(tmp_path / "r"),
+                                  workers=RayWorkers(2))
+    for name in ("lambda_max", "lambda_min", "ratio", "converged"):
+        assert torch.equal(getattr(spread, name), getattr(alone, name)), name
+    assert spread.num_products == alone.num_products
+    assert spread.metadata["num_examples"] == 60 and not chunk_store(tmp_path / "r").exists()
+
+
 def test_a_killed_worker_loses_only_its_chunk_in_flight(ray_instance, tmp_path, monkeypatch):
     model, dirs, batches = _problem()
     kw = dict(grid=(-1, 1, 7), batches=batches)
@@ -192,8 +206,8 @@ def test_stored_chunks_of_another_map_are_refused(ray_instance, tmp_path):
                 workers=RayWorkers(2))
     assert r.metadata["evaluated_points"] == 9
     store.mkdir()
-    np.savez(store / "chunk-00000000-1.npz", index=np.array([0]), values=np.zeros((1, 3, 1)),
-             meta_json=np.array(json.dumps({"fingerprint": "other", "names": [""],
+    np.savez(store / "chunk-00000000-1.npz", index=np.array([0]), values=np.zeros((3, 1)),
+             meta_json=np.array(json.dumps({"fingerprint": "other",
                                             "examples": {}, "pid": 1})))
     grid_paths(path)[0].unlink()
     with pytest.raises(InputError, match="holds chunks of a different map"):

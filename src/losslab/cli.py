@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncentered", action="store_true",
                    help="trajectory: PCA of the offsets from the final model as they are "
                    "(default: centred on their mean, as Li et al.'s code)")
-    _map_backend_args(p, "surface, line and trajectory")
+    _map_backend_args(p, "surface, line, trajectory and ratio_map")
     p.set_defaults(func=cmd_landscape)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)

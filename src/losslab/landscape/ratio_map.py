@@ -32,8 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -55,6 +57,13 @@ from losslab.landscape.grid_io import (
 from losslab.landscape.hessian.eigensolvers import lanczos
 from losslab.landscape.hessian.operator import HessianOperator, ParamSelection
 from losslab.landscape.options import EvalOptions, loss_name
+from losslab.landscape.spread import (
+    RayWorkers,
+    chunk_store,
+    evaluate_indices,
+    merge_stored,
+    remove_store,
+)
 from losslab.params import ParamDict, check_same_keys
 from losslab.progress import track
 
@@ -123,10 +132,36 @@ def _resume(path: str, store: dict[str, Tensor], stored: dict[str, Any]) -> None
     stored.update(num_parameters=meta.get("num_parameters"), num_examples=meta.get("num_examples"))
 
 
-def _todo(done: Tensor) -> list[tuple[int, int]]:
-    """The ``(i, j)`` of the points not yet done, row by row."""
-    return [(i, j) for i in range(done.shape[0]) for j in range(done.shape[1])
-            if not done[i, j]]
+class _RatioPoints:
+    """The ratio map's evaluator, as a worker builds it once: at each point θ a
+    :class:`HessianOperator` and one Lanczos run, giving (λmin, λmax, converged, products,
+    iterations, number of parameters) per point (:func:`~losslab.landscape.spread.chunk_values`)."""
+
+    points_per_call = 1
+
+    def __init__(self, model: nn.Module, center: ParamDict, buffers: ParamDict,
+                 dirs: list[ParamDict], batches: list, options: EvalOptions,
+                 wrt: ParamSelection, max_iter: int, tol: float, seed: int) -> None:
+        self.model, self.center, self.buffers, self.dirs = model, center, buffers, dirs
+        self.batches, self.options, self.wrt = batches, options, wrt
+        self.max_iter, self.tol, self.seed = max_iter, tol, seed
+        self.device = next(iter(center.values())).device
+        self.examples: dict[str, int] = {}
+        self.evaluations = 0
+
+    def chunk_values(self, coords: Tensor) -> np.ndarray:
+        out = np.empty((6, len(coords)), dtype=np.float64)
+        for n, c in enumerate(coords.tolist()):
+            op = HessianOperator(self.model, _point(self.center, self.dirs, c),
+                                 batches=self.batches, buffers=self.buffers, wrt=self.wrt,
+                                 options=self.options)
+            res = lanczos(op, k=1, which="both", max_iter=self.max_iter, tol=self.tol,
+                          seed=self.seed, progress=False)
+            out[:, n] = (res.min, res.max, bool(res.converged), op.num_products,
+                         res.iterations, op.size)
+            self.examples = {"": op.num_examples}
+        self.evaluations += len(coords)
+        return out
 
 
 def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
@@ -136,8 +171,8 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
                          grid: Any = (-1.0, 1.0, 5), options: EvalOptions = DEFAULTS,
                          wrt: ParamSelection = "all", max_iter: int = 30, tol: float = 1e-3,
                          seed: int = 0, callback: Callable[[int, int], None] | None = None,
-                         path: str | None = None, progress: bool | None = None
-                         ) -> RatioMapResult:
+                         path: str | None = None, progress: bool | None = None,
+                         workers: RayWorkers | None = None) -> RatioMapResult:
     """λ_max, λ_min and ``|λ_min / λ_max|`` of the Hessian at every point of a plane.
 
     At each grid point θ = point + x·d1 + y·d2 (``grid`` as for
@@ -159,7 +194,10 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     :mod:`~losslab.landscape.grid_io`; a point costs a Lanczos run), and running again with the
     same ``path`` computes only the missing points. The stored file must describe the same map
     (grid, centre, buffers, directions, data, loss, ``wrt`` and the Lanczos settings), else an
-    error.
+    error. ``workers``: a :class:`~losslab.landscape.spread.RayWorkers` spreads the points
+    over Ray workers, one point per chunk unless ``workers.chunk`` says (the same numbers;
+    with ``path`` the workers' finished points are kept in ``PATH.chunks/`` as
+    :func:`~losslab.landscape.evaluate.surface` keeps them).
 
     The model is never changed. Li et al. 2018 (arXiv:1712.09913, §6) use such maps to check
     whether convexity in a 2-D plot is real: small ratios mean locally convex-looking.
@@ -194,25 +232,38 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
             x, y, f"ratio|{loss_name(options.loss_fn)}|{wrt}|{max_iter}|{tol}|{seed}",
             [center_p, bufs, *dirs], batches_digest([("batches", batches)]))
         _resume(path, store, stored)
-    finished = int(store["done"].sum())
-    with track(ny * nx, "ratio map", initial=finished, enabled=progress) as bar:
-        for i, j in _todo(store["done"]):
-            theta = _point(center_p, dirs, (float(x[j]), float(y[i])))
-            op = HessianOperator(model, theta, batches=batches, buffers=bufs, wrt=wrt,
-                                 options=options)
-            res = lanczos(op, k=1, which="both", max_iter=max_iter, tol=tol, seed=seed,
-                          progress=False)
-            store["lambda_min"][i, j], store["lambda_max"][i, j] = res.min, res.max
-            store["converged"][i, j] = bool(res.converged)
-            store["products"][i, j] = op.num_products
-            store["iterations"][i, j] = res.iterations
+    yy, xx = torch.meshgrid(y, x, indexing="ij")  # point i*nx + j is (x[j], y[i])
+    coords = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    build = partial(_RatioPoints, model, center_p, bufs, dirs, batches, options, wrt, max_iter,
+                    tol, seed)
+    ev = build()
+    bar = None
+    fields = ("lambda_min", "lambda_max", "converged", "products", "iterations")
+
+    def record(rows: Tensor, values: Tensor) -> None:
+        for n, r in enumerate(rows.tolist()):
+            i, j = divmod(r, nx)
+            for f, v in zip(fields, values[:5, n].tolist(), strict=True):
+                store[f][i, j] = v
             store["done"][i, j] = True
-            stored.update(num_parameters=op.size, num_examples=op.num_examples)
-            if path is not None:
-                save_grid(path, store, {"kind": "eigenvalue_ratio_map (partial)", **stored})
-            bar.update()
+            stored["num_parameters"] = int(values[5, n])
+        stored["num_examples"] = ev.examples.get("", stored["num_examples"])
+        if path is not None:
+            save_grid(path, store, {"kind": "eigenvalue_ratio_map (partial)", **stored})
+        if bar is not None:
+            bar.update(len(rows))
             if callback is not None:
                 callback(bar.done, ny * nx)
+
+    chunks = chunk_store(path)
+    if path is not None:
+        merge_stored(chunks, stored["fingerprint"], record)
+    finished = int(store["done"].sum())
+    todo = torch.nonzero(~store["done"].reshape(-1)).flatten()
+    with track(ny * nx, "ratio map", initial=finished, enabled=progress) as bar:
+        evaluate_indices(build, ev, coords, todo, workers, record, largest=1, store=chunks,
+                         fingerprint=stored.get("fingerprint", ""))
+    remove_store(chunks)  # the stored map holds every point now
     lam_max, lam_min, converged = store["lambda_max"], store["lambda_min"], store["converged"]
     products, iterations = store["products"], store["iterations"]
     size, num_examples = stored["num_parameters"], stored["num_examples"]

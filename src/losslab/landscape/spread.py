@@ -76,9 +76,10 @@ class RayWorkers:
         if self.gpus is not None and self.gpus < 0:
             raise InputError(f"RayWorkers: gpus must be >= 0, got {self.gpus!r}")
 
-    def chunk_size(self, n_points: int, multiple: int = 1) -> int:
-        """Points per chunk for ``n_points`` points, a whole multiple of ``multiple``."""
-        size = self.chunk or max(1, min(32, math.ceil(n_points / (4 * self.workers))))
+    def chunk_size(self, n_points: int, multiple: int = 1, largest: int = 32) -> int:
+        """Points per chunk for ``n_points`` points (at most ``largest`` unless ``chunk``
+        says), a whole multiple of ``multiple``."""
+        size = self.chunk or max(1, min(largest, math.ceil(n_points / (4 * self.workers))))
         return max(multiple, (size // multiple) * multiple)
 
     def describe(self) -> dict[str, Any]:
@@ -114,8 +115,8 @@ def _chunk_path(store: Path, index: np.ndarray) -> Path:
 
 
 def _write_chunk(store: Path, fingerprint: str, chunk: dict[str, Any]) -> None:
-    meta = json.dumps({"fingerprint": fingerprint, "names": chunk["names"],
-                       "examples": chunk["examples"], "pid": chunk["pid"]})
+    meta = json.dumps({"fingerprint": fingerprint, "examples": chunk["examples"],
+                       "pid": chunk["pid"]})
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -159,6 +160,15 @@ def remove_store(store: Path | None) -> None:
 # the workers
 
 
+def chunk_values(ev: Any, coords: Tensor) -> np.ndarray:
+    """(Q, M) float64: what ``ev`` gives at the M points ``coords``: its ``chunk_values``, or
+    a :class:`~losslab.landscape.points.PointEvaluator`'s loss, accuracy and loss standard
+    error."""
+    if hasattr(ev, "chunk_values"):
+        return ev.chunk_values(coords)
+    return torch.stack(ev.evaluate(coords)).numpy()
+
+
 class _PointWorker:
     """One Ray actor: the map's evaluator, built once, evaluating chunk after chunk."""
 
@@ -171,10 +181,8 @@ class _PointWorker:
 
     def run(self, index: np.ndarray, coords: Tensor, store: str | None,
             fingerprint: str) -> dict[str, Any]:
-        sets = self.ev.evaluate_sets(coords)
-        chunk = {"index": index, "names": list(sets), "examples": dict(self.ev.examples),
-                 "pid": os.getpid(),
-                 "values": np.stack([torch.stack(v).numpy() for v in sets.values()])}
+        chunk = {"index": index, "values": chunk_values(self.ev, coords),
+                 "examples": dict(self.ev.examples), "pid": os.getpid()}
         if store is not None:
             _write_chunk(Path(store), fingerprint, chunk)
         return chunk
@@ -188,15 +196,16 @@ def _chunks(index: Tensor, size: int) -> Iterator[np.ndarray]:
 
 def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
                   workers: RayWorkers, *, device: torch.device, multiple: int = 1,
-                  store: Path | None = None, fingerprint: str = "",
+                  largest: int = 32, store: Path | None = None, fingerprint: str = "",
                   on_chunk: Callable[[dict[str, Any]], None]) -> int:
     """Evaluate the points ``coords[index]`` on Ray workers; ``on_chunk(chunk)`` runs on the
     driver as each chunk finishes, in the order they finish, with ``chunk["index"]`` (which
-    rows of ``coords``), ``chunk["names"]`` (the evaluation sets), ``chunk["values"]``
-    ((sets, 3, points): loss, accuracy, loss standard error) and ``chunk["examples"]``.
+    rows of ``coords``), ``chunk["values"]`` ((Q, points), :func:`chunk_values`) and
+    ``chunk["examples"]``.
 
-    ``build()`` (pickled to every worker) returns the evaluator, anything with
-    ``evaluate_sets(coords)`` and ``examples`` as :class:`PointEvaluator`. ``store``: where
+    ``build()`` (pickled to every worker) returns the evaluator: a
+    :class:`~losslab.landscape.points.PointEvaluator`, or anything with ``chunk_values(coords)``
+    and ``examples`` (see :func:`chunk_values`). ``store``: where
     the workers write each chunk (see the module docstring). Returns the number of points
     evaluated."""
     if len(index) == 0:
@@ -210,7 +219,7 @@ def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
         built = ray.put(build)
         pool = ray.util.ActorPool([actor.remote(built, workers.threads)
                                    for _ in range(min(workers.workers, len(index)))])
-        plan = list(_chunks(index, workers.chunk_size(len(index), multiple)))
+        plan = list(_chunks(index, workers.chunk_size(len(index), multiple, largest)))
         where = None if store is None else str(store)
         done = 0
         for chunk in pool.map_unordered(
@@ -235,28 +244,28 @@ def _start(workers: RayWorkers) -> tuple[Any, bool]:
 
 def evaluate_indices(build: Callable[[], Any], ev: Any, coords: Tensor, index: Tensor,
                      workers: RayWorkers | None,
-                     record: Callable[[Tensor, Tensor], None], *,
+                     record: Callable[[Tensor, Tensor], None], *, largest: int = 32,
                      store: Path | None = None, fingerprint: str = "") -> None:
     """Evaluate the rows ``index`` of ``coords`` and ``record(rows, values)`` each finished
-    chunk (values (3, points): loss, accuracy, loss standard error of the first evaluation
-    set): on ``ev`` (the driver's evaluator) in this process, ``points_per_call`` at a time,
-    or with ``workers`` spread over Ray (:func:`spread_points`, each worker's evaluator from
-    ``build()``). Either way ``ev.examples`` and ``ev.evaluations`` end as if ``ev`` had
-    evaluated every point."""
+    chunk (values (Q, points), :func:`chunk_values`): on ``ev`` (the driver's evaluator) in
+    this process, ``points_per_call`` at a time, or with ``workers`` spread over Ray
+    (:func:`spread_points`, each worker's evaluator from ``build()``, chunks of at most
+    ``largest`` points unless ``workers.chunk`` says). Either way ``ev.examples`` and
+    ``ev.evaluations`` end as if ``ev`` had evaluated every point."""
     step = ev.points_per_call
     if workers is None:
         for s in range(0, len(index), step):
             rows = index[s:s + step]
-            record(rows, torch.stack(ev.evaluate(coords[rows])))
+            record(rows, torch.from_numpy(chunk_values(ev, coords[rows])))
         return
 
     def on_chunk(chunk: dict[str, Any]) -> None:
         ev.examples.update(chunk["examples"])
         ev.evaluations += len(chunk["index"])
-        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"][0].copy()))
+        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"].copy()))
 
-    spread_points(build, coords, index, workers, device=ev.device, multiple=step, store=store,
-                  fingerprint=fingerprint, on_chunk=on_chunk)
+    spread_points(build, coords, index, workers, device=ev.device, multiple=step,
+                  largest=largest, store=store, fingerprint=fingerprint, on_chunk=on_chunk)
 
 
 def merge_stored(store: Path | None, fingerprint: str,
@@ -265,6 +274,6 @@ def merge_stored(store: Path | None, fingerprint: str,
     points they hold."""
     n = 0
     for chunk in read_chunks(store, fingerprint):
-        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"][0].copy()))
+        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"].copy()))
         n += len(chunk["index"])
     return n

@@ -72,7 +72,7 @@ __all__ = ["landscape_analysis", "compute_landscape"]
 log = logging.getLogger(__name__)
 
 KINDS = ("surface", "line", "trajectory", "hessian", "ratio_map", "curvature")
-SPREADABLE = ("surface", "line", "trajectory")  # the kinds whose points Ray workers can share
+SPREADABLE = ("surface", "line", "trajectory", "ratio_map")  # the kinds whose points Ray workers can share
 RESUMABLE = ("surface", "ratio_map")  # the kinds that store finished points and continue from them
 
 
@@ -260,7 +260,8 @@ def _ratio_map(run_dir, o) -> dict[str, Any]:
     r = eigenvalue_ratio_map(model, ckpt.params, dirs.directions, batches=batches,
                              buffers=ckpt.buffers, grid=(-s, s, n),
                              options=EvalOptions(device=device), max_iter=o["lanczos_steps"],
-                             path=None if o.get("path") is None else str(o["path"]))
+                             path=None if o.get("path") is None else str(o["path"]),
+                             workers=o.get("workers"))
     return {"x": as_list(r.x), "y": as_list(r.y), "ratio": as_list(r.ratio),
             "normalization": o["normalization"],
             "lambda_max": as_list(r.lambda_max), "lambda_min": as_list(r.lambda_min),
