@@ -86,6 +86,21 @@ def test_a_ratio_map_spread_is_the_single_process_map(ray_instance, tmp_path):
     assert spread.metadata["num_examples"] == 60 and not chunk_store(tmp_path / "r").exists()
 
 
+def test_a_curve_plane_spread_is_the_single_process_plane(ray_instance):
+    from losslab.curves import CurveModel, curve_plane
+
+    model, _, batches = _problem(n=60)
+    other = create_model("small_cnn", num_classes=10, in_channels=1, image_size=8)
+    curve = CurveModel(model, model, other, bends=1)
+    with torch.no_grad():
+        curve.bends.add_(0.3 * torch.randn(curve.bends.shape, dtype=curve.bends.dtype))
+    kw = dict(batches=batches[:1], test_batches=batches[1:], weight_decay=1e-3, grid=4)
+    alone = curve_plane(curve, **kw)
+    spread = curve_plane(curve, **kw, workers=RayWorkers(2))
+    for name in ("loss", "acc", "test_loss", "test_error", "train_loss_l2"):
+        assert torch.equal(getattr(spread, name), getattr(alone, name)), name
+
+
 def test_a_killed_worker_loses_only_its_chunk_in_flight(ray_instance, tmp_path, monkeypatch):
     model, dirs, batches = _problem()
     kw = dict(grid=(-1, 1, 7), batches=batches)
@@ -235,3 +250,5 @@ def test_the_landscape_command_spreads_a_surface(ray_instance, tmp_path, monkeyp
     assert "--workers and --address are options of --backend ray" in capsys.readouterr().err
     assert main(["landscape", "hessian", str(run), "--backend", "ray"]) == 2
     assert "landscape hessian runs in one process" in capsys.readouterr().err
+    assert main(["curve", "evaluate", str(run), "--backend", "ray"]) == 2
+    assert "curve evaluate runs in one process" in capsys.readouterr().err

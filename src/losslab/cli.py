@@ -15,6 +15,7 @@
                 [--backend local|ray] [--workers N] [--address ADDR]
     losslab curve fit START END [--bends 1] [--kind bezier] [--out DIR] [--set KEY=VALUE ...]
     losslab curve evaluate|plane CURVE_RUN [--points 61] [--grid 21] [--out DIR]
+                [--backend local|ray] [--workers N] [--address ADDR]
     losslab models
     losslab datasets
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=21, help="plane: grid points per axis")
     p.add_argument("--split", default="train", choices=["train", "test", "val"],
                    help="plane: the split of the loss grid")
+    _map_backend_args(p, "plane")
     p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "

@@ -75,6 +75,9 @@ def cmd_curve(args: argparse.Namespace) -> int:
     from losslab.console import curve_plane_summary
     from losslab.curves import curve_runs
 
+    if args.action != "plane" and (args.backend, args.workers, args.address) != ("local", None, None):
+        raise InputError(f"curve {args.action} runs in one process; --backend ray spreads the "
+                         "points of curve plane")
     if args.action == "fit":
         return _curve_fit(args)
     if len(args.paths) != 1:
@@ -82,7 +85,11 @@ def cmd_curve(args: argparse.Namespace) -> int:
     out = Path(args.out or ".")
     if args.action == "evaluate":
         return _curve_evaluate(args.paths[0], args.points or 61, out)
-    result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split)
+    from losslab.landscape.spread import map_workers
+
+    workers = map_workers(args.backend, args.workers, args.address, args.worker_threads)
+    result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split,
+                                           workers=workers)
     print(curve_plane_summary(result, args.grid))
     _write_result(out / "curve_plane.json", {"run": args.paths[0], **result})
     return 0

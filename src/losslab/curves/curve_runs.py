@@ -66,17 +66,18 @@ def evaluate_curve_run(path: str | Path, *, points: int = 61) -> dict[str, Any]:
 
 
 def plane_of_curve_run(path: str | Path, *, grid: int = 21, split: str = "train",
-                       margin: float = 0.2) -> dict[str, Any]:
+                       margin: float = 0.2, workers: Any = None) -> dict[str, Any]:
     """DMC's two planes through the endpoints and the middle bend, paths projected: the train
     loss plus ½·wd·‖w‖² (``train_loss_l2``, wd the run's ``optimizer.weight_decay``; ``l2``
     alone) and the test error in percent (``test_error``; ``test_loss``, ``test_acc``).
-    ``loss``/``acc`` are the grids of ``split`` (default the train split, as before)."""
+    ``loss``/``acc`` are the grids of ``split`` (default the train split, as before).
+    ``workers``: a :class:`~losslab.landscape.spread.RayWorkers` spreads the plane's points."""
     names = ["train", "test"] + ([] if split in ("train", "test") else [split])
     curve, device, (train, test, *more), config = _loaded(path, names)
     wd = float(config.optimizer.weight_decay)
     p = curve_plane(curve, batches=train, test_batches=test, weight_decay=wd,
                     extra_batches={split: more[0]} if more else None, grid=grid, margin=margin,
-                    options=EvalOptions(device=device))
+                    options=EvalOptions(device=device), workers=workers)
     if split == "train":
         loss, acc = p.loss, p.acc
     elif split == "test":

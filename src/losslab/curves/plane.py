@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -57,6 +58,7 @@ from losslab.errors import InputError
 from losslab.landscape.grid import plane_of
 from losslab.landscape.options import EvalOptions
 from losslab.landscape.points import PointEvaluator
+from losslab.landscape.spread import RayWorkers, evaluate_indices
 from losslab.params import buffers_of
 from losslab.progress import track
 
@@ -126,7 +128,8 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
                 extra_batches: Mapping[str, Iterable] | None = None, grid: Any = 21,
                 options: EvalOptions = DEFAULTS, weight_decay: float = 0.0,
                 margin: float = 0.2, bend: int | None = None,
-                curve_points: int = 61, progress: bool | None = None) -> CurvePlane:
+                curve_points: int = 61, progress: bool | None = None,
+                workers: RayWorkers | None = None) -> CurvePlane:
     """DMC's planes through ŵ1, bend ``bend`` (1-based; default the middle one) and ŵ2: the
     loss and accuracy on ``batches`` (the training batches), ``train_loss_l2 = loss +
     ½·weight_decay·‖w‖²``, and with ``test_batches`` the test loss, accuracy and error (%);
@@ -140,7 +143,8 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
     network has BatchNorm), and ``device``. See the module docstring for the basis and for
     what ‖w‖² includes. ``progress``: a bar over the grid points
     (:func:`~losslab.progress.track`; None: on a terminal; the finished plane is logged in
-    one line).
+    one line). ``workers``: a :class:`~losslab.landscape.spread.RayWorkers` spreads the
+    points over Ray workers (the same numbers; None: this process).
 
     Example::
 
@@ -185,10 +189,17 @@ def curve_plane(curve: CurveModel, *, batches: Iterable, test_batches: Iterable 
     sets = {"train": batches, **({} if test_batches is None else {"test": test_batches}), **extra}
     if options.recompute_batches is None:
         options = options.with_(recompute_batches=batches)
-    ev = PointEvaluator(curve.net, center, buffers_of(curve.net), dirs, sets, options=options,
-                        bn=bn)
+    build = partial(PointEvaluator, curve.net, center, buffers_of(curve.net), dirs, sets,
+                    options=options, bn=bn)
+    ev = build()
+    values = torch.empty(3 * len(sets), len(coords), dtype=torch.float64)
     with track(len(coords), "curve plane", enabled=progress) as bar:
-        results = ev.evaluate_sets(coords, bar.update)
+        def record(rows: Tensor, v: Tensor) -> None:
+            values[:, rows] = v
+            bar.update(len(rows))
+
+        evaluate_indices(build, ev, coords, torch.arange(len(coords)), workers, record)
+    results = {name: values[3 * k:3 * k + 3] for k, name in enumerate(sets)}
     grids = {name: (loss.view(len(y), len(x)), acc.view(len(y), len(x)))
              for name, (loss, acc, _) in results.items()}
     loss, acc = grids.pop("train")

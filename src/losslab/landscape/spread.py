@@ -163,10 +163,10 @@ def remove_store(store: Path | None) -> None:
 def chunk_values(ev: Any, coords: Tensor) -> np.ndarray:
     """(Q, M) float64: what ``ev`` gives at the M points ``coords``: its ``chunk_values``, or
     a :class:`~losslab.landscape.points.PointEvaluator`'s loss, accuracy and loss standard
-    error."""
+    error on each evaluation set in turn (Q = 3 × sets)."""
     if hasattr(ev, "chunk_values"):
         return ev.chunk_values(coords)
-    return torch.stack(ev.evaluate(coords)).numpy()
+    return np.concatenate([torch.stack(v).numpy() for v in ev.evaluate_sets(coords).values()])
 
 
 class _PointWorker:
