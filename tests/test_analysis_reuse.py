@@ -84,3 +84,15 @@ def test_a_failed_analysis_is_tried_again(tmp_path, monkeypatch):
     monkeypatch.setitem(analyses._REGISTRY, "counted_for_tests", counted)
     assert not run_study(_study(tmp_path), out, workers=1).failed_analyses
     assert CALLS == ["broken", "a"]
+
+
+def test_where_an_analysis_runs_is_not_one_of_its_inputs():
+    from losslab.studies.analysis_inputs import analysis_inputs
+
+    runs = [["r0", "finished", "abc"]]
+    plain = analysis_inputs("landscape", {"kind": "surface", "points": 3}, runs)
+    spread = analysis_inputs("landscape", {"kind": "surface", "points": 3, "backend": "ray",
+                                           "workers": 4, "address": "auto",
+                                           "worker_threads": 2}, runs)
+    assert spread == plain
+    assert analysis_inputs("landscape", {"kind": "surface", "points": 5}, runs) != plain

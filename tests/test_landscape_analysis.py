@@ -33,6 +33,9 @@ def test_landscape_analyses_in_a_study(tmp_path):
              "examples": 64, "variants": ["large_batch"]},
             {"name": "landscape", "id": "layers", "kind": "curvature", "operator": "ggn",
              "examples": 64, "variants": ["large_batch"]},
+            # the same surfaces, their points spread over two Ray workers
+            {"name": "landscape", "id": "surfaces_ray", "kind": "surface", "points": 3,
+             "examples": 100, "backend": "ray", "workers": 2},
             {"name": "landscape", "id": "eigenplane", "kind": "surface",
              "directions": "hessian_top2", "normalization": "none", "points": 3, "span": 0.01,
              "examples": 64, "variants": ["small_batch"]}],
@@ -46,6 +49,9 @@ def test_landscape_analyses_in_a_study(tmp_path):
     assert not [(k, r) for a in analyses.values() for k, r in a["results"].items() if "error" in r]
     surface = analyses["surfaces"]["results"]["small_batch"]
     assert len(surface["loss"]) == 3 and surface["x"][1] == 0.0  # the centre is on the grid
+    for variant, r in analyses["surfaces_ray"]["results"].items():  # threads may differ
+        alone = analyses["surfaces"]["results"][variant]["loss"]
+        assert sum(r["loss"], []) == pytest.approx(sum(alone, []), rel=1e-9)
     line = analyses["line"]["results"]["small_batch → large_batch"]
     assert 0.0 in line["alphas"] and 1.0 in line["alphas"] and len(line["loss"]) == 41
     trajectory = analyses["paths"]["results"]["small_batch"]

@@ -203,7 +203,7 @@ def test_options_are_checked_before_ray_starts():
         RayWorkers(0)
     with pytest.raises(InputError, match="chunk must be a positive integer"):
         RayWorkers(2, chunk=0)
-    with pytest.raises(InputError, match="--workers and --address are options of --backend ray"):
+    with pytest.raises(InputError, match="workers and address are options of backend .ray."):
         map_workers("local", workers=2)
     assert map_workers("local") is None
     assert map_workers("ray", 3, "auto") == RayWorkers(3, address="auto")
@@ -247,7 +247,7 @@ def test_the_landscape_command_spreads_a_surface(ray_instance, tmp_path, monkeyp
     assert not list((tmp_path / "two").glob("*.chunks"))
     capsys.readouterr()
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "x")]) == 2
-    assert "--workers and --address are options of --backend ray" in capsys.readouterr().err
+    assert "workers and address are options of backend 'ray'" in capsys.readouterr().err
     assert main(["landscape", "hessian", str(run), "--backend", "ray"]) == 2
     assert "landscape hessian runs in one process" in capsys.readouterr().err
     assert main(["curve", "evaluate", str(run), "--backend", "ray"]) == 2

@@ -45,6 +45,7 @@ from typing import Any
 
 from losslab.curves.curve_runs import evaluate_curve_run, fit_curve, plane_of_curve_run
 from losslab.errors import InputError
+from losslab.landscape.spread import map_workers
 from losslab.runs.atomic import atomic_write_json
 from losslab.runs.checkpoint_set import resolve_checkpoint
 from losslab.runs.readers import read_json
@@ -156,10 +157,14 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
                    set: dict[str, Any] | None = None, points: int = 61, grid: int = 21,
                    ensemble: list[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
                    published: dict[str, list[float]] | None = None,
-                   published_setting: str | None = None) -> dict[str, Any]:
+                   published_setting: str | None = None, backend: str = "local",
+                   workers: int | None = None, address: str | None = None,
+                   worker_threads: int = 1) -> dict[str, Any]:
     """A curve between two variants' final models: loss and error along t, barrier, the
-    planes (train loss + l2, test error)."""
+    planes (train loss + l2, test error). ``backend: ray`` (with ``workers``, ``address``,
+    ``worker_threads``) spreads the planes' points over Ray workers (the same numbers)."""
     check_published_setting("curve", published, published_setting)
+    spread = map_workers(backend, workers, address, worker_threads)
     if not variants or len(variants) != 2:
         raise InputError("curve: give exactly two variants (the endpoints)")
     if seeds is not None and len(seeds) != 2:
@@ -181,7 +186,7 @@ def curve_analysis(records: StudyRecords, *, variants: list[str] | None = None,
         out["ensemble"] = _ensemble_along(run, list(ensemble))
     if grid:
         try:
-            out["plane"] = plane_of_curve_run(run, grid=grid)
+            out["plane"] = plane_of_curve_run(run, grid=grid, workers=spread)
         except ValueError as e:  # e.g. a curve that did not move off the line
             out["plane"] = {"error": str(e)}
     return out

@@ -93,7 +93,8 @@ def map_workers(backend: str, workers: int | None = None, address: str | None = 
     process), a :class:`RayWorkers` for ``"ray"`` (default 2 workers)."""
     if backend == "local":
         if workers is not None or address is not None:
-            raise InputError("--workers and --address are options of --backend ray")
+            raise InputError("workers and address are options of backend 'ray' "
+                             "(--backend ray)")
         return None
     if backend != "ray":
         raise InputError(f"backend must be 'local' or 'ray', got {backend!r}")

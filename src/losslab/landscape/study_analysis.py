@@ -60,7 +60,7 @@ from losslab.jsonable import as_list
 from losslab.landscape.directions import Directions
 from losslab.landscape.evaluate import line, subset_batches, surface
 from losslab.landscape.options import EvalOptions
-from losslab.landscape.spread import RayWorkers
+from losslab.landscape.spread import RayWorkers, map_workers
 from losslab.runs.checkpoint_set import CheckpointSet, resolve_checkpoint
 from losslab.runs.device import resolve_device
 from losslab.runs.rebuild import check_fits_run, config_path_of, dataset_of, model_for, split_loader
@@ -317,6 +317,13 @@ def _options(kind: str, **options: Any) -> dict[str, Any]:
     return {**options, "seed_data": 0}
 
 
+def _spread(kind: str, workers: RayWorkers | None) -> RayWorkers | None:
+    if workers is not None and kind not in SPREADABLE:
+        raise InputError(f"landscape {kind} runs in one process; backend 'ray' spreads "
+                         f"{', '.join(SPREADABLE)}")
+    return workers
+
+
 def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", examples: int = 0,
                       points: int = 11, span: float = 1.0, normalization: str = "filter",
                       bn: str | None = None, lanczos_steps: int = 30,
@@ -342,10 +349,7 @@ def compute_landscape(kind: str, run_dirs: list[str], *, split: str = "train", e
                        centered=centered, operator=operator, per_layer=per_layer,
                        directions=directions)
     options["path"] = path
-    if workers is not None and kind not in SPREADABLE:
-        raise InputError(f"landscape {kind} runs in one process; --backend ray spreads "
-                         f"{', '.join(SPREADABLE)}")
-    options["workers"] = workers
+    options["workers"] = _spread(kind, workers)
     if kind == "line" and directions != "random":
         if len(run_dirs) != 1:
             raise InputError(f"landscape line along {directions} takes one run")
@@ -369,13 +373,20 @@ def landscape_analysis(records: StudyRecords, *, kind: str = "surface",
                        centered: bool = True, operator: str = "hessian",
                        per_layer: bool = True, directions: str = "random",
                        contour_levels: tuple[float, float, float] = (0.1, 10.0, 0.5),
-                       log_colors: bool = False) -> dict[str, Any]:
-    """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models."""
+                       log_colors: bool = False, backend: str = "local",
+                       workers: int | None = None, address: str | None = None,
+                       worker_threads: int = 1) -> dict[str, Any]:
+    """Loss surfaces, interpolations, PCA trajectories or Hessian spectra of the final models.
+
+    ``backend: ray`` (with ``workers``, ``address``, ``worker_threads``) spreads each map's
+    points over Ray workers (:mod:`~losslab.landscape.spread`; kinds in :data:`SPREADABLE`):
+    the same numbers, so these options do not count as the analysis's inputs."""
     chosen = list(variants) if variants else list(records.variants)
     options = _options(kind, split=split, examples=examples, points=points, span=span,
                        normalization=normalization, bn=bn, lanczos_steps=lanczos_steps,
                        centered=centered, operator=operator, per_layer=per_layer,
                        directions=directions)
+    options["workers"] = _spread(kind, map_workers(backend, workers, address, worker_threads))
     vmin, vmax, step = (float(v) for v in contour_levels)
     if not 0 < step < vmax - vmin:  # fails here, not when the report is drawn
         raise InputError(f"landscape: contour_levels [vmin, vmax, step] need 0 < step < "

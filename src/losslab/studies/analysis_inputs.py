@@ -45,10 +45,17 @@ def run_digests(runs: list[dict[str, Any]]) -> list[list[str]]:
                    run_digest(r["run_dir"]) if r["status"] == "finished" else ""] for r in runs)
 
 
+#: options that say where an analysis runs, not what it computes (a map spread over Ray
+#: workers gives the same numbers): changing them does not make a stored result stale
+EXECUTION_OPTIONS = ("backend", "workers", "address", "worker_threads")
+
+
 def analysis_inputs(name: str, options: dict[str, Any], digests: list[list[str]]) -> str:
-    """The digest of one analysis's inputs, given the study's :func:`run_digests`."""
+    """The digest of one analysis's inputs, given the study's :func:`run_digests`; the
+    :data:`EXECUTION_OPTIONS` are left out."""
     from losslab import __version__
 
+    options = {k: v for k, v in options.items() if k not in EXECUTION_OPTIONS}
     text = json.dumps({"analysis": name, "options": options, "losslab": __version__,
                        "runs": digests}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
