@@ -16,8 +16,11 @@ bitwise (it must: same code, same data, one thread per evaluation).
 Models: ``small_cnn`` on the digits' training set (1,294 images, 8x8) and ``resnet20`` on
 ``--n`` (500) random CIFAR-shaped images (32x32x3), randomly initialized.
 
+On a GPU (``--device cuda``) the workers share it (``--gpus`` per worker, default 1/N) and the
+"threads" columns are one process on the GPU (1 and N CPU threads).
+
     python benchmarks/bench_map_workers.py [--grid 9] [--workers 2] [--n 500]
-        [--model small_cnn --model resnet20]
+        [--model small_cnn --model resnet20] [--device cpu|cuda] [--gpus 0.5]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from losslab.landscape.directions import Directions
 from losslab.landscape.spread import RayWorkers
 
 
-def problem(name: str, n: int, seed: int = 0):
+def problem(name: str, n: int, device: str, seed: int = 0):
     torch.manual_seed(seed)
     if name == "small_cnn":
         s = load_dataset("digits")
@@ -45,7 +48,8 @@ def problem(name: str, n: int, seed: int = 0):
         x = torch.randn(n, 3, 32, 32, generator=gen)
         y = torch.randint(0, 10, (n,), generator=gen)
         model = create_model(name, num_classes=10, in_channels=3, image_size=32)
-    model.eval()
+    model.eval().to(device)
+    x, y = x.to(device), y.to(device)
     batches = [(x[i:i + 256], y[i:i + 256]) for i in range(0, len(y), 256)]
     dirs = Directions.random(dict(model.named_parameters()), n=2, seed=0)
     return model, list(dirs.directions), batches
@@ -63,19 +67,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--model", action="append", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gpus", type=float, default=None, help="GPUs per worker on cuda")
     args = parser.parse_args()
     n = args.workers
+    gpus = None if args.device == "cpu" else (args.gpus or 1.0 / n)
     ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False)
     print(f"torch {torch.__version__}, ray {ray.__version__}, {args.grid}x{args.grid} grid, "
           f"{n} workers")
     print(f"{'model':10s} {'ray 1x1':>9s} {f'ray {n}x1':>9s} {'proc 1t':>9s} {f'proc {n}t':>9s}"
           f"  speed-up {n}x1/1x1 (target {0.8 * n:.1f})  {n}x1 / proc {n}t  bitwise")
     for name in args.model or ["small_cnn", "resnet20"]:
-        model, dirs, batches = problem(name, args.n)
+        model, dirs, batches = problem(name, args.n, args.device)
         kw = dict(grid=(-1, 1, args.grid), batches=batches, progress=False)
         times, grids = {}, {}
-        for label, threads, workers in (("proc 1t", 1, None), ("ray 1x1", 1, RayWorkers(1)),
-                                        (f"ray {n}x1", 1, RayWorkers(n)),
+        for label, threads, workers in (("proc 1t", 1, None),
+                                        ("ray 1x1", 1, RayWorkers(1, gpus=gpus and 1.0)),
+                                        (f"ray {n}x1", 1, RayWorkers(n, gpus=gpus)),
                                         (f"proc {n}t", n, None)):
             torch.set_num_threads(threads)
             times[label], r = timed(lambda w=workers: surface(model, model, dirs, **kw, workers=w))
