@@ -55,12 +55,6 @@ def problem(name: str, n: int, device: str, seed: int = 0):
     return model, list(dirs.directions), batches
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=9)
@@ -86,8 +80,9 @@ def main() -> None:
                                         (f"ray {n}x1", 1, RayWorkers(n, gpus=gpus)),
                                         (f"proc {n}t", n, None)):
             torch.set_num_threads(threads)
-            times[label], r = timed(lambda w=workers: surface(model, model, dirs, **kw, workers=w))
-            grids[label] = r.loss
+            t0 = time.perf_counter()
+            grids[label] = surface(model, model, dirs, **kw, workers=workers).loss
+            times[label] = time.perf_counter() - t0
         same = all(torch.equal(grids[k], grids["proc 1t"]) for k in ("ray 1x1", f"ray {n}x1"))
         print(f"{name:10s} {times['ray 1x1']:8.2f}s {times[f'ray {n}x1']:8.2f}s "
               f"{times['proc 1t']:8.2f}s {times[f'proc {n}t']:8.2f}s  "

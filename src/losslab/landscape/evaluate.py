@@ -318,14 +318,13 @@ def surface(model: nn.Module, point: ParamDict | Any,
                   {**meta, "complete": bool(done.all())})
 
     unsaved = 0
-    bar = None
 
-    def record(rows: Tensor, v: Tensor) -> None:
+    def record(rows: Tensor, v: Tensor, merging: bool = False) -> None:
         nonlocal unsaved
         loss[rows], acc[rows], se[rows] = v
         done[rows] = True
         unsaved += len(rows)
-        if bar is None:  # merging stored chunks
+        if merging:  # chunks stored by an earlier run: saved with the next save
             return
         if path is not None and unsaved >= save_every:
             save()
@@ -336,7 +335,7 @@ def surface(model: nn.Module, point: ParamDict | Any,
 
     store = chunk_store(path)
     if path is not None:
-        merge_stored(store, meta["fingerprint"], record)
+        merge_stored(store, meta["fingerprint"], partial(record, merging=True))
     todo = torch.nonzero(~done).flatten()
     try:
         with track(ny * nx, "surface", initial=ny * nx - len(todo), enabled=progress) as bar:

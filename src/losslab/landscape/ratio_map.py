@@ -237,10 +237,9 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
     build = partial(_RatioPoints, model, center_p, bufs, dirs, batches, options, wrt, max_iter,
                     tol, seed)
     ev = build()
-    bar = None
     fields = ("lambda_min", "lambda_max", "converged", "products", "iterations")
 
-    def record(rows: Tensor, values: Tensor) -> None:
+    def record(rows: Tensor, values: Tensor, merging: bool = False) -> None:
         for n, r in enumerate(rows.tolist()):
             i, j = divmod(r, nx)
             for f, v in zip(fields, values[:5, n].tolist(), strict=True):
@@ -250,14 +249,14 @@ def eigenvalue_ratio_map(model: nn.Module, point: ParamDict | Any,
         stored["num_examples"] = ev.examples.get("", stored["num_examples"])
         if path is not None:
             save_grid(path, store, {"kind": "eigenvalue_ratio_map (partial)", **stored})
-        if bar is not None:
+        if not merging:  # a chunk just evaluated, not one stored by an earlier run
             bar.update(len(rows))
             if callback is not None:
                 callback(bar.done, ny * nx)
 
     chunks = chunk_store(path)
     if path is not None:
-        merge_stored(chunks, stored["fingerprint"], record)
+        merge_stored(chunks, stored["fingerprint"], partial(record, merging=True))
     finished = int(store["done"].sum())
     todo = torch.nonzero(~store["done"].reshape(-1)).flatten()
     with track(ny * nx, "ratio map", initial=finished, enabled=progress) as bar:

@@ -212,13 +212,15 @@ def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
     if len(index) == 0:
         return 0
     ray, owns = _start(workers)
+    from ray.util import ActorPool
+
     try:
         gpus = workers.gpus if workers.gpus is not None else float(device.type == "cuda")
         actor = ray.remote(_PointWorker).options(
             num_cpus=workers.threads, num_gpus=gpus, max_restarts=workers.max_restarts,
             max_task_retries=workers.max_restarts)
         built = ray.put(build)
-        pool = ray.util.ActorPool([actor.remote(built, workers.threads)
+        pool = ActorPool([actor.remote(built, workers.threads)
                                    for _ in range(min(workers.workers, len(index)))])
         plan = list(_chunks(index, workers.chunk_size(len(index), multiple, largest)))
         where = None if store is None else str(store)
@@ -237,10 +239,7 @@ def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
 def _start(workers: RayWorkers) -> tuple[Any, bool]:
     from losslab.ray_session import start_ray
 
-    ray, owns = start_ray(workers.address, workers.init_kwargs)
-    import ray.util  # noqa: F401  (ActorPool)
-
-    return ray, owns
+    return start_ray(workers.address, workers.init_kwargs)
 
 
 def evaluate_indices(build: Callable[[], Any], ev: Any, coords: Tensor, index: Tensor,
