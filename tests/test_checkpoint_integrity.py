@@ -179,11 +179,11 @@ def test_missing_and_unexpected_names_are_listed():
 SLOW_CLI = """
 import sys, time
 from losslab.landscape import points
-evaluate = points.PointEvaluator.evaluate
-def slow(self, coords):  # the kill must land mid-grid, however fast the machine is
+evaluate = points.PointEvaluator.evaluate_sets
+def slow(self, coords, tick=None):  # the kill must land mid-grid, however fast the machine is
     time.sleep(0.05 * len(coords))
-    return evaluate(self, coords)
-points.PointEvaluator.evaluate = slow
+    return evaluate(self, coords, tick)
+points.PointEvaluator.evaluate_sets = slow
 from losslab.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -192,13 +192,13 @@ sys.exit(main(sys.argv[1:]))
 def _count_points(monkeypatch) -> list[int]:
     from losslab.landscape import points
 
-    counted, evaluate = [], points.PointEvaluator.evaluate
+    counted, evaluate = [], points.PointEvaluator.evaluate_sets  # what every map calls
 
-    def counting(self, coords):
+    def counting(self, coords, tick=None):
         counted.append(len(coords))
-        return evaluate(self, coords)
+        return evaluate(self, coords, tick)
 
-    monkeypatch.setattr(points.PointEvaluator, "evaluate", counting)
+    monkeypatch.setattr(points.PointEvaluator, "evaluate_sets", counting)
     return counted
 
 

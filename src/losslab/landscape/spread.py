@@ -214,14 +214,16 @@ def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
     ray, owns = _start(workers)
     from ray.util import ActorPool
 
+    actors: list[Any] = []
     try:
         gpus = workers.gpus if workers.gpus is not None else float(device.type == "cuda")
         actor = ray.remote(_PointWorker).options(
             num_cpus=workers.threads, num_gpus=gpus, max_restarts=workers.max_restarts,
             max_task_retries=workers.max_restarts)
         built = ray.put(build)
-        pool = ActorPool([actor.remote(built, workers.threads)
-                                   for _ in range(min(workers.workers, len(index)))])
+        actors = [actor.remote(built, workers.threads)
+                  for _ in range(min(workers.workers, len(index)))]
+        pool = ActorPool(actors)
         plan = list(_chunks(index, workers.chunk_size(len(index), multiple, largest)))
         where = None if store is None else str(store)
         done = 0
@@ -232,6 +234,8 @@ def spread_points(build: Callable[[], Any], coords: Tensor, index: Tensor,
             done += len(chunk["index"])
         return done
     finally:
+        for a in actors:  # their CPUs and GPUs go back to the cluster now, not at exit
+            ray.kill(a)
         if owns:
             ray.shutdown()
 
