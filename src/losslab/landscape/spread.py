@@ -246,6 +246,12 @@ def _start(workers: RayWorkers) -> tuple[Any, bool]:
     return start_ray(workers.address, workers.init_kwargs)
 
 
+def _record_chunk(record: Callable[[Tensor, Tensor], None], chunk: dict[str, Any]) -> None:
+    """``record(rows, values)`` of one chunk, its arrays copied (Ray's and numpy's are
+    read-only)."""
+    record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"].copy()))
+
+
 def evaluate_indices(build: Callable[[], Any], ev: Any, coords: Tensor, index: Tensor,
                      workers: RayWorkers | None,
                      record: Callable[[Tensor, Tensor], None], *, largest: int = 32,
@@ -266,7 +272,7 @@ def evaluate_indices(build: Callable[[], Any], ev: Any, coords: Tensor, index: T
     def on_chunk(chunk: dict[str, Any]) -> None:
         ev.examples.update(chunk["examples"])
         ev.evaluations += len(chunk["index"])
-        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"].copy()))
+        _record_chunk(record, chunk)
 
     spread_points(build, coords, index, workers, device=ev.device, multiple=step,
                   largest=largest, store=store, fingerprint=fingerprint, on_chunk=on_chunk)
@@ -278,6 +284,6 @@ def merge_stored(store: Path | None, fingerprint: str,
     points they hold."""
     n = 0
     for chunk in read_chunks(store, fingerprint):
-        record(torch.from_numpy(chunk["index"].copy()), torch.from_numpy(chunk["values"].copy()))
+        _record_chunk(record, chunk)
         n += len(chunk["index"])
     return n
