@@ -166,6 +166,24 @@ def test_memory_format_choice():
         resolve_memory_format("nhwc", CPU, conv)
 
 
+def test_one_channel_batches_get_exact_channels_last_strides():
+    """A grey-scale batch (C = 1) is contiguous and channels-last at once; left with NCHW
+    strides, it makes the convolutions choose NCHW outputs, and the max-pool after them ran
+    10x slower. The layout gives it the exact NHWC strides, so every activation is NHWC."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    ff = FastForward(net, parameters_of(net), CPU)
+    x = torch.randn(5, 1, 8, 8)
+    laid = ff.layout(x)
+    assert laid.stride() == (64, 1, 8, 1)
+    assert torch.equal(laid, x)
+    assert ff.layout(laid) is laid  # already there: no copy
+    state = {k: ff.layout(v) for k, v in parameters_of(net).items()}
+    out = ff(ff.fold(state), laid)
+    assert out.stride() == (16 * 4, 1, 4 * 4, 4)  # (5, 4, 4, 4) in NHWC
+    contiguous = FastForward(net, parameters_of(net), CPU, memory_format="contiguous")
+    assert contiguous.layout(laid).is_contiguous()
+
+
 def test_keep_freed_memory_is_idempotent_and_can_be_switched_off():
     first = keep_freed_memory()
     assert keep_freed_memory() is first

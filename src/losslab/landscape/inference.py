@@ -72,8 +72,20 @@ class FastForward:
         self._keys = {*dict(self.net.named_parameters()), *dict(self.net.named_buffers())}
 
     def layout(self, t: Tensor) -> Tensor:
-        """``t`` in the chosen memory format (4-D tensors only; a no-op if already there)."""
-        return t.contiguous(memory_format=self._format) if t.ndim == 4 else t
+        """``t`` in the chosen memory format (4-D tensors only; a no-op if already there).
+
+        Channels-last means its exact strides: a tensor of one channel (a grey-scale batch)
+        is contiguous and channels-last at once, and ``t.contiguous(memory_format=...)``
+        leaves it as it is; oneDNN then picks the NCHW kernels for the whole network, whose
+        max-pool was 10x slower on a digits CNN (``benchmarks/bench_peer_surfaces.py``)."""
+        if t.ndim != 4:
+            return t
+        if self._format is not torch.channels_last:
+            return t.contiguous()
+        n, c, h, w = t.shape
+        if t.stride() == (h * w * c, 1, w * c, c):
+            return t
+        return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
 
     def fold(self, state: ParamDict) -> ParamDict:
         """The (fused) network's parameters and buffers for the point ``state``."""
