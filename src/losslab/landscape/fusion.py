@@ -34,8 +34,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from losslab.params import ParamDict
 
-__all__ = ["BatchNormPair", "trace", "fold_batchnorms", "folded_state", "fuse_conv_relu",
-           "pointwise_kernel_works"]
+__all__ = ["BatchNormPair", "trace", "fold_batchnorms", "bn_affine", "folded_state",
+           "fuse_conv_relu", "pointwise_kernel_works"]
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +99,29 @@ def fold_batchnorms(gm: fx.GraphModule) -> list[BatchNormPair]:
     return pairs
 
 
+def bn_affine(state: ParamDict, pair: BatchNormPair) -> tuple[Tensor, Tensor]:
+    """``(s, b')`` of a folded pair at ``state``: ``s = γ / √(σ² + ε)`` per output channel and
+    ``b' = (b − μ)·s + β``, so the folded layer is ``W' = W·s`` with bias ``b'``."""
+    mean, var = state[f"{pair.bn}.running_mean"], state[f"{pair.bn}.running_var"]
+    gamma, beta = state.get(f"{pair.bn}.weight"), state.get(f"{pair.bn}.bias")
+    scale = torch.rsqrt(var + pair.eps)
+    if gamma is not None:
+        scale = gamma * scale
+    shift = (state[f"{pair.layer}.bias"] - mean if pair.has_bias else -mean) * scale
+    if beta is not None:
+        shift = shift + beta
+    return scale, shift
+
+
 def folded_state(state: ParamDict, pairs: list[BatchNormPair],
                  layout: Callable[[Tensor], Tensor] = lambda t: t) -> ParamDict:
     """``state`` (a point's parameters and buffers) with each pair's layer replaced by
-    ``W' = W·s``, ``b' = (b − μ)·s + β``, ``s = γ / √(σ² + ε)``; W' is put in ``layout``."""
+    ``W' = W·s`` and bias ``b'`` (:func:`bn_affine`); W' is put in ``layout``."""
     out = dict(state)
     for p in pairs:
         w = state[f"{p.layer}.weight"]
-        mean, var = state[f"{p.bn}.running_mean"], state[f"{p.bn}.running_var"]
-        gamma, beta = state.get(f"{p.bn}.weight"), state.get(f"{p.bn}.bias")
-        scale = torch.rsqrt(var + p.eps)
-        if gamma is not None:
-            scale = gamma * scale
-        bias = (state[f"{p.layer}.bias"] - mean if p.has_bias else -mean) * scale
-        if beta is not None:
-            bias = bias + beta
+        scale, out[f"{p.layer}.bias"] = bn_affine(state, p)
         out[f"{p.layer}.weight"] = layout(w * scale.reshape(-1, *[1] * (w.ndim - 1)))
-        out[f"{p.layer}.bias"] = bias
     return out
 
 

@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslab.errors import InputError
+from losslab.landscape.first_layer import FirstLayer, split_first_layer
 from losslab.landscape.fusion import (
+    bn_affine,
     fold_batchnorms,
     folded_state,
     fuse_conv_relu,
@@ -59,17 +61,23 @@ class FastForward:
         self._format = (torch.channels_last if self.memory_format == "channels_last"
                         else torch.contiguous_format)
         self.net, self.pairs, self.fused_convs = net, [], 0
+        self.first: FirstLayer | None = None
         gm = trace(net) if fuse else None
         if gm is not None:
             self.pairs = fold_batchnorms(gm)
+            self.first = split_first_layer(gm)  # before fusion: the first layer stays plain
             if (device.type == "cpu" and self.memory_format == "channels_last"
                     and all(t.dtype == torch.float32 for t in params.values())
                     and pointwise_kernel_works()):
                 self.fused_convs = fuse_conv_relu(gm)
-            if self.pairs or self.fused_convs:
+            if self.pairs or self.fused_convs or self.first:
                 gm.delete_all_unused_submodules()
                 self.net = gm.eval()
-        self._keys = {*dict(self.net.named_parameters()), *dict(self.net.named_buffers())}
+        self._first_keys = {self.first.weight_key, self.first.bias_key} if self.first else set()
+        self._first_pair = next((p for p in self.pairs if self.first and p.layer == self.first.name),
+                                None)
+        self._keys = {*dict(self.net.named_parameters()), *dict(self.net.named_buffers()),
+                      *self._first_keys}
 
     def layout(self, t: Tensor) -> Tensor:
         """``t`` in the chosen memory format (4-D tensors only; a no-op if already there).
@@ -88,16 +96,37 @@ class FastForward:
         return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
 
     def fold(self, state: ParamDict) -> ParamDict:
-        """The (fused) network's parameters and buffers for the point ``state``."""
-        if not self.pairs and not self.fused_convs:
+        """The (fused) network's parameters and buffers for the point ``state`` (the split
+        first layer's weight and bias included)."""
+        if not self.pairs and not self.fused_convs and not self.first:
             return state
         folded = folded_state(state, self.pairs, self.layout)
         return {k: v for k, v in folded.items() if k in self._keys}
 
+    def first_input(self, x: Tensor) -> Tensor:
+        """The split first layer's input ``u`` for the batch ``x``."""
+        return self.layout(self.first.pre(self.layout(x)))
+
+    def first_affine(self, state: ParamDict) -> tuple[Tensor | None, Tensor | None]:
+        """``(s, b')`` of the split first layer at the unfolded point ``state``: its output is
+        ``s ⊙ (W ⋆ u) + b'`` (``s`` None without a folded BatchNorm; ``b'`` its own bias)."""
+        if self._first_pair is not None:
+            return bn_affine(state, self._first_pair)
+        return None, state.get(self.first.bias_key)
+
     def __call__(self, state: ParamDict, x: Tensor) -> Tensor:
         """Outputs of the network at ``state`` (from :meth:`fold`) on the batch ``x``."""
-        return functional_call(self.net, state, (self.layout(x),))
+        if self.first is None:
+            return functional_call(self.net, state, (self.layout(x),))
+        w, b = state[self.first.weight_key], state.get(self.first.bias_key)
+        return self.rest(state, self.first.apply(self.first_input(x), w, b))
+
+    def rest(self, state: ParamDict, h: Tensor) -> Tensor:
+        """Outputs of the network after its split first layer, whose output is ``h``."""
+        rest = {k: v for k, v in state.items() if k not in self._first_keys}
+        return functional_call(self.net, rest, (h,))
 
     def describe(self) -> dict:
         return {"memory_format": self.memory_format, "folded_batchnorms": len(self.pairs),
-                "fused_conv_relu": self.fused_convs}
+                "fused_conv_relu": self.fused_convs,
+                "shared_first_layer": self.first.name if self.first else None}

@@ -23,6 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from losslab.cpu_allocator import keep_freed_memory
 from losslab.errors import InputError, NotFoundError
+from losslab.landscape.first_layer import FIRST_LAYER_BYTES
 from losslab.landscape.inference import FastForward
 from losslab.landscape.options import BN_POLICIES, EvalOptions
 from losslab.params import ParamDict, check_same_keys
@@ -105,8 +106,35 @@ class PointEvaluator:
                 for b in ("running_mean", "running_var", "num_batches_tracked"):
                     if p + b not in self.buffers:
                         raise NotFoundError(f"bn='recompute' needs buffer {p + b!r}")
+        # the first layer's products with the centre and each direction, per resident batch
+        # (one point per forward only: a vmapped forward runs the layer on stacked weights)
+        self._bases = {}
+        if self.fast.first is not None and points_per_call == 1:
+            budget = [FIRST_LAYER_BYTES]
+            self._bases = {name: self._first_bases(b, budget)
+                           for name, b in self.batch_sets.items()}
         self.examples: dict[str, int] = {}  # examples per evaluation set, once evaluated
         self.evaluations = 0
+
+    @torch.no_grad()
+    def _first_bases(self, batches: Iterable, budget: list[int]) -> list | None:
+        """Per batch, the split first layer's products ``W* ⋆ u`` and ``Δ_d ⋆ u``
+        (:mod:`~losslab.landscape.first_layer`), while they fit in ``budget`` (bytes left,
+        shared by the sets); None for a batch beyond it, and for batches that are not
+        resident (read again at every point)."""
+        if not isinstance(batches, list):
+            return None
+        key = self.fast.first.weight_key
+        weights = [self.center[key], *(d[key] for d in self.dirs)]
+        weights = [w if bool(w.any()) else None for w in weights]  # zero centre of a line
+        out = []
+        for x, *_ in batches:
+            bases = self.fast.first.bases(self.fast.first_input(x), weights)
+            size = sum(b.numel() * b.element_size() for b in bases if b is not None)
+            keep = size <= budget[0] and any(b is not None for b in bases)
+            budget[0] -= size if keep else 0
+            out.append(bases if keep else None)
+        return out
 
     @property
     def num_examples(self) -> int | None:
@@ -186,9 +214,9 @@ class PointEvaluator:
         step = self.points_per_call
         for s in range(0, len(rows), step):
             chunk = rows[s:s + step]
-            state = self._state(chunk)
+            state, first = self._state(chunk)
             for i, (name, batches) in enumerate(self.batch_sets.items()):
-                out[i, :, s:s + step] = self._measure(state, len(chunk), batches, name)
+                out[i, :, s:s + step] = self._measure(state, first, len(chunk), batches, name)
             self.evaluations += len(chunk)
             if tick is not None:
                 tick(len(chunk))
@@ -202,29 +230,39 @@ class PointEvaluator:
             return self._point_buffers(row)
         return self.buffers
 
-    def _state(self, rows: list[list[float]]) -> ParamDict:
+    def _state(self, rows: list[list[float]]) -> tuple[ParamDict, tuple | None]:
         """The (folded) parameters and buffers of the points at ``rows``: one point's, or the
-        points' stacked along a new first dimension (M, ...) for a vmapped forward."""
-        states = [self.fast.fold({**p, **self._buffers_at(p, r)})
-                  for p, r in zip(map(self._point, rows), rows, strict=True)]
+        points' stacked along a new first dimension (M, ...) for a vmapped forward; with them,
+        for one point of a network whose first layer is shared, ``(coords, s, b')`` that
+        give its first layer's output from the bases (:meth:`FastForward.first_affine`)."""
+        full = [{**p, **self._buffers_at(p, r)}
+                for p, r in zip(map(self._point, rows), rows, strict=True)]
+        states = [self.fast.fold(f) for f in full]
         if len(states) == 1:
-            return states[0]
-        return {k: torch.stack([s[k] for s in states]) for k in states[0]}
+            first = (rows[0], *self.fast.first_affine(full[0])) if self._bases else None
+            return states[0], first
+        return {k: torch.stack([s[k] for s in states]) for k in states[0]}, None
 
-    def _measure(self, state: ParamDict, n_points: int, batches: Iterable, name: str) -> Tensor:
+    def _measure(self, state: ParamDict, first: tuple | None, n_points: int,
+                 batches: Iterable, name: str) -> Tensor:
         """(3, M): mean loss, accuracy and the loss's standard error of the points on
-        ``batches``."""
+        ``batches``; a batch with first-layer bases starts from their combination."""
         if n_points > 1:  # (M, ...) stacked points, one vmapped forward
             fwd = vmap(self.fast, in_dims=(0, None))
             loss_of = vmap(self.loss_fn, in_dims=(0, None))
         else:  # one point: the plain forward, viewed as M = 1
             fwd = lambda st, x: self.fast(st, x).unsqueeze(0)  # noqa: E731
             loss_of = lambda lg, y: self.loss_fn(lg[0], y).unsqueeze(0)  # noqa: E731
+        shared = self._bases.get(name) if first is not None else None
         acc = _Sums(n_points, self.device)
-        for x, y in batches:
-            x = self._input(x.to(self.device, non_blocking=True))  # no-ops if resident
+        for i, (x, y) in enumerate(batches):
             y = y.to(self.device, non_blocking=True)
-            logits = fwd(state, x)
+            if shared is not None and shared[i] is not None:
+                h = self.fast.first.combine(shared[i], *first)
+                logits = self.fast.rest(state, h).unsqueeze(0)
+            else:
+                x = self._input(x.to(self.device, non_blocking=True))  # no-ops if resident
+                logits = fwd(state, x)
             acc.add(logits, loss_of(logits, y), y)
         if acc.count == 0:
             raise InputError("batches is empty")
