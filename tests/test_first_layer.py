@@ -13,7 +13,7 @@ from torch import fx, nn
 
 from losslab.landscape import Directions, EvalOptions, evaluate_points, line
 from losslab.landscape import points as points_module
-from losslab.landscape.first_layer import FirstLayer, split_first_layer
+from losslab.landscape.first_layer import FirstLayer, pays, split_first_layer
 from losslab.landscape.points import PointEvaluator
 from losslab.params import buffers_of, parameters_of
 
@@ -211,3 +211,32 @@ def test_split_graph_starts_at_the_first_layer_output():
     assert placeholders == ["first_layer_output"]
     x = torch.randn(2, 1, 6, 6)
     assert first.pre(x).shape == (2, 36)  # the flatten runs once per batch, in pre
+
+
+def test_sharing_is_chosen_where_it_was_measured_to_pay():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    small_conv, wide = nn.Conv2d(1, 32, 3), nn.Linear(64, 10)
+    assert pays(small_conv, F64, cpu) and pays(wide, F64, cpu)
+    assert not pays(small_conv, torch.float32, cpu)  # oneDNN's fused conv is as fast
+    assert pays(wide, torch.float32, cpu) and not pays(nn.Linear(36, 8), torch.float32, cpu)
+    assert not pays(wide, F64, gpu)  # not measured there
+    grouped = nn.Conv2d(64, 64, 3, groups=64)  # 9 multiply-adds per output
+    assert not pays(grouped, torch.float32, cpu)
+    gm = fx.symbolic_trace(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()))
+    assert split_first_layer(gm, torch.float32, cpu) is None
+
+
+def test_a_float32_mlp_shares_its_wide_first_layer():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 3, (32,), generator=g)
+    dirs = list(Directions.random(parameters_of(net), n=2, seed=1))
+    ev = PointEvaluator(net, parameters_of(net), buffers_of(net), dirs, [(x, y)],
+                        options=EvalOptions(), bn="keep")
+    assert ev.fast.describe()["shared_first_layer"] == "1"
+    shared = evaluate_points(net, net, dirs, batches=[(x, y)], coords=COORDS)
+    plain = evaluate_points(net, net, dirs, batches=[(x, y)], coords=COORDS,
+                            options=EvalOptions(fuse=False))
+    for a, b in zip(shared, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -13,6 +13,10 @@ without gradients, so transforms that leave the function unchanged pay for thems
   fused with its ReLU and residual sum. Fused and unfused losses agree to floating-point
   rounding (tests: 1e-12 relative in float64 for folding, 1e-5 in float32 for the oneDNN
   kernels); ``fuse=False`` gives bit-for-bit the model's own forward.
+* **The first layer shared between points** (``fuse=True``,
+  :mod:`~losslab.landscape.first_layer`): the first conv/linear layer is split off the traced
+  graph (before the conv+ReLU fusion, after BatchNorm folding); :meth:`FastForward.rest` runs
+  the rest from its output, :meth:`FastForward.__call__` the whole network.
 * **An allocator that keeps what it frees** (CPU): see :mod:`losslab.cpu_allocator`.
 """
 
@@ -65,7 +69,9 @@ class FastForward:
         gm = trace(net) if fuse else None
         if gm is not None:
             self.pairs = fold_batchnorms(gm)
-            self.first = split_first_layer(gm)  # before fusion: the first layer stays plain
+            dtype = next((t.dtype for t in params.values() if t.is_floating_point()),
+                         torch.get_default_dtype())
+            self.first = split_first_layer(gm, dtype, device)  # before fusion: stays plain
             if (device.type == "cpu" and self.memory_format == "channels_last"
                     and all(t.dtype == torch.float32 for t in params.values())
                     and pointwise_kernel_works()):

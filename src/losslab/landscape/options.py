@@ -65,8 +65,9 @@ class EvalOptions:
         device: where to evaluate (default the point's device).
         memory_format: ``"auto"`` (channels-last for convolutions on a CPU), ``"contiguous"``
             or ``"channels_last"``.
-        fuse: fold BatchNorm and fuse convolutions with their ReLU where it is exact;
-            ``False`` runs the model's own forward bit for bit.
+        fuse: fold BatchNorm, fuse convolutions with their ReLU and share the first layer's
+            products between points (:mod:`~losslab.landscape.first_layer`), all exact up to
+            rounding; ``False`` runs the model's own forward bit for bit.
     """
 
     loss_fn: Callable[[Any, Any], Tensor] = cross_entropy_per_example
