@@ -16,10 +16,11 @@ output at a point is
 
 exact in real arithmetic; it differs from the layer applied to ``W'(θ)`` by floating-point
 rounding only (tests: 1e-12 relative in float64). The bases take ``D + 1`` first-layer
-activations per batch; batches are shared while they fit in ``budget`` bytes (the rest run the
-first layer at every point). Measured on a 2-core CPU (``benchmarks/bench_peer_surfaces.py``):
-a digits CNN's first convolution (1 → 16 channels) took 0.9 ms per batch of 256 in float32 and
-1.7 ms in float64, its combination 0.17 and 0.28 ms.
+activations per batch; batches are shared while they fit in ``FIRST_LAYER_BYTES`` (1 GiB; the
+rest run the first layer at every point). Where it pays is measured, not assumed
+(:func:`pays`): the sum is one pass over memory per term, so it beats a layer that does many
+multiply-adds per output (float64 convolutions, wide linear layers), not oneDNN's fused
+float32 convolution of a one- or three-channel image.
 
 The split applies when the traced network's single input reaches exactly one conv/linear
 module (called once) through parameter-free steps only, nothing else reads the input, and
