@@ -28,10 +28,11 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,6 +61,17 @@ def _summary(run_dir: Path) -> str:
         b = max(best, key=lambda r: r["val_acc"])
         parts.append(f"best val_acc {b['val_acc']:.4f} (epoch {b['epoch']})")
     return f"run directory: {run_dir}\n" + ", ".join(parts)
+
+
+def _printed(command: Callable[[argparse.Namespace], Iterable[str]]):
+    """A result command (:mod:`losslab.result_commands`) as a CLI command: the lines it yields
+    are printed as they come, before its work goes on."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        for text in command(args):
+            print(text)
+        return 0
+    return run
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -267,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", default="probs", choices=["probs", "logits"],
                    help="average probabilities (default) or logits")
     p.add_argument("--no-swa", action="store_true", help="skip the weight-averaged model")
-    p.set_defaults(func=cmd_ensemble)
+    p.set_defaults(func=_printed(cmd_ensemble))
 
     p = sub.add_parser("curve", help="mode-connecting curves: fit between two models, "
                        "evaluate along t, the plane with the path")
@@ -285,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", choices=["train", "test", "val"],
                    help="plane: the split of the loss grid")
     _map_backend_args(p, "plane")
-    p.set_defaults(func=cmd_curve)
+    p.set_defaults(func=_printed(cmd_curve))
 
     p = sub.add_parser("landscape", help="loss surfaces, interpolations, PCA trajectories, "
                        "Hessian spectra of trained runs")
@@ -323,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trajectory: PCA of the offsets from the final model as they are "
                    "(default: centred on their mean, as Li et al.'s code)")
     _map_backend_args(p, "surface, line, trajectory and ratio_map")
-    p.set_defaults(func=cmd_landscape)
+    p.set_defaults(func=_printed(cmd_landscape))
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=cmd_datasets)

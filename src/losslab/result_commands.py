@@ -1,13 +1,15 @@
 """The commands that compute one result and draw it: ``losslab landscape``, ``losslab curve``
-and ``losslab ensemble``. Each prints a compact table (:mod:`losslab.console`) and writes its
-JSON with its page and figures beside it (:mod:`losslab.report.result_page`); the parser and the
-study commands are :mod:`losslab.cli`'s."""
+and ``losslab ensemble``. Each yields the lines it reports, a compact table
+(:mod:`losslab.console`) among them, as they come (:mod:`losslab.cli` prints them), and writes
+its JSON with its page and figures beside it (:mod:`losslab.report.result_page`); the parser and
+the study commands are :mod:`losslab.cli`'s."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 from losslab.errors import InputError
@@ -20,17 +22,17 @@ def time_stamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _write_result(path: Path, result: dict) -> None:
+def _write_result(path: Path, result: dict) -> Iterator[str]:
     """The result as JSON, and beside it its page and figures; say where."""
     from losslab.report.result_page import write_result_page
     from losslab.runs.atomic import atomic_write_json
 
     atomic_write_json(path, result)
     page = write_result_page(path, result)
-    print(f"written: {path}\npage: {page} (figures in {page.parent / 'figures' / page.stem})")
+    yield f"written: {path}\npage: {page} (figures in {page.parent / 'figures' / page.stem})"
 
 
-def cmd_ensemble(args: argparse.Namespace) -> int:
+def cmd_ensemble(args: argparse.Namespace) -> Iterator[str]:
     from losslab.console import ensemble_summary
     from losslab.ensembles.analyze import analyze_ensemble
     from losslab.ensembles.members import collect_checkpoints
@@ -38,12 +40,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     checkpoints = collect_checkpoints(args.paths, role=args.role)
     result = analyze_ensemble(checkpoints, split=args.split, combine=args.combine,
                               swa=not args.no_swa)
-    print(ensemble_summary(result))
-    _write_result(Path(args.out) / "ensemble.json", {"role": args.role, **result})
-    return 0
+    yield ensemble_summary(result)
+    yield from _write_result(Path(args.out) / "ensemble.json", {"role": args.role, **result})
 
 
-def _curve_fit(args: argparse.Namespace) -> int:
+def _curve_fit(args: argparse.Namespace) -> Iterator[str]:
     """Fit, then evaluate the fitted curve at ``--points`` values of t: the error along it is
     what a fit is for (the run's own val/test metrics are at one t only)."""
     from losslab.curves import curve_runs
@@ -56,22 +57,21 @@ def _curve_fit(args: argparse.Namespace) -> int:
     run_dir = curve_runs.fit_curve(*args.paths, out, bends=args.bends, kind=args.kind,
                                    overrides=args.set)
     last = read_metrics(run_dir)[-1]
-    print(f"curve run: {run_dir}\nepochs {last['epoch']}, train objective (loss at a random t "
+    yield (f"curve run: {run_dir}\nepochs {last['epoch']}, train objective (loss at a random t "
           f"+ weight decay) {last['train_loss']:.4f}")
-    return _curve_evaluate(run_dir, args.points or 11, run_dir)
+    yield from _curve_evaluate(run_dir, args.points or 11, run_dir)
 
 
-def _curve_evaluate(run: Path | str, points: int, out: Path) -> int:
+def _curve_evaluate(run: Path | str, points: int, out: Path) -> Iterator[str]:
     from losslab.console import curve_evaluate_summary
     from losslab.curves import curve_runs
 
     result = curve_runs.evaluate_curve_run(run, points=points)
-    print(curve_evaluate_summary(result))
-    _write_result(out / "curve_evaluate.json", {"run": str(run), **result})
-    return 0
+    yield curve_evaluate_summary(result)
+    yield from _write_result(out / "curve_evaluate.json", {"run": str(run), **result})
 
 
-def cmd_curve(args: argparse.Namespace) -> int:
+def cmd_curve(args: argparse.Namespace) -> Iterator[str]:
     from losslab.console import curve_plane_summary
     from losslab.curves import curve_runs
 
@@ -79,23 +79,24 @@ def cmd_curve(args: argparse.Namespace) -> int:
         raise InputError(f"curve {args.action} runs in one process; --backend ray spreads the "
                          "points of curve plane")
     if args.action == "fit":
-        return _curve_fit(args)
+        yield from _curve_fit(args)
+        return
     if len(args.paths) != 1:
         raise InputError(f"curve {args.action} takes one curve run (or its checkpoint)")
     out = Path(args.out or ".")
     if args.action == "evaluate":
-        return _curve_evaluate(args.paths[0], args.points or 61, out)
+        yield from _curve_evaluate(args.paths[0], args.points or 61, out)
+        return
     from losslab.landscape.spread import map_workers
 
     workers = map_workers(args.backend, args.workers, args.address, args.worker_threads)
     result = curve_runs.plane_of_curve_run(args.paths[0], grid=args.grid, split=args.split,
                                            workers=workers)
-    print(curve_plane_summary(result, args.grid))
-    _write_result(out / "curve_plane.json", {"run": args.paths[0], **result})
-    return 0
+    yield curve_plane_summary(result, args.grid)
+    yield from _write_result(out / "curve_plane.json", {"run": args.paths[0], **result})
 
 
-def cmd_landscape(args: argparse.Namespace) -> int:
+def cmd_landscape(args: argparse.Namespace) -> Iterator[str]:
     from losslab.console import landscape_summary
     from losslab.landscape.grid_io import grid_paths
     from losslab.landscape.spread import map_workers
@@ -107,7 +108,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     partial = Path(args.out) / f"landscape_{args.kind}.partial" if args.kind in RESUMABLE \
         else None
     if partial is not None and grid_paths(partial)[0].exists():
-        print(f"continuing from {grid_paths(partial)[0]}")
+        yield f"continuing from {grid_paths(partial)[0]}"
     result = compute_landscape(args.kind, args.runs, split=args.split, examples=args.examples,
                                points=args.points, span=args.span,
                                normalization=args.normalization, bn=args.bn,
@@ -116,9 +117,8 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                                directions=args.directions, path=partial,
                                workers=map_workers(args.backend, args.workers, args.address,
                                                    args.worker_threads))
-    print(landscape_summary(args.kind, result))
-    _write_result(Path(args.out) / f"landscape_{args.kind}.json",
+    yield landscape_summary(args.kind, result)
+    yield from _write_result(Path(args.out) / f"landscape_{args.kind}.json",
                   {"kind": args.kind, "runs": args.runs, **result})
     for done in grid_paths(partial) if partial is not None else ():
         done.unlink(missing_ok=True)  # the result is written: nothing left to continue
-    return 0
